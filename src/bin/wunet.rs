@@ -1,0 +1,327 @@
+//! The `wunet` command line: `infer`, `info`, `init`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{bail, Context, Result};
+use clap::{Parser, Subcommand, ValueEnum};
+
+use wunet::gpu::{request_gpu, GpuModel, GpuOptions, Plan};
+use wunet::io::{load_image, mask_image, overlay, read_npy, save_image, write_npy};
+use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
+use wunet::plan::{plan_memory, Graph, Op, Shape, ARENA_ALIGN};
+use wunet::{cpu, Error, Tensor, UNet, UNetSpec};
+
+/// The model used when `-m` is not given.
+const DEFAULT_MODEL: &str = "assets/demo_unet.safetensors";
+
+#[derive(Parser)]
+#[command(name = "wunet", version, about = "Run PyTorch U-Net segmentation models on the GPU (wgpu) or the CPU")]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Cmd,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Device {
+    /// The GPU if an adapter exists, else the CPU (with a notice).
+    Auto,
+    Gpu,
+    Cpu,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Format {
+    Png,
+    Npy,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Segment images (PNG/JPEG) or run `.npy` tensors; writes a mask `.png` or logits `.npy`.
+    Infer {
+        /// Input images or `.npy` arrays (float32; NCHW, CHW or HW).
+        #[arg(required = true)]
+        inputs: Vec<PathBuf>,
+        /// Model (safetensors state_dict); default: the demo model in assets/.
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// Output file (`.png` mask or `.npy` logits); a directory when there are several inputs.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Also write the mask blended over the input image (a directory for several inputs).
+        #[arg(long)]
+        overlay: Option<PathBuf>,
+        /// Output format when `--output` is a directory.
+        #[arg(long, value_enum, default_value = "png")]
+        format: Format,
+        #[arg(long, value_enum, default_value = "auto")]
+        device: Device,
+        /// Keep BatchNorm as its own kernel instead of folding it into the convolutions.
+        #[arg(long)]
+        no_fold: bool,
+    },
+    /// Print the architecture, parameters, FLOPs and the planned GPU memory for an input size.
+    Info {
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// Input size, HxW.
+        #[arg(long, default_value = "256x256", value_parser = parse_size)]
+        size: (usize, usize),
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+    },
+    /// Write a random-weight model of any shape (for benchmarks).
+    Init {
+        /// Encoder widths, each twice the previous.
+        #[arg(long, value_delimiter = ',', default_value = "64,128,256,512")]
+        features: Vec<usize>,
+        #[arg(long = "in", default_value_t = 3)]
+        in_channels: usize,
+        #[arg(long = "out", default_value_t = 1)]
+        out_channels: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Tensor dtype in the file: f32, f16 or bf16.
+        #[arg(long, default_value = "f32")]
+        dtype: String,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+}
+
+fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
+    let (h, w) = s.split_once(['x', 'X']).ok_or("expected HxW, e.g. 256x256")?;
+    let p = |v: &str| v.trim().parse::<usize>().map_err(|_| format!("bad size {s:?}: expected HxW"));
+    Ok((p(h)?, p(w)?))
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let r = match cli.cmd {
+        Cmd::Infer { inputs, model, output, overlay, format, device, no_fold } => {
+            infer(&inputs, model.as_deref(), &output, overlay.as_deref(), format, device, !no_fold)
+        }
+        Cmd::Info { model, size, batch } => info(model.as_deref(), size, batch),
+        Cmd::Init { features, in_channels, out_channels, seed, dtype, output } => {
+            init(features, in_channels, out_channels, seed, &dtype, &output)
+        }
+    };
+    match r {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("wunet: error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// `-m`, or the demo model (looked up from the working directory, then from the source tree).
+fn load_model(path: Option<&Path>) -> Result<UNet> {
+    let path = match path {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let local = PathBuf::from(DEFAULT_MODEL);
+            if local.exists() {
+                local
+            } else {
+                Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL)
+            }
+        }
+    };
+    Ok(UNet::load(&path)?)
+}
+
+/// Where inference runs: the GPU with one plan per input shape, or the CPU reference.
+enum Engine {
+    Gpu { name: String, model: GpuModel, plans: HashMap<Shape, Plan> },
+    Cpu { model: UNet, fold: bool },
+}
+
+impl Engine {
+    fn new(model: UNet, device: Device, fold: bool) -> Result<Engine> {
+        if device == Device::Cpu {
+            return Ok(Engine::Cpu { model, fold });
+        }
+        match request_gpu() {
+            Ok(gpu) => {
+                let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions { fold_bn: fold })?;
+                Ok(Engine::Gpu { name: format!("gpu {}", gpu.info.name), model: gm, plans: HashMap::new() })
+            }
+            Err(Error::NoAdapter) if device == Device::Auto => {
+                eprintln!("wunet: no GPU adapter found, running on the CPU reference (slower)");
+                Ok(Engine::Cpu { model, fold })
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    fn name(&self) -> String {
+        match self {
+            Engine::Gpu { name, .. } => name.clone(),
+            Engine::Cpu { .. } => "cpu".into(),
+        }
+    }
+
+    fn spec(&self) -> &UNetSpec {
+        match self {
+            Engine::Gpu { model, .. } => model.spec(),
+            Engine::Cpu { model, .. } => &model.spec,
+        }
+    }
+
+    fn run(&mut self, x: &Tensor) -> Result<Tensor> {
+        match self {
+            Engine::Gpu { model, plans, .. } => {
+                if !plans.contains_key(&x.shape) {
+                    plans.insert(x.shape, model.plan(x.shape)?);
+                }
+                Ok(plans[&x.shape].run(x)?)
+            }
+            Engine::Cpu { model, fold } => Ok(cpu::forward(model, x, *fold)?),
+        }
+    }
+}
+
+fn is_npy(p: &Path) -> bool {
+    p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
+}
+
+fn infer(
+    inputs: &[PathBuf],
+    model: Option<&Path>,
+    output: &Path,
+    overlay_path: Option<&Path>,
+    format: Format,
+    device: Device,
+    fold: bool,
+) -> Result<()> {
+    let model = load_model(model)?;
+    let many = inputs.len() > 1 || output.is_dir();
+    if many {
+        std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+        if let Some(o) = overlay_path {
+            std::fs::create_dir_all(o).with_context(|| format!("creating {}", o.display()))?;
+        }
+    }
+    let mut engine = Engine::new(model, device, fold)?;
+    for input in inputs {
+        let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let (x, picture) = if is_npy(input) {
+            (read_npy(input)?, None)
+        } else {
+            let img = load_image(input, engine.spec())?;
+            (img.tensor, Some(img.rgb))
+        };
+        let t0 = Instant::now();
+        let y = engine.run(&x)?;
+        let ms = t0.elapsed().as_secs_f64() * 1e3;
+        let out = if many {
+            output.join(format!("{stem}.{}", if format == Format::Npy { "npy" } else { "png" }))
+        } else {
+            output.to_path_buf()
+        };
+        if is_npy(&out) {
+            write_npy(&out, &y)?;
+        } else {
+            for n in 0..y.n() {
+                save_image(&mask_image(&y, n), &numbered(&out, n, y.n()))?;
+            }
+        }
+        if let Some(o) = overlay_path {
+            let Some(picture) = &picture else { bail!("--overlay needs an image input, {} is an array", input.display()) };
+            let o = if many { o.join(format!("{stem}.png")) } else { o.to_path_buf() };
+            save_image(&overlay(picture, &y, 0).into(), &o)?;
+        }
+        let [_, _, h, w] = x.shape;
+        eprintln!("{} -> {} ({h}x{w}, {}, {ms:.1} ms)", input.display(), out.display(), engine.name());
+    }
+    Ok(())
+}
+
+/// `mask.png` for one image; `mask_0.png`, `mask_1.png`, … for a batch.
+fn numbered(p: &Path, i: usize, n: usize) -> PathBuf {
+    if n == 1 {
+        return p.to_path_buf();
+    }
+    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = p.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "png".into());
+    p.with_file_name(format!("{stem}_{i}.{ext}"))
+}
+
+fn mib(b: u64) -> String {
+    format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64)
+}
+
+fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()> {
+    let m = load_model(model)?;
+    let s = &m.spec;
+    println!("U-Net: in {} → out {}, features {:?} (depth {}), bottleneck {}", s.in_channels, s.out_channels, s.features, s.depth(), 2 * s.features.last().unwrap());
+    println!("BatchNorm eps {}", s.bn_eps);
+    if let (Some(mean), Some(std)) = (&s.input_mean, &s.input_std) {
+        println!("input normalization: mean {mean:?}, std {std:?}");
+    }
+    let params = s.param_count();
+    println!("parameters: {params} ({} as f32)", mib(4 * params as u64));
+    let g = Graph::build(s, [batch, s.in_channels, h, w], true)?;
+    let mem = plan_memory(&g, ARENA_ALIGN);
+    println!("\nlayers at {batch}x{}x{h}x{w}:", s.in_channels);
+    println!("{:<22} {:<9} {:>22} {:>12}", "layer", "op", "output", "MFLOP");
+    for op in &g.ops {
+        let kind = match op {
+            Op::Conv3x3 { b: Some(_), .. } => "conv3x3+",
+            Op::Conv3x3 { .. } => "conv3x3",
+            Op::BnRelu { .. } => "bn+relu",
+            Op::MaxPool { .. } => "maxpool",
+            Op::UpConv { .. } => "upconv",
+            Op::Resize { .. } => "resize",
+            Op::Head { .. } => "conv1x1",
+        };
+        let [n, c, oh, ow] = g.shapes[op.output()];
+        println!("{:<22} {:<9} {:>22} {:>12.1}", op.label(), kind, format!("{n}x{c}x{oh}x{ow}"), g.flops(op) as f64 / 1e6);
+    }
+    println!("(conv3x3+ reads the skip and the upsampled tensor in place: no concatenation)");
+    println!("\nFLOPs: {:.3} G ({} dispatches)", g.total_flops() as f64 / 1e9, g.ops.len());
+    println!("activation memory: {} planned (sum of all tensors {}, input {}, output {})", mib(mem.arena_bytes), mib(g.total_tensor_bytes()), mib(g.bytes(g.input)), mib(g.bytes(g.output)));
+    println!("weight memory (GPU, BN folded, f32): {}", mib(gpu_weight_bytes(s)));
+    Ok(())
+}
+
+/// Bytes the GPU holds for weights: conv weights with channels padded to 4, plus biases.
+fn gpu_weight_bytes(s: &UNetSpec) -> u64 {
+    let p4 = |c: usize| c.div_ceil(4) * 4;
+    let mut b = 0usize;
+    let mut cin = s.in_channels;
+    let dc = |cin: usize, f: usize| (cin * 9 + f * 9 + 2) * p4(f);
+    for &f in &s.features {
+        b += dc(cin, f);
+        cin = f;
+    }
+    let last = *s.features.last().unwrap();
+    b += dc(last, 2 * last);
+    for &f in s.features.iter().rev() {
+        b += (2 * f * 4 + 1) * p4(f) + dc(2 * f, f);
+    }
+    b += (s.features[0] + 1) * p4(s.out_channels);
+    4 * b as u64
+}
+
+fn init(features: Vec<usize>, cin: usize, cout: usize, seed: u64, dtype: &str, out: &Path) -> Result<()> {
+    if features.is_empty() || cin == 0 || cout == 0 || features.contains(&0) {
+        bail!("features, --in and --out must be positive");
+    }
+    for l in 1..features.len() {
+        if features[l] != 2 * features[l - 1] {
+            return Err(Error::WidthsDoNotDouble { features: features.clone(), level: l, expected: 2 * features[l - 1], found: features[l] }.into());
+        }
+    }
+    let dtype: StoreDtype = dtype.parse()?;
+    let spec = UNetSpec::new(cin, cout, features);
+    let m = init_random(&spec, &InitOptions { seed });
+    let bytes = save_safetensors(&m, dtype)?;
+    std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    eprintln!("wrote {} ({} parameters, {})", out.display(), spec.param_count(), mib(bytes.len() as u64));
+    Ok(())
+}

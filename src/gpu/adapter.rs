@@ -1,0 +1,42 @@
+//! Adapter and device selection: the one place that picks a GPU (used by the binary and the test
+//! harness; library GPU code only ever takes `&Device, &Queue`).
+
+use crate::{Error, Result};
+
+/// A device with the adapter facts the reports print.
+pub struct Gpu {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub info: wgpu::AdapterInfo,
+}
+
+/// Request the best adapter (honouring `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`) and a device with
+/// that adapter's full limits. `Err(NoAdapter)` when there is none.
+pub fn request_gpu() -> Result<Gpu> {
+    pollster::block_on(request_gpu_async())
+}
+
+pub async fn request_gpu_async() -> Result<Gpu> {
+    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let adapter = instance
+        .request_adapter(&wgpu::RequestAdapterOptions {
+            power_preference: wgpu::PowerPreference::HighPerformance,
+            ..Default::default()
+        })
+        .await
+        .map_err(|_| Error::NoAdapter)?;
+    let info = adapter.get_info();
+    let (device, queue) = adapter
+        .request_device(&wgpu::DeviceDescriptor {
+            label: Some("wunet"),
+            required_features: wgpu::Features::empty(),
+            required_limits: adapter.limits(),
+            ..Default::default()
+        })
+        .await
+        .map_err(|e| Error::Gpu(format!("cannot open a device on {}: {e}", info.name)))?;
+    // Errors are caught by error scopes around each plan and run; anything else is reported, not
+    // turned into a panic.
+    device.on_uncaptured_error(std::sync::Arc::new(|e| eprintln!("wunet: uncaptured GPU error: {e}")));
+    Ok(Gpu { device, queue, info })
+}

@@ -1,0 +1,83 @@
+//! The compute kernels: which shader file each is, its workgroup shape, its pipeline, and how
+//! weights are packed for it.
+
+use crate::shaders;
+
+/// Every kernel the float32 plan dispatches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Kernel {
+    Conv3x3,
+    BnRelu,
+    MaxPool,
+    UpConv,
+    Resize,
+    Head,
+}
+
+/// Invocations per workgroup of the element-wise kernels (WebGPU's default limit is 256).
+pub(crate) const WG_LINEAR: u32 = 256;
+/// Workgroup shape of conv3x3 (each invocation computes 4 pixels along x).
+pub(crate) const CONV_WG: (u32, u32) = (8, 8);
+/// Output pixels along x per conv3x3 invocation.
+pub(crate) const CONV_PX: u32 = 4;
+
+impl Kernel {
+    pub const ALL: [Kernel; 6] = [Kernel::Conv3x3, Kernel::BnRelu, Kernel::MaxPool, Kernel::UpConv, Kernel::Resize, Kernel::Head];
+
+    /// Path under `shaders/` without extension.
+    pub fn shader(self) -> &'static str {
+        match self {
+            Kernel::Conv3x3 => "conv/conv3x3_bn_relu_f32",
+            Kernel::BnRelu => "norm/bn_relu_f32",
+            Kernel::MaxPool => "pool/maxpool2x2_f32",
+            Kernel::UpConv => "conv/upconv2x2_f32",
+            Kernel::Resize => "resize/bilinear_ac_f32",
+            Kernel::Head => "conv/conv1x1_f32",
+        }
+    }
+
+    /// Values of the shader's `override` constants.
+    fn constants(self) -> Vec<(&'static str, f64)> {
+        match self {
+            Kernel::Conv3x3 => vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)],
+            _ => vec![("WG", WG_LINEAR as f64)],
+        }
+    }
+
+    pub(crate) fn pipeline(self, device: &wgpu::Device) -> wgpu::ComputePipeline {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some(self.shader()),
+            source: wgpu::ShaderSource::Wgsl(shaders::source(self.shader()).into()),
+        });
+        let constants = self.constants();
+        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some(self.shader()),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+            cache: None,
+        })
+    }
+}
+
+/// Repack weights so that 4 consecutive output channels form one vec4: `rows` rows of `cout`
+/// values (`get(row, co)`), each padded to `ceil(cout / 4) * 4`.
+pub(crate) fn pack_vec4(rows: usize, cout: usize, get: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let cp = cout.div_ceil(4) * 4;
+    let mut out = vec![0.0; rows * cp];
+    for r in 0..rows {
+        for co in 0..cout {
+            out[r * cp + co] = get(r, co);
+        }
+    }
+    out
+}
+
+/// Workgroup counts for `total` invocations of a 1-D kernel, folded into y past the per-dimension
+/// limit (the shader recomputes the flat index from `num_workgroups`).
+pub(crate) fn linear_groups(total: u64, max_per_dim: u32) -> [u32; 3] {
+    let groups = total.div_ceil(WG_LINEAR as u64).max(1);
+    let x = groups.min(max_per_dim as u64);
+    [x as u32, groups.div_ceil(x) as u32, 1]
+}

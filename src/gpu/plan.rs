@@ -1,0 +1,414 @@
+//! Compile once, execute many: `GpuModel` (weights and pipelines, shape-independent) and `Plan`
+//! (one input shape: activation arena, uniforms, bind groups, dispatch list).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+use wgpu::util::DeviceExt;
+
+use super::kernels::{linear_groups, pack_vec4, Kernel, CONV_PX, CONV_WG};
+use super::scoped;
+use crate::model::{fold_bn, ConvWeights, UNet, UNetSpec};
+use crate::plan::{plan_memory, ConvRef, Graph, MemoryPlan, Op, Shape, ARENA_ALIGN};
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+
+/// Options of the GPU engine.
+#[derive(Clone, Debug)]
+pub struct GpuOptions {
+    /// Fold BatchNorm into the conv weights (default). Off: conv, then a standalone BN+ReLU.
+    pub fold_bn: bool,
+}
+
+impl Default for GpuOptions {
+    fn default() -> Self {
+        GpuOptions { fold_bn: true }
+    }
+}
+
+/// A layer's weights on the device: the packed weights and a second per-channel buffer (the
+/// bias; for a standalone BatchNorm, scale and shift).
+struct LayerBuffers {
+    a: wgpu::Buffer,
+    b: wgpu::Buffer,
+}
+
+/// A model's weights uploaded and its pipelines created, ready to plan for any input shape.
+pub struct GpuModel {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    spec: UNetSpec,
+    opts: GpuOptions,
+    pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    convs: HashMap<ConvRef, LayerBuffers>,
+    bns: HashMap<ConvRef, LayerBuffers>,
+    ups: Vec<LayerBuffers>,
+    head: LayerBuffers,
+    weight_bytes: u64,
+}
+
+fn storage(device: &wgpu::Device, label: &str, data: &[f32]) -> wgpu::Buffer {
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: bytemuck::cast_slice(data),
+        usage: wgpu::BufferUsages::STORAGE,
+    })
+}
+
+/// 3×3 conv weights `[cout, cin, 3, 3]` → vec4 rows indexed `ci * 9 + tap`.
+fn pack_conv3x3(w: &ConvWeights) -> (Vec<f32>, Vec<f32>) {
+    let [cout, cin, _, _] = w.shape;
+    let packed = pack_vec4(cin * 9, cout, |r, co| w.weight[co * cin * 9 + r]);
+    let bias = pack_vec4(1, cout, |_, co| w.bias.as_ref().map_or(0.0, |b| b[co]));
+    (packed, bias)
+}
+
+impl GpuModel {
+    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, model: &UNet, opts: GpuOptions) -> Result<GpuModel> {
+        scoped(device, "uploading the model", || GpuModel::build(device, queue, model, opts))?
+    }
+
+    fn build(device: &wgpu::Device, queue: &wgpu::Queue, model: &UNet, opts: GpuOptions) -> Result<GpuModel> {
+        let limits = device.limits();
+        let mut weight_bytes = 0u64;
+        let mut upload = |label: &str, data: &[f32]| -> Result<wgpu::Buffer> {
+            let bytes = 4 * data.len() as u64;
+            if bytes > limits.max_storage_buffer_binding_size as u64 {
+                return Err(Error::ExceedsLimit {
+                    what: format!("weights of {label}"),
+                    needed: bytes,
+                    limit: "max_storage_buffer_binding_size",
+                    max: limits.max_storage_buffer_binding_size as u64,
+                });
+            }
+            weight_bytes += bytes;
+            Ok(storage(device, label, data))
+        };
+        let eps = model.spec.bn_eps;
+        let g = Graph::build(&model.spec, [1, model.spec.in_channels, 1 << model.spec.depth(), 1 << model.spec.depth()], opts.fold_bn)?;
+        let mut convs = HashMap::new();
+        let mut bns = HashMap::new();
+        for op in &g.ops {
+            if let Op::Conv3x3 { conv, fused, .. } = op {
+                let (w, bn) = conv.weights(model);
+                let name = conv.name();
+                let (packed, bias) = if *fused { pack_conv3x3(&fold_bn(w, bn, eps)) } else { pack_conv3x3(w) };
+                convs.insert(*conv, LayerBuffers { a: upload(&name, &packed)?, b: upload(&name, &bias)? });
+                if !*fused {
+                    let (scale, shift) = bn.scale_shift(eps);
+                    bns.insert(*conv, LayerBuffers { a: upload(&name, &scale)?, b: upload(&name, &shift)? });
+                }
+            }
+        }
+        let ups = model
+            .ups
+            .iter()
+            .enumerate()
+            .map(|(l, u)| {
+                let [cin, cout, _, _] = u.up.shape;
+                // PyTorch layout [cin, cout, ky, kx] → rows ci * 4 + tap.
+                let packed = pack_vec4(cin * 4, cout, |r, co| u.up.weight[((r / 4) * cout + co) * 4 + r % 4]);
+                let bias = pack_vec4(1, cout, |_, co| u.up.bias.as_ref().expect("bias")[co]);
+                let name = format!("ups.{}", 2 * l);
+                Ok(LayerBuffers { a: upload(&name, &packed)?, b: upload(&name, &bias)? })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let [cout, cin, _, _] = model.head.shape;
+        let hw = pack_vec4(cin, cout, |ci, co| model.head.weight[co * cin + ci]);
+        let hb = pack_vec4(1, cout, |_, co| model.head.bias.as_ref().expect("bias")[co]);
+        let head = LayerBuffers { a: upload("final_conv", &hw)?, b: upload("final_conv", &hb)? };
+        let pipelines = Kernel::ALL.iter().map(|&k| (k, k.pipeline(device))).collect();
+        Ok(GpuModel {
+            device: device.clone(),
+            queue: queue.clone(),
+            spec: model.spec.clone(),
+            opts,
+            pipelines,
+            convs,
+            bns,
+            ups,
+            head,
+            weight_bytes,
+        })
+    }
+
+    pub fn spec(&self) -> &UNetSpec {
+        &self.spec
+    }
+
+    /// Bytes of weights on the device.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
+    }
+
+    /// Compile the network for one NCHW input shape.
+    pub fn plan(&self, input: Shape) -> Result<Plan> {
+        let graph = Graph::build(&self.spec, input, self.opts.fold_bn)?;
+        let align = ARENA_ALIGN.max(self.device.limits().min_storage_buffer_offset_alignment as u64);
+        let mem = plan_memory(&graph, align);
+        check_limits(&self.device.limits(), &graph, &mem)?;
+        scoped(&self.device, "compiling the plan", || self.build_plan(graph, mem))?
+    }
+
+    fn build_plan(&self, graph: Graph, mem: MemoryPlan) -> Result<Plan> {
+        let device = &self.device;
+        let limits = device.limits();
+        let arena = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("activation arena"),
+            size: mem.arena_bytes.max(4),
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let ustride = (limits.min_uniform_buffer_offset_alignment as u64).max(32);
+        let mut uniforms = vec![0u8; (ustride * graph.ops.len() as u64) as usize];
+        let maxd = limits.max_compute_workgroups_per_dimension;
+
+        // Per op: kernel, params (8 words), workgroups, and bind group entries.
+        let mut specs = Vec::with_capacity(graph.ops.len());
+        for op in &graph.ops {
+            let shape = |t: usize| graph.shapes[t].map(|v| v as u32);
+            let [n, c, h, w] = shape(op.output());
+            let total = |v: u32| v as u64 * h as u64 * w as u64;
+            let cog = c.div_ceil(4);
+            let (kernel, params, groups, bufs): (Kernel, [u32; 8], [u32; 3], Vec<Binding>) = match op {
+                Op::Conv3x3 { a, b, out, conv, fused } => {
+                    let ca = shape(*a)[1];
+                    let cb = b.map_or(0, |b| shape(b)[1]);
+                    let wb = &self.convs[conv];
+                    let groups = [w.div_ceil(CONV_PX).div_ceil(CONV_WG.0), h.div_ceil(CONV_WG.1), n * cog];
+                    let bufs = vec![Binding::Arena(*a), Binding::Arena(b.unwrap_or(*a)), Binding::Weights(&wb.a), Binding::Weights(&wb.b), Binding::Arena(*out)];
+                    (Kernel::Conv3x3, [n, ca, cb, c, h, w, *fused as u32, cog], groups, bufs)
+                }
+                Op::BnRelu { x, out, conv } => {
+                    let t = total(n * c);
+                    let bb = &self.bns[conv];
+                    let bufs = vec![Binding::Arena(*x), Binding::Weights(&bb.a), Binding::Weights(&bb.b), Binding::Arena(*out)];
+                    (Kernel::BnRelu, [t as u32, c, h * w, 0, 0, 0, 0, 0], linear_groups(t, maxd), bufs)
+                }
+                Op::MaxPool { x, out } => {
+                    let [_, _, ih, iw] = shape(*x);
+                    let t = total(n * c);
+                    (Kernel::MaxPool, [t as u32, ih, iw, 0, 0, 0, 0, 0], linear_groups(t, maxd), vec![Binding::Arena(*x), Binding::Arena(*out)])
+                }
+                Op::UpConv { x, out, level } => {
+                    let [_, cin, ih, iw] = shape(*x);
+                    let t = total(n * cog);
+                    let lb = &self.ups[*level];
+                    let bufs = vec![Binding::Arena(*x), Binding::Weights(&lb.a), Binding::Weights(&lb.b), Binding::Arena(*out)];
+                    (Kernel::UpConv, [n, cin, c, cog, ih, iw, t as u32, 0], linear_groups(t, maxd), bufs)
+                }
+                Op::Resize { x, out } => {
+                    let [_, _, ih, iw] = shape(*x);
+                    let t = total(n * c);
+                    let scale = |i: u32, o: u32| if o > 1 { (i as f32 - 1.0) / (o as f32 - 1.0) } else { 0.0 };
+                    let params = [t as u32, ih, iw, h, w, scale(ih, h).to_bits(), scale(iw, w).to_bits(), 0];
+                    (Kernel::Resize, params, linear_groups(t, maxd), vec![Binding::Arena(*x), Binding::Arena(*out)])
+                }
+                Op::Head { x, out } => {
+                    let cin = shape(*x)[1];
+                    let t = total(n * cog);
+                    let bufs = vec![Binding::Arena(*x), Binding::Weights(&self.head.a), Binding::Weights(&self.head.b), Binding::Arena(*out)];
+                    (Kernel::Head, [n, cin, c, cog, h * w, t as u32, 0, 0], linear_groups(t, maxd), bufs)
+                }
+            };
+            if groups.iter().any(|&g| g > maxd) {
+                return Err(Error::ExceedsLimit {
+                    what: format!("{} dispatch of {groups:?} workgroups", op.label()),
+                    needed: *groups.iter().max().unwrap() as u64,
+                    limit: "max_compute_workgroups_per_dimension",
+                    max: maxd as u64,
+                });
+            }
+            specs.push((kernel, params, groups, bufs));
+        }
+        for (i, (_, params, _, _)) in specs.iter().enumerate() {
+            let o = i * ustride as usize;
+            uniforms[o..o + 32].copy_from_slice(bytemuck::cast_slice(params));
+        }
+        let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+            label: Some("plan uniforms"),
+            contents: &uniforms,
+            usage: wgpu::BufferUsages::UNIFORM,
+        });
+        let steps = specs
+            .into_iter()
+            .zip(&graph.ops)
+            .enumerate()
+            .map(|(i, ((kernel, _, groups, bufs), op))| {
+                let pipeline = self.pipelines[&kernel].clone();
+                let mut entries = vec![wgpu::BindGroupEntry {
+                    binding: 0,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: &ubuf,
+                        offset: i as u64 * ustride,
+                        size: wgpu::BufferSize::new(32),
+                    }),
+                }];
+                for (j, b) in bufs.iter().enumerate() {
+                    let resource = match *b {
+                        Binding::Arena(t) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                            buffer: &arena,
+                            offset: mem.offsets[t],
+                            size: wgpu::BufferSize::new(mem.sizes[t]),
+                        }),
+                        Binding::Weights(buf) => buf.as_entire_binding(),
+                    };
+                    entries.push(wgpu::BindGroupEntry { binding: j as u32 + 1, resource });
+                }
+                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(kernel.shader()),
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                });
+                Step { kernel, label: op.label(), workgroups: groups, flops: graph.flops(op), pipeline, bind_group }
+            })
+            .collect();
+        let out_bytes = mem.sizes[graph.output];
+        let readback = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("readback"),
+            size: out_bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        Ok(Plan {
+            device: device.clone(),
+            queue: self.queue.clone(),
+            graph,
+            mem,
+            arena,
+            readback,
+            steps,
+            submits: AtomicU64::new(0),
+            run_lock: Mutex::new(()),
+        })
+    }
+}
+
+enum Binding<'a> {
+    Arena(usize),
+    Weights(&'a wgpu::Buffer),
+}
+
+/// Every tensor binding within `max_storage_buffer_binding_size`, the arena within
+/// `max_buffer_size`.
+fn check_limits(limits: &wgpu::Limits, g: &Graph, mem: &MemoryPlan) -> Result<()> {
+    let max_bind = limits.max_storage_buffer_binding_size as u64;
+    for (t, &size) in mem.sizes.iter().enumerate() {
+        if size > max_bind {
+            return Err(Error::ExceedsLimit {
+                what: format!("tensor {:?}", g.shapes[t]),
+                needed: size,
+                limit: "max_storage_buffer_binding_size",
+                max: max_bind,
+            });
+        }
+    }
+    if mem.arena_bytes > limits.max_buffer_size {
+        return Err(Error::ExceedsLimit {
+            what: "the activation arena".into(),
+            needed: mem.arena_bytes,
+            limit: "max_buffer_size",
+            max: limits.max_buffer_size,
+        });
+    }
+    Ok(())
+}
+
+/// One dispatch of a plan.
+pub struct Step {
+    pub kernel: Kernel,
+    pub label: String,
+    pub workgroups: [u32; 3],
+    pub flops: u64,
+    pipeline: wgpu::ComputePipeline,
+    bind_group: wgpu::BindGroup,
+}
+
+/// The network compiled for one input shape.
+pub struct Plan {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    graph: Graph,
+    mem: MemoryPlan,
+    arena: wgpu::Buffer,
+    readback: wgpu::Buffer,
+    steps: Vec<Step>,
+    submits: AtomicU64,
+    run_lock: Mutex<()>,
+}
+
+impl Plan {
+    pub fn input_shape(&self) -> Shape {
+        self.graph.shapes[self.graph.input]
+    }
+    pub fn output_shape(&self) -> Shape {
+        self.graph.shapes[self.graph.output]
+    }
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+    /// Dispatches recorded per inference.
+    pub fn dispatch_count(&self) -> usize {
+        self.steps.len()
+    }
+    /// Queue submissions made by this plan so far (one per `run`).
+    pub fn submit_count(&self) -> u64 {
+        self.submits.load(Ordering::Relaxed)
+    }
+    /// Activation bytes of the arena (all intermediate tensors, input and output).
+    pub fn planned_bytes(&self) -> u64 {
+        self.mem.arena_bytes
+    }
+    pub fn memory(&self) -> &MemoryPlan {
+        &self.mem
+    }
+
+    /// Run one inference: upload the input, record every dispatch into one encoder, copy the
+    /// output out, submit once, read back only the output.
+    pub fn run(&self, input: &Tensor) -> Result<Tensor> {
+        if input.shape != self.input_shape() {
+            return Err(Error::BadInput {
+                shape: input.shape.to_vec(),
+                reason: format!("this plan was compiled for {:?}", self.input_shape()),
+            });
+        }
+        let _guard = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let (g, mem) = (&self.graph, &self.mem);
+        let out_bytes = mem.sizes[g.output];
+        scoped(&self.device, "running the plan", || {
+            self.queue.write_buffer(&self.arena, mem.offsets[g.input], bytemuck::cast_slice(&input.data));
+            let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wunet inference") });
+            {
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("u-net"), timestamp_writes: None });
+                for s in &self.steps {
+                    pass.set_pipeline(&s.pipeline);
+                    pass.set_bind_group(0, &s.bind_group, &[]);
+                    pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+                }
+            }
+            enc.copy_buffer_to_buffer(&self.arena, mem.offsets[g.output], &self.readback, 0, out_bytes);
+            self.queue.submit([enc.finish()]);
+            self.submits.fetch_add(1, Ordering::Relaxed);
+        })?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        self.readback.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("waiting for the inference: {e}")))?;
+        rx.recv()
+            .map_err(|_| Error::Gpu("readback callback dropped".into()))?
+            .map_err(|e| Error::Gpu(format!("reading the output back: {e}")))?;
+        let data = {
+            let view = self.readback.slice(..).get_mapped_range().map_err(|e| Error::Gpu(format!("mapping the output: {e}")))?;
+            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
+        };
+        self.readback.unmap();
+        Tensor::new(self.output_shape(), data)
+    }
+}
