@@ -4,7 +4,11 @@
 use std::path::{Path, PathBuf};
 
 fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
-    let mut entries: Vec<_> = std::fs::read_dir(dir).expect("shaders/ is readable").flatten().map(|e| e.path()).collect();
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .expect("shaders/ is readable")
+        .flatten()
+        .map(|e| e.path())
+        .collect();
     entries.sort();
     for p in entries {
         if p.is_dir() {
@@ -25,7 +29,10 @@ fn main() {
         println!("cargo:rerun-if-changed={}", f.display());
         let name = f.strip_prefix(&root).unwrap().with_extension("");
         let name = name.to_string_lossy().replace('\\', "/");
-        src.push_str(&format!("    ({name:?}, include_str!({:?})),\n", f.display().to_string()));
+        src.push_str(&format!(
+            "    ({name:?}, include_str!({:?})),\n",
+            f.display().to_string()
+        ));
     }
     src.push_str("];\n");
     let out = PathBuf::from(std::env::var("OUT_DIR").unwrap()).join("shaders.rs");

@@ -19,15 +19,32 @@ pub enum Error {
     #[error("model is missing tensor `{key}`")]
     MissingTensor { key: String },
     #[error("tensor `{key}` has shape {found:?}, expected {expected:?}")]
-    ShapeMismatch { key: String, expected: Vec<usize>, found: Vec<usize> },
+    ShapeMismatch {
+        key: String,
+        expected: Vec<usize>,
+        found: Vec<usize>,
+    },
     #[error("tensor `{key}` has dtype {dtype}; supported: F32, F16, BF16")]
     UnsupportedDtype { key: String, dtype: String },
     #[error("tensor `{key}` holds a non-finite value ({value}) at flat index {index}")]
-    NonFinite { key: String, index: usize, value: f32 },
+    NonFinite {
+        key: String,
+        index: usize,
+        value: f32,
+    },
     #[error("feature widths must double from level to level: {features:?} (level {level}: {found}, expected {expected})")]
-    WidthsDoNotDouble { features: Vec<usize>, level: usize, expected: usize, found: usize },
+    WidthsDoNotDouble {
+        features: Vec<usize>,
+        level: usize,
+        expected: usize,
+        found: usize,
+    },
     #[error("bad metadata `{key}` = {value:?}: {reason}")]
-    BadMetadata { key: String, value: String, reason: String },
+    BadMetadata {
+        key: String,
+        value: String,
+        reason: String,
+    },
     #[error("{path}: cannot read image: {reason}")]
     Image { path: PathBuf, reason: String },
     #[error("{path}: bad .npy file: {reason}")]
@@ -37,7 +54,12 @@ pub enum Error {
     #[error("no GPU adapter found (try --device cpu, or install a Vulkan driver such as Mesa's lavapipe)")]
     NoAdapter,
     #[error("{what} needs {needed} bytes, above the adapter's {limit} of {max} bytes (use a smaller input, or --device cpu)")]
-    ExceedsLimit { what: String, needed: u64, limit: &'static str, max: u64 },
+    ExceedsLimit {
+        what: String,
+        needed: u64,
+        limit: &'static str,
+        max: u64,
+    },
     #[error("GPU error: {0}")]
     Gpu(String),
     #[error("invalid argument: {0}")]
@@ -46,6 +68,9 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io { path: path.into(), source }
+        Error::Io {
+            path: path.into(),
+            source,
+        }
     }
 }

@@ -22,7 +22,10 @@ impl Tensor {
     }
 
     pub fn zeros(shape: [usize; 4]) -> Self {
-        Tensor { shape, data: vec![0.0; shape.iter().product()] }
+        Tensor {
+            shape,
+            data: vec![0.0; shape.iter().product()],
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -55,7 +58,10 @@ impl Tensor {
 
     /// max |self - other| and max |other|: the two numbers every error budget uses.
     pub fn max_abs_diff(&self, other: &Tensor) -> (f32, f32) {
-        assert_eq!(self.shape, other.shape, "comparing tensors of different shapes");
+        assert_eq!(
+            self.shape, other.shape,
+            "comparing tensors of different shapes"
+        );
         let mut d = 0f32;
         let mut m = 0f32;
         for (a, b) in self.data.iter().zip(&other.data) {

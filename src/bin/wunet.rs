@@ -18,7 +18,11 @@ use wunet::{cpu, Error, Tensor, UNet, UNetSpec};
 const DEFAULT_MODEL: &str = "assets/demo_unet.safetensors";
 
 #[derive(Parser)]
-#[command(name = "wunet", version, about = "Run PyTorch U-Net segmentation models on the GPU (wgpu) or the CPU")]
+#[command(
+    name = "wunet",
+    version,
+    about = "Run PyTorch U-Net segmentation models on the GPU (wgpu) or the CPU"
+)]
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
@@ -93,21 +97,46 @@ enum Cmd {
 }
 
 fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
-    let (h, w) = s.split_once(['x', 'X']).ok_or("expected HxW, e.g. 256x256")?;
-    let p = |v: &str| v.trim().parse::<usize>().map_err(|_| format!("bad size {s:?}: expected HxW"));
+    let (h, w) = s
+        .split_once(['x', 'X'])
+        .ok_or("expected HxW, e.g. 256x256")?;
+    let p = |v: &str| {
+        v.trim()
+            .parse::<usize>()
+            .map_err(|_| format!("bad size {s:?}: expected HxW"))
+    };
     Ok((p(h)?, p(w)?))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let r = match cli.cmd {
-        Cmd::Infer { inputs, model, output, overlay, format, device, no_fold } => {
-            infer(&inputs, model.as_deref(), &output, overlay.as_deref(), format, device, !no_fold)
-        }
+        Cmd::Infer {
+            inputs,
+            model,
+            output,
+            overlay,
+            format,
+            device,
+            no_fold,
+        } => infer(
+            &inputs,
+            model.as_deref(),
+            &output,
+            overlay.as_deref(),
+            format,
+            device,
+            !no_fold,
+        ),
         Cmd::Info { model, size, batch } => info(model.as_deref(), size, batch),
-        Cmd::Init { features, in_channels, out_channels, seed, dtype, output } => {
-            init(features, in_channels, out_channels, seed, &dtype, &output)
-        }
+        Cmd::Init {
+            features,
+            in_channels,
+            out_channels,
+            seed,
+            dtype,
+            output,
+        } => init(features, in_channels, out_channels, seed, &dtype, &output),
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
@@ -136,8 +165,15 @@ fn load_model(path: Option<&Path>) -> Result<UNet> {
 
 /// Where inference runs: the GPU with one plan per input shape, or the CPU reference.
 enum Engine {
-    Gpu { name: String, model: GpuModel, plans: HashMap<Shape, Plan> },
-    Cpu { model: UNet, fold: bool },
+    Gpu {
+        name: String,
+        model: GpuModel,
+        plans: HashMap<Shape, Plan>,
+    },
+    Cpu {
+        model: UNet,
+        fold: bool,
+    },
 }
 
 impl Engine {
@@ -147,8 +183,20 @@ impl Engine {
         }
         match request_gpu() {
             Ok(gpu) => {
-                let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions { fold_bn: fold })?;
-                Ok(Engine::Gpu { name: format!("gpu {}", gpu.info.name), model: gm, plans: HashMap::new() })
+                let gm = GpuModel::new(
+                    &gpu.device,
+                    &gpu.queue,
+                    &model,
+                    GpuOptions {
+                        fold_bn: fold,
+                        ..Default::default()
+                    },
+                )?;
+                Ok(Engine::Gpu {
+                    name: format!("gpu {}", gpu.info.name),
+                    model: gm,
+                    plans: HashMap::new(),
+                })
             }
             Err(Error::NoAdapter) if device == Device::Auto => {
                 eprintln!("wunet: no GPU adapter found, running on the CPU reference (slower)");
@@ -201,14 +249,18 @@ fn infer(
     let model = load_model(model)?;
     let many = inputs.len() > 1 || output.is_dir();
     if many {
-        std::fs::create_dir_all(output).with_context(|| format!("creating {}", output.display()))?;
+        std::fs::create_dir_all(output)
+            .with_context(|| format!("creating {}", output.display()))?;
         if let Some(o) = overlay_path {
             std::fs::create_dir_all(o).with_context(|| format!("creating {}", o.display()))?;
         }
     }
     let mut engine = Engine::new(model, device, fold)?;
     for input in inputs {
-        let stem = input.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "out".into());
+        let stem = input
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "out".into());
         let (x, picture) = if is_npy(input) {
             (read_npy(input)?, None)
         } else {
@@ -219,7 +271,10 @@ fn infer(
         let y = engine.run(&x)?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         let out = if many {
-            output.join(format!("{stem}.{}", if format == Format::Npy { "npy" } else { "png" }))
+            output.join(format!(
+                "{stem}.{}",
+                if format == Format::Npy { "npy" } else { "png" }
+            ))
         } else {
             output.to_path_buf()
         };
@@ -231,12 +286,26 @@ fn infer(
             }
         }
         if let Some(o) = overlay_path {
-            let Some(picture) = &picture else { bail!("--overlay needs an image input, {} is an array", input.display()) };
-            let o = if many { o.join(format!("{stem}.png")) } else { o.to_path_buf() };
+            let Some(picture) = &picture else {
+                bail!(
+                    "--overlay needs an image input, {} is an array",
+                    input.display()
+                )
+            };
+            let o = if many {
+                o.join(format!("{stem}.png"))
+            } else {
+                o.to_path_buf()
+            };
             save_image(&overlay(picture, &y, 0).into(), &o)?;
         }
         let [_, _, h, w] = x.shape;
-        eprintln!("{} -> {} ({h}x{w}, {}, {ms:.1} ms)", input.display(), out.display(), engine.name());
+        eprintln!(
+            "{} -> {} ({h}x{w}, {}, {ms:.1} ms)",
+            input.display(),
+            out.display(),
+            engine.name()
+        );
     }
     Ok(())
 }
@@ -246,8 +315,14 @@ fn numbered(p: &Path, i: usize, n: usize) -> PathBuf {
     if n == 1 {
         return p.to_path_buf();
     }
-    let stem = p.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = p.extension().map(|s| s.to_string_lossy().into_owned()).unwrap_or_else(|| "png".into());
+    let stem = p
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let ext = p
+        .extension()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "png".into());
     p.with_file_name(format!("{stem}_{i}.{ext}"))
 }
 
@@ -258,7 +333,14 @@ fn mib(b: u64) -> String {
 fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()> {
     let m = load_model(model)?;
     let s = &m.spec;
-    println!("U-Net: in {} → out {}, features {:?} (depth {}), bottleneck {}", s.in_channels, s.out_channels, s.features, s.depth(), 2 * s.features.last().unwrap());
+    println!(
+        "U-Net: in {} → out {}, features {:?} (depth {}), bottleneck {}",
+        s.in_channels,
+        s.out_channels,
+        s.features,
+        s.depth(),
+        2 * s.features.last().unwrap()
+    );
     println!("BatchNorm eps {}", s.bn_eps);
     if let (Some(mean), Some(std)) = (&s.input_mean, &s.input_std) {
         println!("input normalization: mean {mean:?}, std {std:?}");
@@ -268,7 +350,10 @@ fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()
     let g = Graph::build(s, [batch, s.in_channels, h, w], true)?;
     let mem = plan_memory(&g, ARENA_ALIGN);
     println!("\nlayers at {batch}x{}x{h}x{w}:", s.in_channels);
-    println!("{:<22} {:<9} {:>22} {:>12}", "layer", "op", "output", "MFLOP");
+    println!(
+        "{:<22} {:<9} {:>22} {:>12}",
+        "layer", "op", "output", "MFLOP"
+    );
     for op in &g.ops {
         let kind = match op {
             Op::Conv3x3 { b: Some(_), .. } => "conv3x3+",
@@ -280,12 +365,31 @@ fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()
             Op::Head { .. } => "conv1x1",
         };
         let [n, c, oh, ow] = g.shapes[op.output()];
-        println!("{:<22} {:<9} {:>22} {:>12.1}", op.label(), kind, format!("{n}x{c}x{oh}x{ow}"), g.flops(op) as f64 / 1e6);
+        println!(
+            "{:<22} {:<9} {:>22} {:>12.1}",
+            op.label(),
+            kind,
+            format!("{n}x{c}x{oh}x{ow}"),
+            g.flops(op) as f64 / 1e6
+        );
     }
     println!("(conv3x3+ reads the skip and the upsampled tensor in place: no concatenation)");
-    println!("\nFLOPs: {:.3} G ({} dispatches)", g.total_flops() as f64 / 1e9, g.ops.len());
-    println!("activation memory: {} planned (sum of all tensors {}, input {}, output {})", mib(mem.arena_bytes), mib(g.total_tensor_bytes()), mib(g.bytes(g.input)), mib(g.bytes(g.output)));
-    println!("weight memory (GPU, BN folded, f32): {}", mib(gpu_weight_bytes(s)));
+    println!(
+        "\nFLOPs: {:.3} G ({} dispatches)",
+        g.total_flops() as f64 / 1e9,
+        g.ops.len()
+    );
+    println!(
+        "activation memory: {} planned (sum of all tensors {}, input {}, output {})",
+        mib(mem.arena_bytes),
+        mib(g.total_tensor_bytes()),
+        mib(g.bytes(g.input)),
+        mib(g.bytes(g.output))
+    );
+    println!(
+        "weight memory (GPU, BN folded, f32): {}",
+        mib(gpu_weight_bytes(s))
+    );
     Ok(())
 }
 
@@ -308,13 +412,26 @@ fn gpu_weight_bytes(s: &UNetSpec) -> u64 {
     4 * b as u64
 }
 
-fn init(features: Vec<usize>, cin: usize, cout: usize, seed: u64, dtype: &str, out: &Path) -> Result<()> {
+fn init(
+    features: Vec<usize>,
+    cin: usize,
+    cout: usize,
+    seed: u64,
+    dtype: &str,
+    out: &Path,
+) -> Result<()> {
     if features.is_empty() || cin == 0 || cout == 0 || features.contains(&0) {
         bail!("features, --in and --out must be positive");
     }
     for l in 1..features.len() {
         if features[l] != 2 * features[l - 1] {
-            return Err(Error::WidthsDoNotDouble { features: features.clone(), level: l, expected: 2 * features[l - 1], found: features[l] }.into());
+            return Err(Error::WidthsDoNotDouble {
+                features: features.clone(),
+                level: l,
+                expected: 2 * features[l - 1],
+                found: features[l],
+            }
+            .into());
         }
     }
     let dtype: StoreDtype = dtype.parse()?;
@@ -322,6 +439,11 @@ fn init(features: Vec<usize>, cin: usize, cout: usize, seed: u64, dtype: &str, o
     let m = init_random(&spec, &InitOptions { seed });
     let bytes = save_safetensors(&m, dtype)?;
     std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
-    eprintln!("wrote {} ({} parameters, {})", out.display(), spec.param_count(), mib(bytes.len() as u64));
+    eprintln!(
+        "wrote {} ({} parameters, {})",
+        out.display(),
+        spec.param_count(),
+        mib(bytes.len() as u64)
+    );
     Ok(())
 }

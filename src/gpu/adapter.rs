@@ -17,7 +17,8 @@ pub fn request_gpu() -> Result<Gpu> {
 }
 
 pub async fn request_gpu_async() -> Result<Gpu> {
-    let instance = wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
+    let instance =
+        wgpu::Instance::new(wgpu::InstanceDescriptor::new_without_display_handle_from_env());
     let adapter = instance
         .request_adapter(&wgpu::RequestAdapterOptions {
             power_preference: wgpu::PowerPreference::HighPerformance,
@@ -37,6 +38,12 @@ pub async fn request_gpu_async() -> Result<Gpu> {
         .map_err(|e| Error::Gpu(format!("cannot open a device on {}: {e}", info.name)))?;
     // Errors are caught by error scopes around each plan and run; anything else is reported, not
     // turned into a panic.
-    device.on_uncaptured_error(std::sync::Arc::new(|e| eprintln!("wunet: uncaptured GPU error: {e}")));
-    Ok(Gpu { device, queue, info })
+    device.on_uncaptured_error(std::sync::Arc::new(|e| {
+        eprintln!("wunet: uncaptured GPU error: {e}")
+    }));
+    Ok(Gpu {
+        device,
+        queue,
+        info,
+    })
 }

@@ -22,7 +22,14 @@ pub(crate) const CONV_WG: (u32, u32) = (8, 8);
 pub(crate) const CONV_PX: u32 = 4;
 
 impl Kernel {
-    pub const ALL: [Kernel; 6] = [Kernel::Conv3x3, Kernel::BnRelu, Kernel::MaxPool, Kernel::UpConv, Kernel::Resize, Kernel::Head];
+    pub const ALL: [Kernel; 6] = [
+        Kernel::Conv3x3,
+        Kernel::BnRelu,
+        Kernel::MaxPool,
+        Kernel::UpConv,
+        Kernel::Resize,
+        Kernel::Head,
+    ];
 
     /// Path under `shaders/` without extension.
     pub fn shader(self) -> &'static str {
@@ -55,7 +62,10 @@ impl Kernel {
             layout: None,
             module: &module,
             entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &constants, ..Default::default() },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &constants,
+                ..Default::default()
+            },
             cache: None,
         })
     }

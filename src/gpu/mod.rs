@@ -12,7 +12,11 @@ pub use plan::{GpuModel, GpuOptions, Plan, Step};
 
 /// Run a GPU operation under validation and out-of-memory error scopes; the first error
 /// becomes an `Error::Gpu` naming `what`.
-pub(crate) fn scoped<T>(device: &wgpu::Device, what: &str, f: impl FnOnce() -> T) -> crate::Result<T> {
+pub(crate) fn scoped<T>(
+    device: &wgpu::Device,
+    what: &str,
+    f: impl FnOnce() -> T,
+) -> crate::Result<T> {
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let val = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let out = f();

@@ -10,7 +10,7 @@ use wgpu::util::DeviceExt;
 use super::kernels::{linear_groups, pack_vec4, Kernel, CONV_PX, CONV_WG};
 use super::scoped;
 use crate::model::{fold_bn, ConvWeights, UNet, UNetSpec};
-use crate::plan::{plan_memory, ConvRef, Graph, MemoryPlan, Op, Shape, ARENA_ALIGN};
+use crate::plan::{plan_memory_with, ConvRef, Graph, MemoryPlan, Op, Shape, ARENA_ALIGN};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
@@ -19,11 +19,17 @@ use crate::{Error, Result};
 pub struct GpuOptions {
     /// Fold BatchNorm into the conv weights (default). Off: conv, then a standalone BN+ReLU.
     pub fold_bn: bool,
+    /// Give every tensor its own memory so `Plan::run_all` can read back all of them
+    /// (debugging and per-kernel tests; uses much more memory).
+    pub keep_intermediates: bool,
 }
 
 impl Default for GpuOptions {
     fn default() -> Self {
-        GpuOptions { fold_bn: true }
+        GpuOptions {
+            fold_bn: true,
+            keep_intermediates: false,
+        }
     }
 }
 
@@ -65,11 +71,23 @@ fn pack_conv3x3(w: &ConvWeights) -> (Vec<f32>, Vec<f32>) {
 }
 
 impl GpuModel {
-    pub fn new(device: &wgpu::Device, queue: &wgpu::Queue, model: &UNet, opts: GpuOptions) -> Result<GpuModel> {
-        scoped(device, "uploading the model", || GpuModel::build(device, queue, model, opts))?
+    pub fn new(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        model: &UNet,
+        opts: GpuOptions,
+    ) -> Result<GpuModel> {
+        scoped(device, "uploading the model", || {
+            GpuModel::build(device, queue, model, opts)
+        })?
     }
 
-    fn build(device: &wgpu::Device, queue: &wgpu::Queue, model: &UNet, opts: GpuOptions) -> Result<GpuModel> {
+    fn build(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        model: &UNet,
+        opts: GpuOptions,
+    ) -> Result<GpuModel> {
         let limits = device.limits();
         let mut weight_bytes = 0u64;
         let mut upload = |label: &str, data: &[f32]| -> Result<wgpu::Buffer> {
@@ -86,18 +104,43 @@ impl GpuModel {
             Ok(storage(device, label, data))
         };
         let eps = model.spec.bn_eps;
-        let g = Graph::build(&model.spec, [1, model.spec.in_channels, 1 << model.spec.depth(), 1 << model.spec.depth()], opts.fold_bn)?;
+        let g = Graph::build(
+            &model.spec,
+            [
+                1,
+                model.spec.in_channels,
+                1 << model.spec.depth(),
+                1 << model.spec.depth(),
+            ],
+            opts.fold_bn,
+        )?;
         let mut convs = HashMap::new();
         let mut bns = HashMap::new();
         for op in &g.ops {
             if let Op::Conv3x3 { conv, fused, .. } = op {
                 let (w, bn) = conv.weights(model);
                 let name = conv.name();
-                let (packed, bias) = if *fused { pack_conv3x3(&fold_bn(w, bn, eps)) } else { pack_conv3x3(w) };
-                convs.insert(*conv, LayerBuffers { a: upload(&name, &packed)?, b: upload(&name, &bias)? });
+                let (packed, bias) = if *fused {
+                    pack_conv3x3(&fold_bn(w, bn, eps))
+                } else {
+                    pack_conv3x3(w)
+                };
+                convs.insert(
+                    *conv,
+                    LayerBuffers {
+                        a: upload(&name, &packed)?,
+                        b: upload(&name, &bias)?,
+                    },
+                );
                 if !*fused {
                     let (scale, shift) = bn.scale_shift(eps);
-                    bns.insert(*conv, LayerBuffers { a: upload(&name, &scale)?, b: upload(&name, &shift)? });
+                    bns.insert(
+                        *conv,
+                        LayerBuffers {
+                            a: upload(&name, &scale)?,
+                            b: upload(&name, &shift)?,
+                        },
+                    );
                 }
             }
         }
@@ -108,17 +151,28 @@ impl GpuModel {
             .map(|(l, u)| {
                 let [cin, cout, _, _] = u.up.shape;
                 // PyTorch layout [cin, cout, ky, kx] → rows ci * 4 + tap.
-                let packed = pack_vec4(cin * 4, cout, |r, co| u.up.weight[((r / 4) * cout + co) * 4 + r % 4]);
+                let packed = pack_vec4(cin * 4, cout, |r, co| {
+                    u.up.weight[((r / 4) * cout + co) * 4 + r % 4]
+                });
                 let bias = pack_vec4(1, cout, |_, co| u.up.bias.as_ref().expect("bias")[co]);
                 let name = format!("ups.{}", 2 * l);
-                Ok(LayerBuffers { a: upload(&name, &packed)?, b: upload(&name, &bias)? })
+                Ok(LayerBuffers {
+                    a: upload(&name, &packed)?,
+                    b: upload(&name, &bias)?,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         let [cout, cin, _, _] = model.head.shape;
         let hw = pack_vec4(cin, cout, |ci, co| model.head.weight[co * cin + ci]);
         let hb = pack_vec4(1, cout, |_, co| model.head.bias.as_ref().expect("bias")[co]);
-        let head = LayerBuffers { a: upload("final_conv", &hw)?, b: upload("final_conv", &hb)? };
-        let pipelines = Kernel::ALL.iter().map(|&k| (k, k.pipeline(device))).collect();
+        let head = LayerBuffers {
+            a: upload("final_conv", &hw)?,
+            b: upload("final_conv", &hb)?,
+        };
+        let pipelines = Kernel::ALL
+            .iter()
+            .map(|&k| (k, k.pipeline(device)))
+            .collect();
         Ok(GpuModel {
             device: device.clone(),
             queue: queue.clone(),
@@ -145,10 +199,13 @@ impl GpuModel {
     /// Compile the network for one NCHW input shape.
     pub fn plan(&self, input: Shape) -> Result<Plan> {
         let graph = Graph::build(&self.spec, input, self.opts.fold_bn)?;
-        let align = ARENA_ALIGN.max(self.device.limits().min_storage_buffer_offset_alignment as u64);
-        let mem = plan_memory(&graph, align);
+        let align =
+            ARENA_ALIGN.max(self.device.limits().min_storage_buffer_offset_alignment as u64);
+        let mem = plan_memory_with(&graph, align, self.opts.keep_intermediates);
         check_limits(&self.device.limits(), &graph, &mem)?;
-        scoped(&self.device, "compiling the plan", || self.build_plan(graph, mem))?
+        scoped(&self.device, "compiling the plan", || {
+            self.build_plan(graph, mem)
+        })?
     }
 
     fn build_plan(&self, graph: Graph, mem: MemoryPlan) -> Result<Plan> {
@@ -157,7 +214,9 @@ impl GpuModel {
         let arena = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("activation arena"),
             size: mem.arena_bytes.max(4),
-            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_DST | wgpu::BufferUsages::COPY_SRC,
+            usage: wgpu::BufferUsages::STORAGE
+                | wgpu::BufferUsages::COPY_DST
+                | wgpu::BufferUsages::COPY_SRC,
             mapped_at_creation: false,
         });
         let ustride = (limits.min_uniform_buffer_offset_alignment as u64).max(32);
@@ -171,47 +230,124 @@ impl GpuModel {
             let [n, c, h, w] = shape(op.output());
             let total = |v: u32| v as u64 * h as u64 * w as u64;
             let cog = c.div_ceil(4);
-            let (kernel, params, groups, bufs): (Kernel, [u32; 8], [u32; 3], Vec<Binding>) = match op {
-                Op::Conv3x3 { a, b, out, conv, fused } => {
-                    let ca = shape(*a)[1];
-                    let cb = b.map_or(0, |b| shape(b)[1]);
-                    let wb = &self.convs[conv];
-                    let groups = [w.div_ceil(CONV_PX).div_ceil(CONV_WG.0), h.div_ceil(CONV_WG.1), n * cog];
-                    let bufs = vec![Binding::Arena(*a), Binding::Arena(b.unwrap_or(*a)), Binding::Weights(&wb.a), Binding::Weights(&wb.b), Binding::Arena(*out)];
-                    (Kernel::Conv3x3, [n, ca, cb, c, h, w, *fused as u32, cog], groups, bufs)
-                }
-                Op::BnRelu { x, out, conv } => {
-                    let t = total(n * c);
-                    let bb = &self.bns[conv];
-                    let bufs = vec![Binding::Arena(*x), Binding::Weights(&bb.a), Binding::Weights(&bb.b), Binding::Arena(*out)];
-                    (Kernel::BnRelu, [t as u32, c, h * w, 0, 0, 0, 0, 0], linear_groups(t, maxd), bufs)
-                }
-                Op::MaxPool { x, out } => {
-                    let [_, _, ih, iw] = shape(*x);
-                    let t = total(n * c);
-                    (Kernel::MaxPool, [t as u32, ih, iw, 0, 0, 0, 0, 0], linear_groups(t, maxd), vec![Binding::Arena(*x), Binding::Arena(*out)])
-                }
-                Op::UpConv { x, out, level } => {
-                    let [_, cin, ih, iw] = shape(*x);
-                    let t = total(n * cog);
-                    let lb = &self.ups[*level];
-                    let bufs = vec![Binding::Arena(*x), Binding::Weights(&lb.a), Binding::Weights(&lb.b), Binding::Arena(*out)];
-                    (Kernel::UpConv, [n, cin, c, cog, ih, iw, t as u32, 0], linear_groups(t, maxd), bufs)
-                }
-                Op::Resize { x, out } => {
-                    let [_, _, ih, iw] = shape(*x);
-                    let t = total(n * c);
-                    let scale = |i: u32, o: u32| if o > 1 { (i as f32 - 1.0) / (o as f32 - 1.0) } else { 0.0 };
-                    let params = [t as u32, ih, iw, h, w, scale(ih, h).to_bits(), scale(iw, w).to_bits(), 0];
-                    (Kernel::Resize, params, linear_groups(t, maxd), vec![Binding::Arena(*x), Binding::Arena(*out)])
-                }
-                Op::Head { x, out } => {
-                    let cin = shape(*x)[1];
-                    let t = total(n * cog);
-                    let bufs = vec![Binding::Arena(*x), Binding::Weights(&self.head.a), Binding::Weights(&self.head.b), Binding::Arena(*out)];
-                    (Kernel::Head, [n, cin, c, cog, h * w, t as u32, 0, 0], linear_groups(t, maxd), bufs)
-                }
-            };
+            let (kernel, params, groups, bufs): (Kernel, [u32; 8], [u32; 3], Vec<Binding>) =
+                match op {
+                    Op::Conv3x3 {
+                        a,
+                        b,
+                        out,
+                        conv,
+                        fused,
+                    } => {
+                        let ca = shape(*a)[1];
+                        let cb = b.map_or(0, |b| shape(b)[1]);
+                        let wb = &self.convs[conv];
+                        let groups = [
+                            w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
+                            h.div_ceil(CONV_WG.1),
+                            n * cog,
+                        ];
+                        let bufs = vec![
+                            Binding::Arena(*a),
+                            Binding::Arena(b.unwrap_or(*a)),
+                            Binding::Weights(&wb.a),
+                            Binding::Weights(&wb.b),
+                            Binding::Arena(*out),
+                        ];
+                        (
+                            Kernel::Conv3x3,
+                            [n, ca, cb, c, h, w, *fused as u32, cog],
+                            groups,
+                            bufs,
+                        )
+                    }
+                    Op::BnRelu { x, out, conv } => {
+                        let t = total(n * c);
+                        let bb = &self.bns[conv];
+                        let bufs = vec![
+                            Binding::Arena(*x),
+                            Binding::Weights(&bb.a),
+                            Binding::Weights(&bb.b),
+                            Binding::Arena(*out),
+                        ];
+                        (
+                            Kernel::BnRelu,
+                            [t as u32, c, h * w, 0, 0, 0, 0, 0],
+                            linear_groups(t, maxd),
+                            bufs,
+                        )
+                    }
+                    Op::MaxPool { x, out } => {
+                        let [_, _, ih, iw] = shape(*x);
+                        let t = total(n * c);
+                        (
+                            Kernel::MaxPool,
+                            [t as u32, ih, iw, 0, 0, 0, 0, 0],
+                            linear_groups(t, maxd),
+                            vec![Binding::Arena(*x), Binding::Arena(*out)],
+                        )
+                    }
+                    Op::UpConv { x, out, level } => {
+                        let [_, cin, ih, iw] = shape(*x);
+                        let t = total(n * cog);
+                        let lb = &self.ups[*level];
+                        let bufs = vec![
+                            Binding::Arena(*x),
+                            Binding::Weights(&lb.a),
+                            Binding::Weights(&lb.b),
+                            Binding::Arena(*out),
+                        ];
+                        (
+                            Kernel::UpConv,
+                            [n, cin, c, cog, ih, iw, t as u32, 0],
+                            linear_groups(t, maxd),
+                            bufs,
+                        )
+                    }
+                    Op::Resize { x, out } => {
+                        let [_, _, ih, iw] = shape(*x);
+                        let t = total(n * c);
+                        let scale = |i: u32, o: u32| {
+                            if o > 1 {
+                                (i as f32 - 1.0) / (o as f32 - 1.0)
+                            } else {
+                                0.0
+                            }
+                        };
+                        let params = [
+                            t as u32,
+                            ih,
+                            iw,
+                            h,
+                            w,
+                            scale(ih, h).to_bits(),
+                            scale(iw, w).to_bits(),
+                            0,
+                        ];
+                        (
+                            Kernel::Resize,
+                            params,
+                            linear_groups(t, maxd),
+                            vec![Binding::Arena(*x), Binding::Arena(*out)],
+                        )
+                    }
+                    Op::Head { x, out } => {
+                        let cin = shape(*x)[1];
+                        let t = total(n * cog);
+                        let bufs = vec![
+                            Binding::Arena(*x),
+                            Binding::Weights(&self.head.a),
+                            Binding::Weights(&self.head.b),
+                            Binding::Arena(*out),
+                        ];
+                        (
+                            Kernel::Head,
+                            [n, cin, c, cog, h * w, t as u32, 0, 0],
+                            linear_groups(t, maxd),
+                            bufs,
+                        )
+                    }
+                };
             if groups.iter().any(|&g| g > maxd) {
                 return Err(Error::ExceedsLimit {
                     what: format!("{} dispatch of {groups:?} workgroups", op.label()),
@@ -254,14 +390,24 @@ impl GpuModel {
                         }),
                         Binding::Weights(buf) => buf.as_entire_binding(),
                     };
-                    entries.push(wgpu::BindGroupEntry { binding: j as u32 + 1, resource });
+                    entries.push(wgpu::BindGroupEntry {
+                        binding: j as u32 + 1,
+                        resource,
+                    });
                 }
                 let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(kernel.shader()),
                     layout: &pipeline.get_bind_group_layout(0),
                     entries: &entries,
                 });
-                Step { kernel, label: op.label(), workgroups: groups, flops: graph.flops(op), pipeline, bind_group }
+                Step {
+                    kernel,
+                    label: op.label(),
+                    workgroups: groups,
+                    flops: graph.flops(op),
+                    pipeline,
+                    bind_group,
+                }
             })
             .collect();
         let out_bytes = mem.sizes[graph.output];
@@ -370,6 +516,38 @@ impl Plan {
     /// Run one inference: upload the input, record every dispatch into one encoder, copy the
     /// output out, submit once, read back only the output.
     pub fn run(&self, input: &Tensor) -> Result<Tensor> {
+        let (offset, bytes) = (
+            self.mem.offsets[self.graph.output],
+            self.mem.sizes[self.graph.output],
+        );
+        let data = self.execute(input, offset, bytes)?;
+        Tensor::new(self.output_shape(), data)
+    }
+
+    /// Run one inference and read back every tensor of the graph (indexed by `TensorId`).
+    /// Needs a plan made with `GpuOptions::keep_intermediates`.
+    pub fn run_all(&self, input: &Tensor) -> Result<Vec<Tensor>> {
+        let end = self.graph.ops.len();
+        if self.mem.lifetimes.iter().any(|l| l.1 != end) {
+            return Err(Error::InvalidArgument(
+                "run_all needs a plan made with keep_intermediates".into(),
+            ));
+        }
+        let data = self.execute(input, 0, self.mem.arena_bytes)?;
+        (0..self.graph.shapes.len())
+            .map(|t| {
+                let o = (self.mem.offsets[t] / 4) as usize;
+                Tensor::new(
+                    self.graph.shapes[t],
+                    data[o..o + (self.mem.sizes[t] / 4) as usize].to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    /// Upload, one encoder with every dispatch and the copy of `bytes` at `offset` of the arena,
+    /// one submit, read back.
+    fn execute(&self, input: &Tensor, offset: u64, bytes: u64) -> Result<Vec<f32>> {
         if input.shape != self.input_shape() {
             return Err(Error::BadInput {
                 shape: input.shape.to_vec(),
@@ -377,25 +555,45 @@ impl Plan {
             });
         }
         let _guard = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let (g, mem) = (&self.graph, &self.mem);
-        let out_bytes = mem.sizes[g.output];
+        let readback = if bytes <= self.readback.size() {
+            self.readback.clone()
+        } else {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback (all tensors)"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
         scoped(&self.device, "running the plan", || {
-            self.queue.write_buffer(&self.arena, mem.offsets[g.input], bytemuck::cast_slice(&input.data));
-            let mut enc = self.device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("wunet inference") });
+            self.queue.write_buffer(
+                &self.arena,
+                self.mem.offsets[self.graph.input],
+                bytemuck::cast_slice(&input.data),
+            );
+            let mut enc = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("wunet inference"),
+                });
             {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some("u-net"), timestamp_writes: None });
+                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some("u-net"),
+                    timestamp_writes: None,
+                });
                 for s in &self.steps {
                     pass.set_pipeline(&s.pipeline);
                     pass.set_bind_group(0, &s.bind_group, &[]);
                     pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
                 }
             }
-            enc.copy_buffer_to_buffer(&self.arena, mem.offsets[g.output], &self.readback, 0, out_bytes);
+            enc.copy_buffer_to_buffer(&self.arena, offset, &readback, 0, bytes);
             self.queue.submit([enc.finish()]);
             self.submits.fetch_add(1, Ordering::Relaxed);
         })?;
+        let slice = readback.slice(..bytes);
         let (tx, rx) = std::sync::mpsc::channel();
-        self.readback.slice(..).map_async(wgpu::MapMode::Read, move |r| {
+        slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
         });
         self.device
@@ -405,10 +603,12 @@ impl Plan {
             .map_err(|_| Error::Gpu("readback callback dropped".into()))?
             .map_err(|e| Error::Gpu(format!("reading the output back: {e}")))?;
         let data = {
-            let view = self.readback.slice(..).get_mapped_range().map_err(|e| Error::Gpu(format!("mapping the output: {e}")))?;
+            let view = slice
+                .get_mapped_range()
+                .map_err(|e| Error::Gpu(format!("mapping the output: {e}")))?;
             bytemuck::cast_slice::<u8, f32>(&view).to_vec()
         };
-        self.readback.unmap();
-        Tensor::new(self.output_shape(), data)
+        readback.unmap();
+        Ok(data)
     }
 }

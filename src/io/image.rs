@@ -17,7 +17,10 @@ pub struct LoadedImage {
 
 /// Decode `path` into a [1, C, H, W] tensor for `spec`.
 pub fn load_image(path: &Path, spec: &UNetSpec) -> Result<LoadedImage> {
-    let err = |reason: String| Error::Image { path: path.into(), reason };
+    let err = |reason: String| Error::Image {
+        path: path.into(),
+        reason,
+    };
     let img: DynamicImage = ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
@@ -33,7 +36,11 @@ pub fn load_image(path: &Path, spec: &UNetSpec) -> Result<LoadedImage> {
         1 => img.to_luma32f().into_raw(),
         3 => img.to_rgb32f().into_raw(),
         4 => img.to_rgba32f().into_raw(),
-        _ => return Err(err(format!("the model takes {c} input channels; images give 1 (gray), 3 (RGB) or 4 (RGBA)"))),
+        _ => {
+            return Err(err(format!(
+                "the model takes {c} input channels; images give 1 (gray), 3 (RGB) or 4 (RGBA)"
+            )))
+        }
     };
     let mut data = vec![0f32; c * h * w];
     for (i, px) in interleaved.chunks_exact(c).enumerate() {
@@ -43,7 +50,10 @@ pub fn load_image(path: &Path, spec: &UNetSpec) -> Result<LoadedImage> {
             data[ch * h * w + i] = (v - mean) / std;
         }
     }
-    Ok(LoadedImage { tensor: Tensor::new([1, c, h, w], data)?, rgb: img.to_rgb8() })
+    Ok(LoadedImage {
+        tensor: Tensor::new([1, c, h, w], data)?,
+        rgb: img.to_rgb8(),
+    })
 }
 
 /// Color of class `k` (class 0 is black): bit-interleaved like the PASCAL VOC palette.
@@ -66,19 +76,24 @@ pub fn palette(k: usize) -> [u8; 3] {
 pub fn classes(logits: &Tensor, n: usize) -> Vec<usize> {
     let hw = logits.h() * logits.w();
     if logits.c() == 1 {
-        return logits.plane(n, 0).iter().map(|&v| (v > 0.0) as usize).collect();
+        return logits
+            .plane(n, 0)
+            .iter()
+            .map(|&v| (v > 0.0) as usize)
+            .collect();
     }
     (0..hw)
         .map(|i| {
-            (0..logits.c()).fold((0, f32::NEG_INFINITY), |(bk, bv), k| {
-                let v = logits.plane(n, k)[i];
-                if v > bv {
-                    (k, v)
-                } else {
-                    (bk, bv)
-                }
-            })
-            .0
+            (0..logits.c())
+                .fold((0, f32::NEG_INFINITY), |(bk, bv), k| {
+                    let v = logits.plane(n, k)[i];
+                    if v > bv {
+                        (k, v)
+                    } else {
+                        (bk, bv)
+                    }
+                })
+                .0
         })
         .collect()
 }
@@ -88,9 +103,13 @@ pub fn mask_image(logits: &Tensor, n: usize) -> DynamicImage {
     let (w, h) = (logits.w() as u32, logits.h() as u32);
     let cls = classes(logits, n);
     if logits.c() == 1 {
-        DynamicImage::ImageLuma8(GrayImage::from_fn(w, h, |x, y| image::Luma([255 * cls[(y * w + x) as usize] as u8])))
+        DynamicImage::ImageLuma8(GrayImage::from_fn(w, h, |x, y| {
+            image::Luma([255 * cls[(y * w + x) as usize] as u8])
+        }))
     } else {
-        DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| Rgb(palette(cls[(y * w + x) as usize]))))
+        DynamicImage::ImageRgb8(RgbImage::from_fn(w, h, |x, y| {
+            Rgb(palette(cls[(y * w + x) as usize]))
+        }))
     }
 }
 
@@ -102,7 +121,11 @@ pub fn overlay(picture: &RgbImage, logits: &Tensor, n: usize) -> RgbImage {
     for (x, y, px) in out.enumerate_pixels_mut() {
         let k = cls[(y * w + x) as usize];
         if k > 0 {
-            let tint = if logits.c() == 1 { [255, 40, 40] } else { palette(k) };
+            let tint = if logits.c() == 1 {
+                [255, 40, 40]
+            } else {
+                palette(k)
+            };
             for (c, t) in px.0.iter_mut().zip(tint) {
                 *c = ((*c as u16 + t as u16) / 2) as u8;
             }
@@ -113,7 +136,10 @@ pub fn overlay(picture: &RgbImage, logits: &Tensor, n: usize) -> RgbImage {
 
 /// Write an image, naming the path on failure.
 pub fn save_image(img: &DynamicImage, path: &Path) -> Result<()> {
-    img.save(path).map_err(|e| Error::Image { path: path.into(), reason: format!("cannot write: {e}") })
+    img.save(path).map_err(|e| Error::Image {
+        path: path.into(),
+        reason: format!("cannot write: {e}"),
+    })
 }
 
 #[cfg(test)]

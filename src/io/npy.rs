@@ -8,7 +8,10 @@ use crate::{Error, Result};
 /// Read an array as an NCHW tensor: HW becomes [1, 1, H, W], CHW becomes [1, C, H, W].
 pub fn read_npy(path: &Path) -> Result<Tensor> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    parse_npy(&bytes).map_err(|reason| Error::Npy { path: path.into(), reason })
+    parse_npy(&bytes).map_err(|reason| Error::Npy {
+        path: path.into(),
+        reason,
+    })
 }
 
 fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
@@ -28,7 +31,10 @@ fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
         Ok(header[at..].trim_start())
     };
     let descr = field("descr")?;
-    let descr = descr.get(1..).and_then(|d| d.split('\'').next()).ok_or("bad descr")?;
+    let descr = descr
+        .get(1..)
+        .and_then(|d| d.split('\'').next())
+        .ok_or("bad descr")?;
     if field("fortran_order")?.starts_with("True") {
         return Err("Fortran-ordered arrays are not supported (use np.ascontiguousarray)".into());
     }
@@ -38,7 +44,10 @@ fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
-        .map(|s| s.parse::<usize>().map_err(|_| format!("bad shape entry {s:?}")))
+        .map(|s| {
+            s.parse::<usize>()
+                .map_err(|_| format!("bad shape entry {s:?}"))
+        })
         .collect::<std::result::Result<_, _>>()?;
     let shape = match dims[..] {
         [h, w] => [1, 1, h, w],
@@ -46,7 +55,10 @@ fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
         [n, c, h, w] => [n, c, h, w],
         _ => return Err(format!("shape {dims:?}: expected HW, CHW or NCHW")),
     };
-    let count = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or("shape overflows")?;
+    let count = shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or("shape overflows")?;
     let data = &b[hstart + hlen..];
     let (size, conv): (usize, fn(&[u8]) -> f32) = match descr {
         "<f4" | "=f4" => (4, |c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])),
@@ -56,7 +68,10 @@ fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
     };
     let need = count.checked_mul(size).ok_or("shape overflows")?;
     if data.len() < need {
-        return Err(format!("truncated: shape {dims:?} needs {need} bytes of data, the file has {}", data.len()));
+        return Err(format!(
+            "truncated: shape {dims:?} needs {need} bytes of data, the file has {}",
+            data.len()
+        ));
     }
     let values = data[..need].chunks_exact(size).map(conv).collect();
     Tensor::new(shape, values).map_err(|e| e.to_string())
@@ -65,7 +80,10 @@ fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
 /// Write an NCHW tensor as float32 `.npy` (version 1.0).
 pub fn write_npy(path: &Path, t: &Tensor) -> Result<()> {
     let s = t.shape;
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, {}, {}), }}", s[0], s[1], s[2], s[3]);
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({}, {}, {}, {}), }}",
+        s[0], s[1], s[2], s[3]
+    );
     // Pad so the data starts on a 64-byte boundary, header ends with '\n'.
     let unpadded = 10 + header.len() + 1;
     header.push_str(&" ".repeat(unpadded.div_ceil(64) * 64 - unpadded));
@@ -87,12 +105,20 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("wunet-npy-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("t.npy");
-        let t = Tensor::new([2, 3, 4, 5], (0..120).map(|i| i as f32 * 0.5 - 3.0).collect()).unwrap();
+        let t = Tensor::new(
+            [2, 3, 4, 5],
+            (0..120).map(|i| i as f32 * 0.5 - 3.0).collect(),
+        )
+        .unwrap();
         write_npy(&p, &t).unwrap();
         assert_eq!(read_npy(&p).unwrap(), t);
         let bytes = std::fs::read(&p).unwrap();
-        assert!(parse_npy(&bytes[..bytes.len() - 4]).unwrap_err().contains("truncated"));
-        assert!(parse_npy(b"PK\x03\x04 not numpy").unwrap_err().contains("magic"));
+        assert!(parse_npy(&bytes[..bytes.len() - 4])
+            .unwrap_err()
+            .contains("truncated"));
+        assert!(parse_npy(b"PK\x03\x04 not numpy")
+            .unwrap_err()
+            .contains("magic"));
         std::fs::remove_dir_all(dir).ok();
     }
 }

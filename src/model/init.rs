@@ -86,6 +86,17 @@ pub fn init_random(spec: &UNetSpec, opts: &InitOptions) -> UNet {
             conv: double_conv(&mut rng, 2 * f, f),
         })
         .collect();
-    let head = conv(&mut rng, [spec.out_channels, spec.features[0], 1, 1], spec.features[0], Some(spec.out_channels));
-    UNet { spec: spec.clone(), downs, bottleneck, ups, head }
+    let head = conv(
+        &mut rng,
+        [spec.out_channels, spec.features[0], 1, 1],
+        spec.features[0],
+        Some(spec.out_channels),
+    );
+    UNet {
+        spec: spec.clone(),
+        downs,
+        bottleneck,
+        ups,
+        head,
+    }
 }

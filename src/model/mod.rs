@@ -30,8 +30,12 @@ pub struct BatchNorm {
 impl BatchNorm {
     /// Per-channel (scale, shift) with `y = x * scale + shift`.
     pub fn scale_shift(&self, eps: f32) -> (Vec<f32>, Vec<f32>) {
-        let scale: Vec<f32> =
-            self.gamma.iter().zip(&self.var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+        let scale: Vec<f32> = self
+            .gamma
+            .iter()
+            .zip(&self.var)
+            .map(|(g, v)| g / (v + eps).sqrt())
+            .collect();
         let shift = self
             .beta
             .iter()
@@ -80,12 +84,19 @@ pub fn fold_bn(conv: &ConvWeights, bn: &BatchNorm, eps: f32) -> ConvWeights {
         .zip(&scale)
         .flat_map(|(w, s)| w.iter().map(move |v| v * s))
         .collect();
-    ConvWeights { shape: conv.shape, weight, bias: Some(shift) }
+    ConvWeights {
+        shape: conv.shape,
+        weight,
+        bias: Some(shift),
+    }
 }
 
 impl UNet {
     /// All DoubleConvs in execution order: encoder, bottleneck, decoder.
     pub fn double_convs(&self) -> impl Iterator<Item = &DoubleConv> {
-        self.downs.iter().chain(std::iter::once(&self.bottleneck)).chain(self.ups.iter().map(|u| &u.conv))
+        self.downs
+            .iter()
+            .chain(std::iter::once(&self.bottleneck))
+            .chain(self.ups.iter().map(|u| &u.conv))
     }
 }

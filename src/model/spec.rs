@@ -14,7 +14,14 @@ pub struct UNetSpec {
 
 impl UNetSpec {
     pub fn new(in_channels: usize, out_channels: usize, features: Vec<usize>) -> Self {
-        UNetSpec { in_channels, out_channels, features, bn_eps: 1e-5, input_mean: None, input_std: None }
+        UNetSpec {
+            in_channels,
+            out_channels,
+            features,
+            bn_eps: 1e-5,
+            input_mean: None,
+            input_std: None,
+        }
     }
 
     /// Number of pooling levels.
@@ -44,21 +51,30 @@ impl UNetSpec {
             dc(&format!("downs.{i}"), cin, f, &mut out);
             cin = f;
         }
-        let last = *self.features.last().expect("a U-Net has at least one level");
+        let last = *self
+            .features
+            .last()
+            .expect("a U-Net has at least one level");
         dc("bottleneck", last, 2 * last, &mut out);
         for (k, &f) in self.features.iter().rev().enumerate() {
             out.push((format!("ups.{}.weight", 2 * k), vec![2 * f, f, 2, 2]));
             out.push((format!("ups.{}.bias", 2 * k), vec![f]));
             dc(&format!("ups.{}", 2 * k + 1), 2 * f, f, &mut out);
         }
-        out.push(("final_conv.weight".into(), vec![self.out_channels, self.features[0], 1, 1]));
+        out.push((
+            "final_conv.weight".into(),
+            vec![self.out_channels, self.features[0], 1, 1],
+        ));
         out.push(("final_conv.bias".into(), vec![self.out_channels]));
         out
     }
 
     /// Parameter count (BatchNorm's running statistics included, as in the state_dict).
     pub fn param_count(&self) -> usize {
-        self.expected_tensors().iter().map(|(_, s)| s.iter().product::<usize>()).sum()
+        self.expected_tensors()
+            .iter()
+            .map(|(_, s)| s.iter().product::<usize>())
+            .sum()
     }
 }
 

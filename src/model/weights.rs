@@ -19,7 +19,10 @@ impl UNet {
         let path = path.as_ref();
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         UNet::from_safetensors(&bytes).map_err(|e| match e {
-            Error::NotSafetensors { reason, .. } => Error::NotSafetensors { path: path.into(), reason },
+            Error::NotSafetensors { reason, .. } => Error::NotSafetensors {
+                path: path.into(),
+                reason,
+            },
             e => e,
         })
     }
@@ -45,7 +48,9 @@ impl UNet {
                 bn2: reader.bn(&format!("{p}.bn2"))?,
             })
         };
-        let downs = (0..spec.depth()).map(|i| dc(&format!("downs.{i}"))).collect::<Result<_>>()?;
+        let downs = (0..spec.depth())
+            .map(|i| dc(&format!("downs.{i}")))
+            .collect::<Result<_>>()?;
         let bottleneck = dc("bottleneck")?;
         let ups = (0..spec.depth())
             .map(|k| {
@@ -56,7 +61,13 @@ impl UNet {
             })
             .collect::<Result<_>>()?;
         let head = reader.conv("final_conv", true)?;
-        Ok(UNet { spec, downs, bottleneck, ups, head })
+        Ok(UNet {
+            spec,
+            downs,
+            bottleneck,
+            ups,
+            head,
+        })
     }
 }
 
@@ -75,23 +86,48 @@ impl Reader<'_, '_> {
     fn check_shape(&self, key: &str, expected: &[usize]) -> Result<()> {
         let found = self.shape(key)?;
         if found != expected {
-            return Err(Error::ShapeMismatch { key: key.into(), expected: expected.to_vec(), found });
+            return Err(Error::ShapeMismatch {
+                key: key.into(),
+                expected: expected.to_vec(),
+                found,
+            });
         }
         Ok(())
     }
 
     /// A tensor widened to f32, rejecting NaN and infinities.
     fn f32s(&self, key: &str) -> Result<Vec<f32>> {
-        let t = self.st.tensor(key).map_err(|_| Error::MissingTensor { key: key.into() })?;
+        let t = self
+            .st
+            .tensor(key)
+            .map_err(|_| Error::MissingTensor { key: key.into() })?;
         let d = t.data();
         let v: Vec<f32> = match t.dtype() {
-            Dtype::F32 => d.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
-            Dtype::F16 => d.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            Dtype::BF16 => d.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
-            other => return Err(Error::UnsupportedDtype { key: key.into(), dtype: format!("{other:?}") }),
+            Dtype::F32 => d
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
+            Dtype::F16 => d
+                .chunks_exact(2)
+                .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            Dtype::BF16 => d
+                .chunks_exact(2)
+                .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                .collect(),
+            other => {
+                return Err(Error::UnsupportedDtype {
+                    key: key.into(),
+                    dtype: format!("{other:?}"),
+                })
+            }
         };
         if let Some((index, &value)) = v.iter().enumerate().find(|(_, x)| !x.is_finite()) {
-            return Err(Error::NonFinite { key: key.into(), index, value });
+            return Err(Error::NonFinite {
+                key: key.into(),
+                index,
+                value,
+            });
         }
         Ok(v)
     }
@@ -101,8 +137,16 @@ impl Reader<'_, '_> {
         let s = self.shape(&key)?;
         let shape = [s[0], s[1], s[2], s[3]];
         let weight = self.f32s(&key)?;
-        let bias = if with_bias { Some(self.f32s(&format!("{prefix}.bias"))?) } else { None };
-        Ok(ConvWeights { shape, weight, bias })
+        let bias = if with_bias {
+            Some(self.f32s(&format!("{prefix}.bias"))?)
+        } else {
+            None
+        };
+        Ok(ConvWeights {
+            shape,
+            weight,
+            bias,
+        })
     }
 
     fn bn(&self, prefix: &str) -> Result<BatchNorm> {
@@ -128,7 +172,11 @@ fn dims(r: &Reader, key: &str, rank: usize) -> Result<Vec<usize>> {
     if s.len() != rank {
         let mut expected = vec![0; rank];
         expected[..s.len().min(rank)].copy_from_slice(&s[..s.len().min(rank)]);
-        return Err(Error::ShapeMismatch { key: key.into(), expected, found: s });
+        return Err(Error::ShapeMismatch {
+            key: key.into(),
+            expected,
+            found: s,
+        });
     }
     Ok(s)
 }
@@ -136,12 +184,18 @@ fn dims(r: &Reader, key: &str, rank: usize) -> Result<Vec<usize>> {
 /// Depth, widths and channel counts from the tensor shapes; eps and normalization from metadata.
 fn infer_spec(r: &Reader, meta: Option<&HashMap<String, String>>) -> Result<UNetSpec> {
     let mut features = Vec::new();
-    while r.st.tensor(&format!("downs.{}.conv1.weight", features.len())).is_ok() {
+    while r
+        .st
+        .tensor(&format!("downs.{}.conv1.weight", features.len()))
+        .is_ok()
+    {
         let s = dims(r, &format!("downs.{}.conv1.weight", features.len()), 4)?;
         features.push(s[0]);
     }
     if features.is_empty() {
-        return Err(Error::MissingTensor { key: "downs.0.conv1.weight".into() });
+        return Err(Error::MissingTensor {
+            key: "downs.0.conv1.weight".into(),
+        });
     }
     for level in 1..features.len() {
         if features[level] != 2 * features[level - 1] {
@@ -185,7 +239,11 @@ fn infer_spec(r: &Reader, meta: Option<&HashMap<String, String>>) -> Result<UNet
 }
 
 fn bad_meta(key: &str, value: &str, reason: &str) -> Error {
-    Error::BadMetadata { key: key.into(), value: value.into(), reason: reason.into() }
+    Error::BadMetadata {
+        key: key.into(),
+        value: value.into(),
+        reason: reason.into(),
+    }
 }
 
 /// "0.5,0.4,0.3" or "[0.5, 0.4, 0.3]" → floats; a single value is broadcast to `want`.
@@ -198,7 +256,11 @@ fn parse_floats(key: &str, value: &str, want: Option<usize>) -> Result<Vec<f32>>
         .ok_or_else(|| bad_meta(key, value, "expected comma-separated numbers"))?;
     match want {
         Some(n) if v.len() == 1 => Ok(vec![v[0]; n]),
-        Some(n) if v.len() != n => Err(bad_meta(key, value, &format!("expected {n} values, found {}", v.len()))),
+        Some(n) if v.len() != n => Err(bad_meta(
+            key,
+            value,
+            &format!("expected {n} values, found {}", v.len()),
+        )),
         _ => Ok(v),
     }
 }
@@ -218,7 +280,9 @@ impl std::str::FromStr for StoreDtype {
             "f32" | "float32" => Ok(StoreDtype::F32),
             "f16" | "float16" => Ok(StoreDtype::F16),
             "bf16" | "bfloat16" => Ok(StoreDtype::BF16),
-            _ => Err(Error::InvalidArgument(format!("unknown dtype {s:?} (f32, f16, bf16)"))),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown dtype {s:?} (f32, f16, bf16)"
+            ))),
         }
     }
 }
@@ -228,8 +292,17 @@ pub fn save_safetensors(model: &UNet, dtype: StoreDtype) -> Result<Vec<u8>> {
     let mut tensors: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
     let push_dc = |p: &str, d: &DoubleConv, t: &mut Vec<(String, Vec<usize>, Vec<f32>)>| {
         for (i, c, bn) in [(1, &d.conv1, &d.bn1), (2, &d.conv2, &d.bn2)] {
-            t.push((format!("{p}.conv{i}.weight"), c.shape.to_vec(), c.weight.clone()));
-            for (name, v) in [("weight", &bn.gamma), ("bias", &bn.beta), ("running_mean", &bn.mean), ("running_var", &bn.var)] {
+            t.push((
+                format!("{p}.conv{i}.weight"),
+                c.shape.to_vec(),
+                c.weight.clone(),
+            ));
+            for (name, v) in [
+                ("weight", &bn.gamma),
+                ("bias", &bn.beta),
+                ("running_mean", &bn.mean),
+                ("running_var", &bn.var),
+            ] {
                 t.push((format!("{p}.bn{i}.{name}"), vec![v.len()], v.clone()));
             }
         }
@@ -240,20 +313,41 @@ pub fn save_safetensors(model: &UNet, dtype: StoreDtype) -> Result<Vec<u8>> {
     push_dc("bottleneck", &model.bottleneck, &mut tensors);
     for (k, u) in model.ups.iter().enumerate() {
         let b = u.up.bias.clone().expect("transposed conv has a bias");
-        tensors.push((format!("ups.{}.weight", 2 * k), u.up.shape.to_vec(), u.up.weight.clone()));
+        tensors.push((
+            format!("ups.{}.weight", 2 * k),
+            u.up.shape.to_vec(),
+            u.up.weight.clone(),
+        ));
         tensors.push((format!("ups.{}.bias", 2 * k), vec![b.len()], b));
         push_dc(&format!("ups.{}", 2 * k + 1), &u.conv, &mut tensors);
     }
     let hb = model.head.bias.clone().expect("head has a bias");
-    tensors.push(("final_conv.weight".into(), model.head.shape.to_vec(), model.head.weight.clone()));
+    tensors.push((
+        "final_conv.weight".into(),
+        model.head.shape.to_vec(),
+        model.head.weight.clone(),
+    ));
     tensors.push(("final_conv.bias".into(), vec![hb.len()], hb));
 
     let (st_dtype, bytes): (Dtype, fn(&[f32]) -> Vec<u8>) = match dtype {
-        StoreDtype::F32 => (Dtype::F32, |v| v.iter().flat_map(|x| x.to_le_bytes()).collect()),
-        StoreDtype::F16 => (Dtype::F16, |v| v.iter().flat_map(|x| half::f16::from_f32(*x).to_le_bytes()).collect()),
-        StoreDtype::BF16 => (Dtype::BF16, |v| v.iter().flat_map(|x| half::bf16::from_f32(*x).to_le_bytes()).collect()),
+        StoreDtype::F32 => (Dtype::F32, |v| {
+            v.iter().flat_map(|x| x.to_le_bytes()).collect()
+        }),
+        StoreDtype::F16 => (Dtype::F16, |v| {
+            v.iter()
+                .flat_map(|x| half::f16::from_f32(*x).to_le_bytes())
+                .collect()
+        }),
+        StoreDtype::BF16 => (Dtype::BF16, |v| {
+            v.iter()
+                .flat_map(|x| half::bf16::from_f32(*x).to_le_bytes())
+                .collect()
+        }),
     };
-    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors.into_iter().map(|(k, s, v)| (k, s, bytes(&v))).collect();
+    let data: Vec<(String, Vec<usize>, Vec<u8>)> = tensors
+        .into_iter()
+        .map(|(k, s, v)| (k, s, bytes(&v)))
+        .collect();
     let views = data
         .iter()
         .map(|(k, s, b)| {
@@ -264,7 +358,12 @@ pub fn save_safetensors(model: &UNet, dtype: StoreDtype) -> Result<Vec<u8>> {
         .collect::<Result<Vec<_>>>()?;
     let spec = &model.spec;
     let mut meta = HashMap::new();
-    let join = |v: &[f32]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(",");
+    let join = |v: &[f32]| {
+        v.iter()
+            .map(|x| x.to_string())
+            .collect::<Vec<_>>()
+            .join(",")
+    };
     if spec.bn_eps != 1e-5 {
         meta.insert("bn_eps".to_string(), spec.bn_eps.to_string());
     }
@@ -298,15 +397,26 @@ mod tests {
                 StoreDtype::F16 => 1e-3,
                 StoreDtype::BF16 => 1e-2,
             };
-            for (a, b) in back.downs[1].conv2.weight.iter().zip(&m.downs[1].conv2.weight) {
-                assert!((a - b).abs() <= tol * b.abs().max(1e-3), "{dt:?}: {a} vs {b}");
+            for (a, b) in back.downs[1]
+                .conv2
+                .weight
+                .iter()
+                .zip(&m.downs[1].conv2.weight)
+            {
+                assert!(
+                    (a - b).abs() <= tol * b.abs().max(1e-3),
+                    "{dt:?}: {a} vs {b}"
+                );
             }
         }
     }
 
     #[test]
     fn metadata_lists_parse() {
-        assert_eq!(parse_floats("k", "[0.5, 1]", Some(2)).unwrap(), vec![0.5, 1.0]);
+        assert_eq!(
+            parse_floats("k", "[0.5, 1]", Some(2)).unwrap(),
+            vec![0.5, 1.0]
+        );
         assert_eq!(parse_floats("k", "2", Some(3)).unwrap(), vec![2.0; 3]);
         assert!(parse_floats("k", "1,2", Some(3)).is_err());
         assert!(parse_floats("k", "a,b", None).is_err());

@@ -31,6 +31,12 @@ fn align(v: u64, a: u64) -> u64 {
 /// Place every tensor of `g` in one arena, reusing memory between tensors whose lifetimes do
 /// not overlap.
 pub fn plan_memory(g: &Graph, alignment: u64) -> MemoryPlan {
+    plan_memory_with(g, alignment, false)
+}
+
+/// As `plan_memory`; with `keep_all`, every tensor lives to the end (no reuse), so all
+/// intermediate values can be read back after a run (debugging, per-kernel tests).
+pub fn plan_memory_with(g: &Graph, alignment: u64, keep_all: bool) -> MemoryPlan {
     let nt = g.shapes.len();
     let end = g.ops.len();
     let mut life = vec![(usize::MAX, 0usize); nt];
@@ -44,6 +50,9 @@ pub fn plan_memory(g: &Graph, alignment: u64) -> MemoryPlan {
         }
     }
     life[g.output].1 = end;
+    if keep_all {
+        life.iter_mut().for_each(|l| l.1 = end);
+    }
     let sizes: Vec<u64> = (0..nt).map(|t| g.bytes(t)).collect();
 
     let mut order: Vec<TensorId> = (0..nt).collect();
@@ -71,7 +80,12 @@ pub fn plan_memory(g: &Graph, alignment: u64) -> MemoryPlan {
         arena = arena.max(at + need);
         placed.push(t);
     }
-    MemoryPlan { offsets, sizes, lifetimes: life, arena_bytes: arena }
+    MemoryPlan {
+        offsets,
+        sizes,
+        lifetimes: life,
+        arena_bytes: arena,
+    }
 }
 
 #[cfg(test)]
@@ -96,13 +110,21 @@ mod tests {
 
     #[test]
     fn live_tensors_never_share_bytes_and_memory_is_reused() {
-        for (features, shape) in [(vec![4], [2, 3, 17, 23]), (vec![8, 16, 32, 64, 128], [1, 3, 67, 45])] {
+        for (features, shape) in [
+            (vec![4], [2, 3, 17, 23]),
+            (vec![8, 16, 32, 64, 128], [1, 3, 67, 45]),
+        ] {
             let spec = UNetSpec::new(3, 2, features);
             for fold in [true, false] {
                 let g = Graph::build(&spec, shape, fold).unwrap();
                 let p = plan_memory(&g, ARENA_ALIGN);
                 check_no_overlap(&p);
-                assert!(p.arena_bytes < g.total_tensor_bytes(), "{} vs {}", p.arena_bytes, g.total_tensor_bytes());
+                assert!(
+                    p.arena_bytes < g.total_tensor_bytes(),
+                    "{} vs {}",
+                    p.arena_bytes,
+                    g.total_tensor_bytes()
+                );
                 assert!(p.offsets.iter().all(|o| o % ARENA_ALIGN == 0));
             }
         }

@@ -4,7 +4,7 @@
 
 mod memory;
 
-pub use memory::{plan_memory, MemoryPlan, ARENA_ALIGN};
+pub use memory::{plan_memory, plan_memory_with, MemoryPlan, ARENA_ALIGN};
 
 use crate::model::{BatchNorm, ConvWeights, UNet, UNetSpec};
 use crate::{Error, Result};
@@ -50,13 +50,27 @@ impl ConvRef {
 pub enum Op {
     /// 3×3 conv, padding 1, over the channels of `a` then `b` (the skip concatenation, read in
     /// place). With `fused`, BatchNorm is folded in and ReLU applied; without, a `BnRelu` follows.
-    Conv3x3 { a: TensorId, b: Option<TensorId>, out: TensorId, conv: ConvRef, fused: bool },
+    Conv3x3 {
+        a: TensorId,
+        b: Option<TensorId>,
+        out: TensorId,
+        conv: ConvRef,
+        fused: bool,
+    },
     /// Standalone BatchNorm + ReLU (only when folding is off).
-    BnRelu { x: TensorId, out: TensorId, conv: ConvRef },
+    BnRelu {
+        x: TensorId,
+        out: TensorId,
+        conv: ConvRef,
+    },
     /// 2×2 max-pool, stride 2, floor.
     MaxPool { x: TensorId, out: TensorId },
     /// 2×2 stride-2 transposed conv with bias, `UNet::ups[level].up`.
-    UpConv { x: TensorId, out: TensorId, level: usize },
+    UpConv {
+        x: TensorId,
+        out: TensorId,
+        level: usize,
+    },
     /// Bilinear resize, align_corners=True.
     Resize { x: TensorId, out: TensorId },
     /// 1×1 conv with bias: the logits.
@@ -67,7 +81,11 @@ impl Op {
     pub fn inputs(&self) -> Vec<TensorId> {
         match *self {
             Op::Conv3x3 { a, b, .. } => std::iter::once(a).chain(b).collect(),
-            Op::BnRelu { x, .. } | Op::MaxPool { x, .. } | Op::UpConv { x, .. } | Op::Resize { x, .. } | Op::Head { x, .. } => vec![x],
+            Op::BnRelu { x, .. }
+            | Op::MaxPool { x, .. }
+            | Op::UpConv { x, .. }
+            | Op::Resize { x, .. }
+            | Op::Head { x, .. } => vec![x],
         }
     }
 
@@ -111,7 +129,12 @@ impl Graph {
     /// Unroll `spec` for an NCHW input. `fold_bn` = false keeps BatchNorm as its own op.
     pub fn build(spec: &UNetSpec, input: Shape, fold_bn: bool) -> Result<Graph> {
         check_input(spec, input)?;
-        let mut g = Graph { shapes: vec![input], ops: Vec::new(), input: 0, output: 0 };
+        let mut g = Graph {
+            shapes: vec![input],
+            ops: Vec::new(),
+            input: 0,
+            output: 0,
+        };
         let n = input[0];
         let mut x = 0;
         let mut skips = Vec::new();
@@ -151,19 +174,43 @@ impl Graph {
         self.shapes.len() - 1
     }
 
-    fn conv(&mut self, a: TensorId, b: Option<TensorId>, cout: usize, conv: ConvRef, fold: bool) -> TensorId {
+    fn conv(
+        &mut self,
+        a: TensorId,
+        b: Option<TensorId>,
+        cout: usize,
+        conv: ConvRef,
+        fold: bool,
+    ) -> TensorId {
         let [n, _, h, w] = self.shapes[a];
         let out = self.tensor([n, cout, h, w]);
-        self.ops.push(Op::Conv3x3 { a, b, out, conv, fused: fold });
+        self.ops.push(Op::Conv3x3 {
+            a,
+            b,
+            out,
+            conv,
+            fused: fold,
+        });
         if fold {
             return out;
         }
         let bn = self.tensor([n, cout, h, w]);
-        self.ops.push(Op::BnRelu { x: out, out: bn, conv });
+        self.ops.push(Op::BnRelu {
+            x: out,
+            out: bn,
+            conv,
+        });
         bn
     }
 
-    fn double_conv(&mut self, a: TensorId, b: Option<TensorId>, cout: usize, r: impl Fn(u8) -> ConvRef, fold: bool) -> TensorId {
+    fn double_conv(
+        &mut self,
+        a: TensorId,
+        b: Option<TensorId>,
+        cout: usize,
+        r: impl Fn(u8) -> ConvRef,
+        fold: bool,
+    ) -> TensorId {
         let x = self.conv(a, b, cout, r(1), fold);
         self.conv(x, None, cout, r(2), fold)
     }
@@ -198,12 +245,20 @@ impl Graph {
 
 /// The input must match the model's channels and survive `depth` halvings.
 fn check_input(spec: &UNetSpec, s: Shape) -> Result<()> {
-    let bad = |reason: String| Err(Error::BadInput { shape: s.to_vec(), reason });
+    let bad = |reason: String| {
+        Err(Error::BadInput {
+            shape: s.to_vec(),
+            reason,
+        })
+    };
     if s.iter().any(|&d| d == 0) {
         return bad("zero-sized input".into());
     }
     if s[1] != spec.in_channels {
-        return bad(format!("the model takes {} input channels, the input has {}", spec.in_channels, s[1]));
+        return bad(format!(
+            "the model takes {} input channels, the input has {}",
+            spec.in_channels, s[1]
+        ));
     }
     let min = spec.min_input_side();
     if s[2] < min || s[3] < min {
@@ -239,19 +294,33 @@ mod tests {
     fn odd_sizes_insert_resizes() {
         let spec = UNetSpec::new(3, 2, vec![4, 8, 16]);
         let g = Graph::build(&spec, [2, 3, 37, 29], true).unwrap();
-        let resizes = g.ops.iter().filter(|o| matches!(o, Op::Resize { .. })).count();
+        let resizes = g
+            .ops
+            .iter()
+            .filter(|o| matches!(o, Op::Resize { .. }))
+            .count();
         assert!(resizes >= 2);
         assert_eq!(g.shapes[g.output], [2, 2, 37, 29]);
         let even = Graph::build(&spec, [1, 3, 32, 32], true).unwrap();
-        assert_eq!(even.ops.iter().filter(|o| matches!(o, Op::Resize { .. })).count(), 0);
+        assert_eq!(
+            even.ops
+                .iter()
+                .filter(|o| matches!(o, Op::Resize { .. }))
+                .count(),
+            0
+        );
     }
 
     #[test]
     fn bad_inputs_are_named() {
         let spec = UNetSpec::new(3, 1, vec![4, 8, 16]);
-        let e = Graph::build(&spec, [1, 1, 32, 32], true).unwrap_err().to_string();
+        let e = Graph::build(&spec, [1, 1, 32, 32], true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("3 input channels"), "{e}");
-        let e = Graph::build(&spec, [1, 3, 7, 32], true).unwrap_err().to_string();
+        let e = Graph::build(&spec, [1, 3, 7, 32], true)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("at least 8"), "{e}");
         assert!(Graph::build(&spec, [1, 3, 0, 32], true).is_err());
     }

@@ -14,33 +14,40 @@ pub fn conv3x3(a: &Tensor, b: Option<&Tensor>, w: &ConvWeights, relu: bool) -> T
     let [cout, cin, kh, kw] = w.shape;
     assert_eq!((cin, kh, kw), (ca + cb, 3, 3), "conv3x3 weight shape");
     let mut out = Tensor::zeros([n, cout, h, wd]);
-    out.data.par_chunks_mut(h * wd).enumerate().for_each(|(plane, o)| {
-        let (img, co) = (plane / cout, plane % cout);
-        o.fill(w.bias.as_ref().map_or(0.0, |b| b[co]));
-        for ci in 0..cin {
-            let src = if ci < ca { a.plane(img, ci) } else { b.expect("b").plane(img, ci - ca) };
-            let k = &w.weight[(co * cin + ci) * 9..][..9];
-            for ky in 0..3 {
-                // Output rows y read input row y + ky - 1.
-                let (y0, y1) = (1usize.saturating_sub(ky), (h + 1 - ky).min(h));
-                for kx in 0..3 {
-                    let wv = k[ky * 3 + kx];
-                    let (x0, x1) = (1usize.saturating_sub(kx), (wd + 1 - kx).min(wd));
-                    for y in y0..y1 {
-                        let sy = y + ky - 1;
-                        let orow = &mut o[y * wd + x0..y * wd + x1];
-                        let irow = &src[sy * wd + x0 + kx - 1..sy * wd + x1 + kx - 1];
-                        for (ov, iv) in orow.iter_mut().zip(irow) {
-                            *ov += wv * iv;
+    out.data
+        .par_chunks_mut(h * wd)
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let (img, co) = (plane / cout, plane % cout);
+            o.fill(w.bias.as_ref().map_or(0.0, |b| b[co]));
+            for ci in 0..cin {
+                let src = if ci < ca {
+                    a.plane(img, ci)
+                } else {
+                    b.expect("b").plane(img, ci - ca)
+                };
+                let k = &w.weight[(co * cin + ci) * 9..][..9];
+                for ky in 0..3 {
+                    // Output rows y read input row y + ky - 1.
+                    let (y0, y1) = (1usize.saturating_sub(ky), (h + 1 - ky).min(h));
+                    for kx in 0..3 {
+                        let wv = k[ky * 3 + kx];
+                        let (x0, x1) = (1usize.saturating_sub(kx), (wd + 1 - kx).min(wd));
+                        for y in y0..y1 {
+                            let sy = y + ky - 1;
+                            let orow = &mut o[y * wd + x0..y * wd + x1];
+                            let irow = &src[sy * wd + x0 + kx - 1..sy * wd + x1 + kx - 1];
+                            for (ov, iv) in orow.iter_mut().zip(irow) {
+                                *ov += wv * iv;
+                            }
                         }
                     }
                 }
             }
-        }
-        if relu {
-            o.iter_mut().for_each(|v| *v = v.max(0.0));
-        }
-    });
+            if relu {
+                o.iter_mut().for_each(|v| *v = v.max(0.0));
+            }
+        });
     out
 }
 
@@ -48,10 +55,14 @@ pub fn conv3x3(a: &Tensor, b: Option<&Tensor>, w: &ConvWeights, relu: bool) -> T
 pub fn bn_relu(x: &Tensor, scale: &[f32], shift: &[f32]) -> Tensor {
     let c = x.c();
     let mut out = x.clone();
-    out.data.par_chunks_mut(x.h() * x.w()).enumerate().for_each(|(plane, o)| {
-        let ch = plane % c;
-        o.iter_mut().for_each(|v| *v = (*v * scale[ch] + shift[ch]).max(0.0));
-    });
+    out.data
+        .par_chunks_mut(x.h() * x.w())
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let ch = plane % c;
+            o.iter_mut()
+                .for_each(|v| *v = (*v * scale[ch] + shift[ch]).max(0.0));
+        });
     out
 }
 
@@ -60,16 +71,19 @@ pub fn maxpool2x2(x: &Tensor) -> Tensor {
     let [n, c, h, w] = x.shape;
     let (oh, ow) = (h / 2, w / 2);
     let mut out = Tensor::zeros([n, c, oh, ow]);
-    out.data.par_chunks_mut(oh * ow).enumerate().for_each(|(plane, o)| {
-        let src = x.plane(plane / c, plane % c);
-        for y in 0..oh {
-            for xx in 0..ow {
-                let r0 = &src[2 * y * w + 2 * xx..];
-                let r1 = &src[(2 * y + 1) * w + 2 * xx..];
-                o[y * ow + xx] = r0[0].max(r0[1]).max(r1[0].max(r1[1]));
+    out.data
+        .par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let src = x.plane(plane / c, plane % c);
+            for y in 0..oh {
+                for xx in 0..ow {
+                    let r0 = &src[2 * y * w + 2 * xx..];
+                    let r1 = &src[(2 * y + 1) * w + 2 * xx..];
+                    o[y * ow + xx] = r0[0].max(r0[1]).max(r1[0].max(r1[1]));
+                }
             }
-        }
-    });
+        });
     out
 }
 
@@ -81,28 +95,37 @@ pub fn upconv2x2(x: &Tensor, w: &ConvWeights) -> Tensor {
     let bias = w.bias.as_ref().expect("transposed conv has a bias");
     let (oh, ow) = (2 * h, 2 * wd);
     let mut out = Tensor::zeros([n, cout, oh, ow]);
-    out.data.par_chunks_mut(oh * ow).enumerate().for_each(|(plane, o)| {
-        let (img, co) = (plane / cout, plane % cout);
-        o.fill(bias[co]);
-        for ci in 0..cin {
-            let src = x.plane(img, ci);
-            let k = &w.weight[(ci * cout + co) * 4..][..4];
-            for y in 0..oh {
-                let (sy, ky) = (y / 2, y % 2);
-                let orow = &mut o[y * ow..(y + 1) * ow];
-                for (xx, ov) in orow.iter_mut().enumerate() {
-                    *ov += src[sy * wd + xx / 2] * k[ky * 2 + xx % 2];
+    out.data
+        .par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let (img, co) = (plane / cout, plane % cout);
+            o.fill(bias[co]);
+            for ci in 0..cin {
+                let src = x.plane(img, ci);
+                let k = &w.weight[(ci * cout + co) * 4..][..4];
+                for y in 0..oh {
+                    let (sy, ky) = (y / 2, y % 2);
+                    let orow = &mut o[y * ow..(y + 1) * ow];
+                    for (xx, ov) in orow.iter_mut().enumerate() {
+                        *ov += src[sy * wd + xx / 2] * k[ky * 2 + xx % 2];
+                    }
                 }
             }
-        }
-    });
+        });
     out
 }
 
 /// Bilinear resize with align_corners=True, computed as PyTorch's CPU kernel does.
 pub fn resize_bilinear_ac(x: &Tensor, oh: usize, ow: usize) -> Tensor {
     let [n, c, h, w] = x.shape;
-    let scale = |i: usize, o: usize| if o > 1 { (i as f32 - 1.0) / (o as f32 - 1.0) } else { 0.0 };
+    let scale = |i: usize, o: usize| {
+        if o > 1 {
+            (i as f32 - 1.0) / (o as f32 - 1.0)
+        } else {
+            0.0
+        }
+    };
     let (sh, sw) = (scale(h, oh), scale(w, ow));
     let taps = |s: f32, d: usize, i: usize| {
         let src = s * d as f32;
@@ -112,17 +135,20 @@ pub fn resize_bilinear_ac(x: &Tensor, oh: usize, ow: usize) -> Tensor {
         (i0, i1, 1.0 - l1, l1)
     };
     let mut out = Tensor::zeros([n, c, oh, ow]);
-    out.data.par_chunks_mut(oh * ow).enumerate().for_each(|(plane, o)| {
-        let src = x.plane(plane / c, plane % c);
-        for y in 0..oh {
-            let (y0, y1, hy0, hy1) = taps(sh, y, h);
-            for xx in 0..ow {
-                let (x0, x1, wx0, wx1) = taps(sw, xx, w);
-                o[y * ow + xx] = hy0 * (wx0 * src[y0 * w + x0] + wx1 * src[y0 * w + x1])
-                    + hy1 * (wx0 * src[y1 * w + x0] + wx1 * src[y1 * w + x1]);
+    out.data
+        .par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let src = x.plane(plane / c, plane % c);
+            for y in 0..oh {
+                let (y0, y1, hy0, hy1) = taps(sh, y, h);
+                for xx in 0..ow {
+                    let (x0, x1, wx0, wx1) = taps(sw, xx, w);
+                    o[y * ow + xx] = hy0 * (wx0 * src[y0 * w + x0] + wx1 * src[y0 * w + x1])
+                        + hy1 * (wx0 * src[y1 * w + x0] + wx1 * src[y1 * w + x1]);
+                }
             }
-        }
-    });
+        });
     out
 }
 
@@ -133,16 +159,19 @@ pub fn conv1x1(x: &Tensor, w: &ConvWeights) -> Tensor {
     assert_eq!(w.shape[1], cin, "1×1 conv weight shape");
     let bias = w.bias.as_ref().expect("head conv has a bias");
     let mut out = Tensor::zeros([n, cout, h, wd]);
-    out.data.par_chunks_mut(h * wd).enumerate().for_each(|(plane, o)| {
-        let (img, co) = (plane / cout, plane % cout);
-        o.fill(bias[co]);
-        for ci in 0..cin {
-            let wv = w.weight[co * cin + ci];
-            for (ov, iv) in o.iter_mut().zip(x.plane(img, ci)) {
-                *ov += wv * iv;
+    out.data
+        .par_chunks_mut(h * wd)
+        .enumerate()
+        .for_each(|(plane, o)| {
+            let (img, co) = (plane / cout, plane % cout);
+            o.fill(bias[co]);
+            for ci in 0..cin {
+                let wv = w.weight[co * cin + ci];
+                for (ov, iv) in o.iter_mut().zip(x.plane(img, ci)) {
+                    *ov += wv * iv;
+                }
             }
-        }
-    });
+        });
     out
 }
 
@@ -151,7 +180,10 @@ mod tests {
     use super::*;
 
     fn t(shape: [usize; 4], f: impl Fn(usize) -> f32) -> Tensor {
-        Tensor { shape, data: (0..shape.iter().product()).map(f).collect() }
+        Tensor {
+            shape,
+            data: (0..shape.iter().product()).map(f).collect(),
+        }
     }
 
     /// Direct definition of the concatenated conv, index by index.
@@ -159,7 +191,11 @@ mod tests {
     fn conv3x3_matches_the_definition() {
         let a = t([1, 2, 5, 4], |i| (i as f32 * 0.37).sin());
         let b = t([1, 1, 5, 4], |i| (i as f32 * 0.11).cos());
-        let w = ConvWeights { shape: [3, 3, 3, 3], weight: (0..81).map(|i| (i as f32 * 0.7).sin()).collect(), bias: Some(vec![0.1, -0.2, 0.3]) };
+        let w = ConvWeights {
+            shape: [3, 3, 3, 3],
+            weight: (0..81).map(|i| (i as f32 * 0.7).sin()).collect(),
+            bias: Some(vec![0.1, -0.2, 0.3]),
+        };
         let out = conv3x3(&a, Some(&b), &w, false);
         for co in 0..3 {
             for y in 0..5i32 {
@@ -172,8 +208,13 @@ mod tests {
                                 if sy < 0 || sy >= 5 || sx < 0 || sx >= 4 {
                                     continue;
                                 }
-                                let v = if ci < 2 { a.plane(0, ci) } else { b.plane(0, 0) }[(sy * 4 + sx) as usize];
-                                s += v * w.weight[((co * 3 + ci) * 3 + ky as usize) * 3 + kx as usize];
+                                let v = if ci < 2 {
+                                    a.plane(0, ci)
+                                } else {
+                                    b.plane(0, 0)
+                                }[(sy * 4 + sx) as usize];
+                                s += v * w.weight
+                                    [((co * 3 + ci) * 3 + ky as usize) * 3 + kx as usize];
                             }
                         }
                     }

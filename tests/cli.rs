@@ -1,0 +1,381 @@
+//! The `wunet` binary end to end: the happy paths of `init`, `info` and `infer`, and every kind
+//! of bad input getting a clear error that names the problem, exit code 2, and no panic.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use wunet::io::{read_npy, write_npy};
+use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
+use wunet::{Tensor, UNetSpec};
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("wunet-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+fn wunet(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_wunet"))
+        .args(args)
+        .output()
+        .expect("run wunet")
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Exit code 2, no panic, and every `needles` in stderr.
+fn expect_error(args: &[&str], needles: &[&str]) {
+    let out = wunet(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?}: expected exit code 2; stderr:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: stderr lacks {n:?}:\n{err}");
+    }
+}
+
+fn small_model(features: Vec<usize>, cin: usize) -> wunet::UNet {
+    init_random(&UNetSpec::new(cin, 1, features), &InitOptions { seed: 1 })
+}
+
+fn write_model(name: &str, m: &wunet::UNet) -> PathBuf {
+    let p = tmp(name);
+    std::fs::write(&p, save_safetensors(m, StoreDtype::F32).unwrap()).unwrap();
+    p
+}
+
+/// A safetensors file with the model's tensors, edited by `edit` (name → shape, f32 values).
+fn write_edited(name: &str, edit: impl Fn(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> PathBuf {
+    let bytes = save_safetensors(&small_model(vec![4, 8], 3), StoreDtype::F32).unwrap();
+    let st = safetensors::SafeTensors::deserialize(&bytes).unwrap();
+    let mut t: Vec<(String, Vec<usize>, Vec<f32>)> = st
+        .tensors()
+        .into_iter()
+        .map(|(k, v)| {
+            (
+                k,
+                v.shape().to_vec(),
+                bytemuck::pod_collect_to_vec::<u8, f32>(v.data()),
+            )
+        })
+        .collect();
+    edit(&mut t);
+    let raw: Vec<(String, Vec<usize>, Vec<u8>)> = t
+        .into_iter()
+        .map(|(k, s, v)| (k, s, bytemuck::cast_slice(&v).to_vec()))
+        .collect();
+    let views: Vec<_> = raw
+        .iter()
+        .map(|(k, s, b)| {
+            (
+                k.clone(),
+                safetensors::tensor::TensorView::new(safetensors::Dtype::F32, s.clone(), b)
+                    .unwrap(),
+            )
+        })
+        .collect();
+    let p = tmp(name);
+    std::fs::write(&p, safetensors::serialize(views, None).unwrap()).unwrap();
+    p
+}
+
+fn npy(name: &str, shape: [usize; 4]) -> PathBuf {
+    let p = tmp(name);
+    write_npy(&p, &common::random_tensor(shape, 2)).unwrap();
+    p
+}
+
+#[test]
+fn init_info_and_infer_on_cpu_and_gpu_agree() {
+    let m = tmp("init.safetensors");
+    let out = wunet(&[
+        "init",
+        "--features",
+        "4,8,16",
+        "--in",
+        "3",
+        "--out",
+        "2",
+        "--seed",
+        "3",
+        "-o",
+        s(&m),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let info = wunet(&["info", "-m", s(&m), "--size", "64x48"]);
+    let text = String::from_utf8_lossy(&info.stdout);
+    assert!(info.status.success());
+    for needle in [
+        "features [4, 8, 16]",
+        "parameters:",
+        "FLOPs:",
+        "activation memory:",
+        "downs.0.conv1",
+        "final_conv",
+    ] {
+        assert!(text.contains(needle), "info lacks {needle:?}:\n{text}");
+    }
+    let x = npy("x.npy", [2, 3, 37, 29]);
+    let (yc, yg) = (tmp("yc.npy"), tmp("yg.npy"));
+    let cpu = wunet(&["infer", "-m", s(&m), s(&x), "-o", s(&yc), "--device", "cpu"]);
+    assert!(
+        cpu.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cpu.stderr)
+    );
+    let c = read_npy(&yc).unwrap();
+    assert_eq!(c.shape, [2, 2, 37, 29]);
+    if common::gpu("init_info_and_infer_on_cpu_and_gpu_agree (gpu part)").is_some() {
+        let gpu = wunet(&["infer", "-m", s(&m), s(&x), "-o", s(&yg), "--device", "gpu"]);
+        assert!(
+            gpu.status.success(),
+            "{}",
+            String::from_utf8_lossy(&gpu.stderr)
+        );
+        common::assert_close("cli gpu vs cpu", &read_npy(&yg).unwrap(), &c, 1e-4);
+    }
+}
+
+#[test]
+fn infer_writes_masks_and_overlays_for_images() {
+    let m = write_model("img.safetensors", &small_model(vec![4, 8], 3));
+    let img = tmp("in.png");
+    image::RgbImage::from_fn(40, 33, |x, y| {
+        image::Rgb([(x * 6) as u8, (y * 7) as u8, 128])
+    })
+    .save(&img)
+    .unwrap();
+    let gray = tmp("gray.png");
+    image::GrayImage::from_fn(40, 33, |x, y| image::Luma([(x * y) as u8]))
+        .save(&gray)
+        .unwrap();
+    let (mask, ov) = (tmp("mask.png"), tmp("overlay.png"));
+    let out = wunet(&[
+        "infer",
+        "-m",
+        s(&m),
+        s(&img),
+        "-o",
+        s(&mask),
+        "--overlay",
+        s(&ov),
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let mk = image::open(&mask).unwrap();
+    assert_eq!((mk.width(), mk.height()), (40, 33));
+    assert!(mk.to_luma8().pixels().all(|p| p.0[0] == 0 || p.0[0] == 255));
+    assert_eq!(image::open(&ov).unwrap().width(), 40);
+    // Several inputs (a gray one converted to RGB) into a directory, one plan per size.
+    let dir = tmp("outdir");
+    let out = wunet(&[
+        "infer",
+        "-m",
+        s(&m),
+        s(&img),
+        s(&gray),
+        "-o",
+        s(&dir),
+        "--format",
+        "npy",
+        "--device",
+        "cpu",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        read_npy(&dir.join("gray.npy")).unwrap().shape,
+        [1, 1, 33, 40]
+    );
+    assert!(dir.join("in.npy").exists());
+}
+
+#[test]
+fn bad_models_get_clear_errors() {
+    let x = npy("bx.npy", [1, 3, 16, 16]);
+    let run = |m: &Path, needles: &[&str]| {
+        expect_error(
+            &[
+                "infer",
+                "-m",
+                s(m),
+                s(&x),
+                "-o",
+                s(&tmp("o.npy")),
+                "--device",
+                "cpu",
+            ],
+            needles,
+        )
+    };
+    run(
+        &tmp("does-not-exist.safetensors"),
+        &["does-not-exist.safetensors"],
+    );
+    let text = tmp("text.safetensors");
+    std::fs::write(&text, "this is not a model").unwrap();
+    run(
+        &text,
+        &["text.safetensors", "not a readable safetensors file"],
+    );
+    let good = std::fs::read(write_model("good.safetensors", &small_model(vec![4, 8], 3))).unwrap();
+    let trunc = tmp("trunc.safetensors");
+    std::fs::write(&trunc, &good[..good.len() * 2 / 3]).unwrap();
+    run(
+        &trunc,
+        &["trunc.safetensors", "not a readable safetensors file"],
+    );
+    let missing = write_edited("missing.safetensors", |t| {
+        t.retain(|(k, _, _)| k != "downs.1.bn2.running_var")
+    });
+    run(&missing, &["missing tensor `downs.1.bn2.running_var`"]);
+    let misshaped = write_edited("misshaped.safetensors", |t| {
+        let e = t
+            .iter_mut()
+            .find(|(k, _, _)| k == "downs.0.conv2.weight")
+            .unwrap();
+        e.1 = vec![4, 4, 3, 2];
+        e.2.truncate(96);
+    });
+    run(
+        &misshaped,
+        &[
+            "downs.0.conv2.weight",
+            "[4, 4, 3, 2]",
+            "expected [4, 4, 3, 3]",
+        ],
+    );
+    let nan = write_edited("nan.safetensors", |t| {
+        t.iter_mut()
+            .find(|(k, _, _)| k == "ups.0.weight")
+            .unwrap()
+            .2[5] = f32::NAN
+    });
+    run(&nan, &["ups.0.weight", "non-finite", "index 5"]);
+    let inf = write_edited("inf.safetensors", |t| {
+        t.iter_mut()
+            .find(|(k, _, _)| k == "final_conv.bias")
+            .unwrap()
+            .2[0] = f32::INFINITY
+    });
+    run(&inf, &["final_conv.bias", "non-finite"]);
+    let widths = write_model("widths.safetensors", &small_model(vec![4, 6], 3));
+    run(&widths, &["must double", "[4, 6]"]);
+}
+
+/// A PNG whose header declares a 0×0 image (with valid chunk CRCs).
+fn zero_sized_png() -> Vec<u8> {
+    fn crc(data: &[u8]) -> u32 {
+        let mut c = 0xFFFF_FFFFu32;
+        for &b in data {
+            c ^= b as u32;
+            for _ in 0..8 {
+                c = if c & 1 != 0 {
+                    0xEDB8_8320 ^ (c >> 1)
+                } else {
+                    c >> 1
+                };
+            }
+        }
+        !c
+    }
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |kind: &[u8], data: &[u8]| {
+        png.extend((data.len() as u32).to_be_bytes());
+        let body: Vec<u8> = kind.iter().chain(data).copied().collect();
+        png.extend(&body);
+        png.extend(crc(&body).to_be_bytes());
+    };
+    chunk(b"IHDR", &[0, 0, 0, 0, 0, 0, 0, 0, 8, 2, 0, 0, 0]);
+    chunk(b"IEND", &[]);
+    png
+}
+
+#[test]
+fn bad_inputs_get_clear_errors() {
+    let m = write_model("in.safetensors", &small_model(vec![4, 8], 3));
+    let o = tmp("o.png");
+    let run = |input: &Path, needles: &[&str]| {
+        expect_error(
+            &[
+                "infer",
+                "-m",
+                s(&m),
+                s(input),
+                "-o",
+                s(&o),
+                "--device",
+                "cpu",
+            ],
+            needles,
+        )
+    };
+    let junk = tmp("junk.png");
+    std::fs::write(&junk, b"\x89PNG\r\n\x1a\n garbage").unwrap();
+    run(&junk, &["junk.png", "cannot read image"]);
+    let zero = tmp("zero.png");
+    std::fs::write(&zero, zero_sized_png()).unwrap();
+    run(&zero, &["zero.png"]);
+    run(&tmp("nope.png"), &["nope.png"]);
+    run(
+        &npy("c1.npy", [1, 1, 16, 16]),
+        &["3 input channels", "has 1"],
+    );
+    run(
+        &npy("tiny.npy", [1, 3, 3, 16]),
+        &["too small", "at least 4"],
+    );
+    let z = tmp("z.npy");
+    write_npy(&z, &Tensor::new([1, 3, 0, 5], vec![]).unwrap()).unwrap();
+    run(&z, &["zero-sized"]);
+    let bad_npy = tmp("bad.npy");
+    std::fs::write(&bad_npy, b"\x93NUMPY\x01\x00\x10\x00{'descr': '<i8'}").unwrap();
+    run(&bad_npy, &["bad.npy"]);
+}
+
+#[test]
+fn inputs_beyond_the_adapter_limits_name_the_limit() {
+    let Some(gpu) = common::gpu("inputs_beyond_the_adapter_limits_name_the_limit") else {
+        return;
+    };
+    let limit = gpu.device.limits().max_storage_buffer_binding_size as f64;
+    // A 64-channel first conv output of S×S floats exceeds the per-binding limit.
+    let side = (limit / 256.0).sqrt() as usize + 2;
+    let m = write_model("wide.safetensors", &small_model(vec![64], 1));
+    let x = tmp("big.npy");
+    write_npy(&x, &Tensor::zeros([1, 1, side, side])).unwrap();
+    expect_error(
+        &[
+            "infer",
+            "-m",
+            s(&m),
+            s(&x),
+            "-o",
+            s(&tmp("big_out.npy")),
+            "--device",
+            "gpu",
+        ],
+        &["max_storage_buffer_binding_size"],
+    );
+    std::fs::remove_file(&x).ok();
+}
