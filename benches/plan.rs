@@ -12,13 +12,19 @@ fn main() -> anyhow::Result<()> {
     if std::env::args().any(|a| a == "--test" || a == "--list") {
         return Ok(()); // `cargo test --benches` only checks that this builds.
     }
-    let size: usize = std::env::var("WUNET_BENCH_SIZE").ok().and_then(|s| s.parse().ok()).unwrap_or(128);
+    let size: usize = std::env::var("WUNET_BENCH_SIZE")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(128);
     let features: Vec<usize> = std::env::var("WUNET_BENCH_FEATURES")
         .ok()
         .map(|s| s.split(',').filter_map(|v| v.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![64, 128, 256, 512]);
     let gpu = request_gpu()?;
-    let model = init_random(&UNetSpec::new(3, 1, features.clone()), &InitOptions { seed: 0 });
+    let model = init_random(
+        &UNetSpec::new(3, 1, features.clone()),
+        &InitOptions { seed: 0 },
+    );
     let t0 = Instant::now();
     let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions::default())?;
     let plan = gm.plan([1, 3, size, size])?;

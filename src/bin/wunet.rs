@@ -223,8 +223,8 @@ impl Engine {
     fn run(&mut self, x: &Tensor) -> Result<Tensor> {
         match self {
             Engine::Gpu { model, plans, .. } => {
-                if !plans.contains_key(&x.shape) {
-                    plans.insert(x.shape, model.plan(x.shape)?);
+                if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
+                    e.insert(model.plan(x.shape)?);
                 }
                 Ok(plans[&x.shape].run(x)?)
             }

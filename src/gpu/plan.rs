@@ -92,12 +92,12 @@ impl GpuModel {
         let mut weight_bytes = 0u64;
         let mut upload = |label: &str, data: &[f32]| -> Result<wgpu::Buffer> {
             let bytes = 4 * data.len() as u64;
-            if bytes > limits.max_storage_buffer_binding_size as u64 {
+            if bytes > limits.max_storage_buffer_binding_size {
                 return Err(Error::ExceedsLimit {
                     what: format!("weights of {label}"),
                     needed: bytes,
                     limit: "max_storage_buffer_binding_size",
-                    max: limits.max_storage_buffer_binding_size as u64,
+                    max: limits.max_storage_buffer_binding_size,
                 });
             }
             weight_bytes += bytes;
@@ -439,7 +439,7 @@ enum Binding<'a> {
 /// Every tensor binding within `max_storage_buffer_binding_size`, the arena within
 /// `max_buffer_size`.
 fn check_limits(limits: &wgpu::Limits, g: &Graph, mem: &MemoryPlan) -> Result<()> {
-    let max_bind = limits.max_storage_buffer_binding_size as u64;
+    let max_bind = limits.max_storage_buffer_binding_size;
     for (t, &size) in mem.sizes.iter().enumerate() {
         if size > max_bind {
             return Err(Error::ExceedsLimit {

@@ -229,7 +229,7 @@ fn infer_spec(r: &Reader, meta: Option<&HashMap<String, String>>) -> Result<UNet
         }
         if let Some(v) = meta.get("input_std") {
             let std = parse_floats("input_std", v, Some(in_channels))?;
-            if std.iter().any(|s| *s == 0.0) {
+            if std.contains(&0.0) {
                 return Err(bad_meta("input_std", v, "a standard deviation of 0"));
             }
             spec.input_std = Some(std);
@@ -329,7 +329,8 @@ pub fn save_safetensors(model: &UNet, dtype: StoreDtype) -> Result<Vec<u8>> {
     ));
     tensors.push(("final_conv.bias".into(), vec![hb.len()], hb));
 
-    let (st_dtype, bytes): (Dtype, fn(&[f32]) -> Vec<u8>) = match dtype {
+    type Encode = fn(&[f32]) -> Vec<u8>;
+    let (st_dtype, bytes): (Dtype, Encode) = match dtype {
         StoreDtype::F32 => (Dtype::F32, |v| {
             v.iter().flat_map(|x| x.to_le_bytes()).collect()
         }),

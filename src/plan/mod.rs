@@ -251,7 +251,7 @@ fn check_input(spec: &UNetSpec, s: Shape) -> Result<()> {
             reason,
         })
     };
-    if s.iter().any(|&d| d == 0) {
+    if s.contains(&0) {
         return bad("zero-sized input".into());
     }
     if s[1] != spec.in_channels {

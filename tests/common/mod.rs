@@ -54,7 +54,7 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, rel: f32) {
         .data
         .iter()
         .zip(&want.data)
-        .position(|(a, b)| !((a - b).abs() <= budget))
+        .position(|(a, b)| (a - b).is_nan() || (a - b).abs() > budget)
         .unwrap_or(0);
     let [_, c, h, w] = want.shape;
     let (n, ch, y, x) = (bad / (c * h * w), bad / (h * w) % c, bad / w % h, bad % w);

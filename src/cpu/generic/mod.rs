@@ -205,7 +205,7 @@ mod tests {
                         for ky in 0..3i32 {
                             for kx in 0..3i32 {
                                 let (sy, sx) = (y + ky - 1, x + kx - 1);
-                                if sy < 0 || sy >= 5 || sx < 0 || sx >= 4 {
+                                if !(0..5).contains(&sy) || !(0..4).contains(&sx) {
                                     continue;
                                 }
                                 let v = if ci < 2 {
