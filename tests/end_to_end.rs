@@ -95,6 +95,10 @@ fn one_submit_per_inference_and_memory_is_reused() {
         &InitOptions { seed: 3 },
     );
     let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions::default()).unwrap();
+    assert_eq!(
+        gm.weight_bytes(),
+        wunet::gpu::packed_weight_bytes(&model.spec, true)
+    );
     let plan = gm.plan([1, 3, 45, 61]).unwrap();
     let g = plan.graph();
     // 4 levels: 8 encoder convs + 4 pools, 2 bottleneck convs, 4 × (upconv + resize? + 2 convs), head.

@@ -8,7 +8,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use wunet::gpu::{request_gpu, GpuModel, GpuOptions, Plan};
+use wunet::gpu::{packed_weight_bytes, request_gpu, GpuModel, GpuOptions, Plan};
 use wunet::io::{load_image, mask_image, overlay, read_npy, save_image, write_npy};
 use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
 use wunet::plan::{plan_memory, Graph, Op, Shape, ARENA_ALIGN};
@@ -388,28 +388,9 @@ fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()
     );
     println!(
         "weight memory (GPU, BN folded, f32): {}",
-        mib(gpu_weight_bytes(s))
+        mib(packed_weight_bytes(s, true))
     );
     Ok(())
-}
-
-/// Bytes the GPU holds for weights: conv weights with channels padded to 4, plus biases.
-fn gpu_weight_bytes(s: &UNetSpec) -> u64 {
-    let p4 = |c: usize| c.div_ceil(4) * 4;
-    let mut b = 0usize;
-    let mut cin = s.in_channels;
-    let dc = |cin: usize, f: usize| (cin * 9 + f * 9 + 2) * p4(f);
-    for &f in &s.features {
-        b += dc(cin, f);
-        cin = f;
-    }
-    let last = *s.features.last().unwrap();
-    b += dc(last, 2 * last);
-    for &f in s.features.iter().rev() {
-        b += (2 * f * 4 + 1) * p4(f) + dc(2 * f, f);
-    }
-    b += (s.features[0] + 1) * p4(s.out_channels);
-    4 * b as u64
 }
 
 fn init(

@@ -2,6 +2,7 @@
 //! weights are packed for it.
 
 use crate::shaders;
+use crate::UNetSpec;
 
 /// Every kernel the float32 plan dispatches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -90,4 +91,26 @@ pub(crate) fn linear_groups(total: u64, max_per_dim: u32) -> [u32; 3] {
     let groups = total.div_ceil(WG_LINEAR as u64).max(1);
     let x = groups.min(max_per_dim as u64);
     [x as u32, groups.div_ceil(x) as u32, 1]
+}
+
+/// Bytes of weights `GpuModel` uploads for `spec`: every conv packed with output channels padded
+/// to 4, plus biases (and, unfolded, BatchNorm's scale and shift).
+pub fn packed_weight_bytes(spec: &UNetSpec, fold_bn: bool) -> u64 {
+    let p4 = |c: usize| c.div_ceil(4) * 4;
+    let bn = if fold_bn { 0 } else { 2 };
+    let conv = |cin: usize, cout: usize| (cin * 9 + 1) * p4(cout) + bn * cout;
+    let dc = |cin: usize, f: usize| conv(cin, f) + conv(f, f);
+    let mut b = 0;
+    let mut cin = spec.in_channels;
+    for &f in &spec.features {
+        b += dc(cin, f);
+        cin = f;
+    }
+    let last = *spec.features.last().expect("at least one level");
+    b += dc(last, 2 * last);
+    for &f in spec.features.iter().rev() {
+        b += (2 * f * 4 + 1) * p4(f) + dc(2 * f, f);
+    }
+    b += (spec.features[0] + 1) * p4(spec.out_channels);
+    4 * b as u64
 }

@@ -7,7 +7,7 @@ mod kernels;
 mod plan;
 
 pub use adapter::{request_gpu, request_gpu_async, Gpu};
-pub use kernels::Kernel;
+pub use kernels::{packed_weight_bytes, Kernel};
 pub use plan::{GpuModel, GpuOptions, Plan, Step};
 
 /// Run a GPU operation under validation and out-of-memory error scopes; the first error
