@@ -30,7 +30,11 @@ pub async fn request_gpu_async() -> Result<Gpu> {
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("wunet"),
-            required_features: wgpu::Features::empty(),
+            // Timestamps when the adapter has them (for `bench`); nothing else is needed.
+            required_features: adapter.features()
+                & (wgpu::Features::TIMESTAMP_QUERY
+                    | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
+                    | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS),
             required_limits: adapter.limits(),
             ..Default::default()
         })

@@ -3,10 +3,12 @@
 //! records the whole network into one command encoder and submits once.
 
 mod adapter;
+mod exec;
 mod kernels;
 mod plan;
 
 pub use adapter::{request_gpu, request_gpu_async, Gpu};
+pub use exec::{Profile, TimingMode};
 pub use kernels::{packed_weight_bytes, Kernel};
 pub use plan::{GpuModel, GpuOptions, Plan, Step};
 

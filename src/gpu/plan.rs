@@ -11,7 +11,6 @@ use super::kernels::{linear_groups, pack_vec4, Kernel, CONV_PX, CONV_WG};
 use super::scoped;
 use crate::model::{fold_bn, ConvWeights, UNet, UNetSpec};
 use crate::plan::{plan_memory_with, ConvRef, Graph, MemoryPlan, Op, Shape, ARENA_ALIGN};
-use crate::tensor::Tensor;
 use crate::{Error, Result};
 
 /// Options of the GPU engine.
@@ -467,21 +466,21 @@ pub struct Step {
     pub label: String,
     pub workgroups: [u32; 3],
     pub flops: u64,
-    pipeline: wgpu::ComputePipeline,
-    bind_group: wgpu::BindGroup,
+    pub(super) pipeline: wgpu::ComputePipeline,
+    pub(super) bind_group: wgpu::BindGroup,
 }
 
 /// The network compiled for one input shape.
 pub struct Plan {
-    device: wgpu::Device,
-    queue: wgpu::Queue,
-    graph: Graph,
-    mem: MemoryPlan,
-    arena: wgpu::Buffer,
-    readback: wgpu::Buffer,
-    steps: Vec<Step>,
-    submits: AtomicU64,
-    run_lock: Mutex<()>,
+    pub(super) device: wgpu::Device,
+    pub(super) queue: wgpu::Queue,
+    pub(super) graph: Graph,
+    pub(super) mem: MemoryPlan,
+    pub(super) arena: wgpu::Buffer,
+    pub(super) readback: wgpu::Buffer,
+    pub(super) steps: Vec<Step>,
+    pub(super) submits: AtomicU64,
+    pub(super) run_lock: Mutex<()>,
 }
 
 impl Plan {
@@ -511,104 +510,5 @@ impl Plan {
     }
     pub fn memory(&self) -> &MemoryPlan {
         &self.mem
-    }
-
-    /// Run one inference: upload the input, record every dispatch into one encoder, copy the
-    /// output out, submit once, read back only the output.
-    pub fn run(&self, input: &Tensor) -> Result<Tensor> {
-        let (offset, bytes) = (
-            self.mem.offsets[self.graph.output],
-            self.mem.sizes[self.graph.output],
-        );
-        let data = self.execute(input, offset, bytes)?;
-        Tensor::new(self.output_shape(), data)
-    }
-
-    /// Run one inference and read back every tensor of the graph (indexed by `TensorId`).
-    /// Needs a plan made with `GpuOptions::keep_intermediates`.
-    pub fn run_all(&self, input: &Tensor) -> Result<Vec<Tensor>> {
-        let end = self.graph.ops.len();
-        if self.mem.lifetimes.iter().any(|l| l.1 != end) {
-            return Err(Error::InvalidArgument(
-                "run_all needs a plan made with keep_intermediates".into(),
-            ));
-        }
-        let data = self.execute(input, 0, self.mem.arena_bytes)?;
-        (0..self.graph.shapes.len())
-            .map(|t| {
-                let o = (self.mem.offsets[t] / 4) as usize;
-                Tensor::new(
-                    self.graph.shapes[t],
-                    data[o..o + (self.mem.sizes[t] / 4) as usize].to_vec(),
-                )
-            })
-            .collect()
-    }
-
-    /// Upload, one encoder with every dispatch and the copy of `bytes` at `offset` of the arena,
-    /// one submit, read back.
-    fn execute(&self, input: &Tensor, offset: u64, bytes: u64) -> Result<Vec<f32>> {
-        if input.shape != self.input_shape() {
-            return Err(Error::BadInput {
-                shape: input.shape.to_vec(),
-                reason: format!("this plan was compiled for {:?}", self.input_shape()),
-            });
-        }
-        let _guard = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let readback = if bytes <= self.readback.size() {
-            self.readback.clone()
-        } else {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback (all tensors)"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        };
-        scoped(&self.device, "running the plan", || {
-            self.queue.write_buffer(
-                &self.arena,
-                self.mem.offsets[self.graph.input],
-                bytemuck::cast_slice(&input.data),
-            );
-            let mut enc = self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("wunet inference"),
-                });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("u-net"),
-                    timestamp_writes: None,
-                });
-                for s in &self.steps {
-                    pass.set_pipeline(&s.pipeline);
-                    pass.set_bind_group(0, &s.bind_group, &[]);
-                    pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
-                }
-            }
-            enc.copy_buffer_to_buffer(&self.arena, offset, &readback, 0, bytes);
-            self.queue.submit([enc.finish()]);
-            self.submits.fetch_add(1, Ordering::Relaxed);
-        })?;
-        let slice = readback.slice(..bytes);
-        let (tx, rx) = std::sync::mpsc::channel();
-        slice.map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send(r);
-        });
-        self.device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("waiting for the inference: {e}")))?;
-        rx.recv()
-            .map_err(|_| Error::Gpu("readback callback dropped".into()))?
-            .map_err(|e| Error::Gpu(format!("reading the output back: {e}")))?;
-        let data = {
-            let view = slice
-                .get_mapped_range()
-                .map_err(|e| Error::Gpu(format!("mapping the output: {e}")))?;
-            bytemuck::cast_slice::<u8, f32>(&view).to_vec()
-        };
-        readback.unmap();
-        Ok(data)
     }
 }

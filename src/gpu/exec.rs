@@ -1,0 +1,269 @@
+//! Executing a `Plan`: one encoder, one compute pass with every dispatch, one submit, and a
+//! readback of only what was asked for. Profiling (timestamps around each dispatch) and
+//! debugging (read back every tensor) are options of that one loop.
+
+use std::sync::atomic::Ordering;
+
+use super::plan::Plan;
+use super::scoped;
+use crate::tensor::Tensor;
+use crate::{Error, Result};
+
+/// How per-dispatch times were taken.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TimingMode {
+    /// Timestamps written between dispatches inside the one compute pass.
+    InsidePass,
+    /// Profiling mode for adapters without timestamps inside passes: one compute pass per
+    /// dispatch (still one command buffer and one submit), timestamps at pass boundaries.
+    PassPerDispatch,
+}
+
+/// GPU time of each step of a plan, from timestamp queries.
+#[derive(Clone, Debug)]
+pub struct Profile {
+    pub mode: TimingMode,
+    /// Milliseconds per step, in `Plan::steps` order.
+    pub step_ms: Vec<f64>,
+}
+
+struct Timing {
+    mode: TimingMode,
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    read: wgpu::Buffer,
+}
+
+impl Plan {
+    /// Run one inference: upload the input, record every dispatch into one encoder, copy the
+    /// output out, submit once, read back only the output.
+    pub fn run(&self, input: &Tensor) -> Result<Tensor> {
+        let (offset, bytes) = (
+            self.mem.offsets[self.graph.output],
+            self.mem.sizes[self.graph.output],
+        );
+        let (data, _) = self.execute(input, offset, bytes, None)?;
+        Tensor::new(self.output_shape(), data)
+    }
+
+    /// Run one inference and read back every tensor of the graph (indexed by `TensorId`).
+    /// Needs a plan made with `GpuOptions::keep_intermediates`.
+    pub fn run_all(&self, input: &Tensor) -> Result<Vec<Tensor>> {
+        let end = self.graph.ops.len();
+        if self.mem.lifetimes.iter().any(|l| l.1 != end) {
+            return Err(Error::InvalidArgument(
+                "run_all needs a plan made with keep_intermediates".into(),
+            ));
+        }
+        let (data, _) = self.execute(input, 0, self.mem.arena_bytes, None)?;
+        (0..self.graph.shapes.len())
+            .map(|t| {
+                let o = (self.mem.offsets[t] / 4) as usize;
+                Tensor::new(
+                    self.graph.shapes[t],
+                    data[o..o + (self.mem.sizes[t] / 4) as usize].to_vec(),
+                )
+            })
+            .collect()
+    }
+
+    /// Whether `run_profiled` can time dispatches on this device, and how.
+    pub fn timing_mode(&self) -> Option<TimingMode> {
+        let f = self.device.features();
+        if f.contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+        ) {
+            Some(TimingMode::InsidePass)
+        } else if f.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            Some(TimingMode::PassPerDispatch)
+        } else {
+            None
+        }
+    }
+
+    /// Run one inference with a GPU timestamp around every dispatch.
+    pub fn run_profiled(&self, input: &Tensor) -> Result<(Tensor, Profile)> {
+        let mode = self.timing_mode().ok_or_else(|| {
+            Error::Gpu(
+                "the device has no TIMESTAMP_QUERY feature: per-dispatch times are unavailable"
+                    .into(),
+            )
+        })?;
+        let n = self.steps.len() as u32;
+        let count = match mode {
+            TimingMode::InsidePass => n + 1,
+            TimingMode::PassPerDispatch => 2 * n,
+        };
+        let bytes = 8 * count as u64;
+        let timing = Timing {
+            mode,
+            queries: self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("dispatch timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            }),
+            resolve: self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamp resolve"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            read: self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamp readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        let (offset, size) = (
+            self.mem.offsets[self.graph.output],
+            self.mem.sizes[self.graph.output],
+        );
+        let (data, ticks) = self.execute(input, offset, size, Some(&timing))?;
+        let ticks = ticks.expect("timestamps were recorded");
+        let period_ms = self.queue.get_timestamp_period() as f64 * 1e-6;
+        let step_ms = (0..n as usize)
+            .map(|i| {
+                let (a, b) = match mode {
+                    TimingMode::InsidePass => (ticks[i], ticks[i + 1]),
+                    TimingMode::PassPerDispatch => (ticks[2 * i], ticks[2 * i + 1]),
+                };
+                b.saturating_sub(a) as f64 * period_ms
+            })
+            .collect();
+        Ok((
+            Tensor::new(self.output_shape(), data)?,
+            Profile { mode, step_ms },
+        ))
+    }
+
+    /// Upload, one encoder with every dispatch and the copy of `bytes` at `offset` of the arena,
+    /// one submit, read back (and the raw timestamps, when timing).
+    fn execute(
+        &self,
+        input: &Tensor,
+        offset: u64,
+        bytes: u64,
+        timing: Option<&Timing>,
+    ) -> Result<(Vec<f32>, Option<Vec<u64>>)> {
+        if input.shape != self.input_shape() {
+            return Err(Error::BadInput {
+                shape: input.shape.to_vec(),
+                reason: format!("this plan was compiled for {:?}", self.input_shape()),
+            });
+        }
+        let _guard = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
+        let readback = if bytes <= self.readback.size() {
+            self.readback.clone()
+        } else {
+            self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback (all tensors)"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        };
+        scoped(&self.device, "running the plan", || {
+            self.queue.write_buffer(
+                &self.arena,
+                self.mem.offsets[self.graph.input],
+                bytemuck::cast_slice(&input.data),
+            );
+            let mut enc = self
+                .device
+                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+                    label: Some("wunet inference"),
+                });
+            match timing.map(|t| t.mode) {
+                Some(TimingMode::PassPerDispatch) => {
+                    let qs = &timing.expect("timing").queries;
+                    for (i, s) in self.steps.iter().enumerate() {
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some(&s.label),
+                            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                                query_set: qs,
+                                beginning_of_pass_write_index: Some(2 * i as u32),
+                                end_of_pass_write_index: Some(2 * i as u32 + 1),
+                            }),
+                        });
+                        self.dispatch(&mut pass, s);
+                    }
+                }
+                mode => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("u-net"),
+                        timestamp_writes: None,
+                    });
+                    let qs = (mode == Some(TimingMode::InsidePass))
+                        .then(|| &timing.expect("timing").queries);
+                    for (i, s) in self.steps.iter().enumerate() {
+                        if let Some(qs) = qs {
+                            pass.write_timestamp(qs, i as u32);
+                        }
+                        self.dispatch(&mut pass, s);
+                    }
+                    if let Some(qs) = qs {
+                        pass.write_timestamp(qs, self.steps.len() as u32);
+                    }
+                }
+            }
+            enc.copy_buffer_to_buffer(&self.arena, offset, &readback, 0, bytes);
+            if let Some(t) = timing {
+                enc.resolve_query_set(&t.queries, 0..t.queries.count(), &t.resolve, 0);
+                enc.copy_buffer_to_buffer(&t.resolve, 0, &t.read, 0, t.read.size());
+            }
+            self.queue.submit([enc.finish()]);
+            self.submits.fetch_add(1, Ordering::Relaxed);
+        })?;
+        let mut bufs = vec![(readback.clone(), bytes)];
+        if let Some(t) = timing {
+            bufs.push((t.read.clone(), t.read.size()));
+        }
+        let mut out = map_read(&self.device, &bufs)?;
+        let ticks = timing
+            .map(|_| bytemuck::pod_collect_to_vec::<u8, u64>(&out.pop().expect("timestamps")));
+        Ok((bytemuck::pod_collect_to_vec::<u8, f32>(&out[0]), ticks))
+    }
+
+    fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, s: &super::Step) {
+        pass.set_pipeline(&s.pipeline);
+        pass.set_bind_group(0, &s.bind_group, &[]);
+        pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+    }
+}
+
+/// Map each `(buffer, bytes)` for reading, wait, and copy the bytes out.
+pub(crate) fn map_read(
+    device: &wgpu::Device,
+    bufs: &[(wgpu::Buffer, u64)],
+) -> Result<Vec<Vec<u8>>> {
+    let (tx, rx) = std::sync::mpsc::channel();
+    for (i, (b, n)) in bufs.iter().enumerate() {
+        let tx = tx.clone();
+        b.slice(..*n).map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send((i, r));
+        });
+    }
+    device
+        .poll(wgpu::PollType::wait_indefinitely())
+        .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
+    for _ in bufs {
+        let (i, r) = rx
+            .recv()
+            .map_err(|_| Error::Gpu("readback callback dropped".into()))?;
+        r.map_err(|e| Error::Gpu(format!("reading buffer {i} back: {e}")))?;
+    }
+    bufs.iter()
+        .map(|(b, n)| {
+            let bytes = {
+                let view = b
+                    .slice(..*n)
+                    .get_mapped_range()
+                    .map_err(|e| Error::Gpu(format!("mapping a readback: {e}")))?;
+                view.to_vec()
+            };
+            b.unmap();
+            Ok(bytes)
+        })
+        .collect()
+}
