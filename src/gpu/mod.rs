@@ -5,11 +5,13 @@
 mod adapter;
 mod exec;
 mod kernels;
+mod peak;
 mod plan;
 
 pub use adapter::{request_gpu, request_gpu_async, Gpu};
 pub use exec::{Profile, TimingMode};
 pub use kernels::{packed_weight_bytes, Kernel};
+pub use peak::measure_fma_peak;
 pub use plan::{GpuModel, GpuOptions, Plan, Step};
 
 /// Run a GPU operation under validation and out-of-memory error scopes; the first error

@@ -399,11 +399,20 @@ impl GpuModel {
                     layout: &pipeline.get_bind_group_layout(0),
                     entries: &entries,
                 });
+                let weight_bytes: u64 = bufs
+                    .iter()
+                    .map(|b| match b {
+                        Binding::Weights(w) => w.size(),
+                        Binding::Arena(_) => 0,
+                    })
+                    .sum();
+                let act_bytes: u64 = op.inputs().iter().chain([&op.output()]).map(|&t| mem.sizes[t]).sum();
                 Step {
                     kernel,
                     label: op.label(),
                     workgroups: groups,
                     flops: graph.flops(op),
+                    bytes: act_bytes + weight_bytes,
                     pipeline,
                     bind_group,
                 }
@@ -466,6 +475,8 @@ pub struct Step {
     pub label: String,
     pub workgroups: [u32; 3],
     pub flops: u64,
+    /// Bytes the dispatch must read or write at least once: its tensors and weights.
+    pub bytes: u64,
     pub(super) pipeline: wgpu::ComputePipeline,
     pub(super) bind_group: wgpu::BindGroup,
 }
