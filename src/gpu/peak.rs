@@ -26,7 +26,10 @@ pub fn measure_fma_peak(device: &wgpu::Device, queue: &wgpu::Queue) -> Result<f6
             layout: None,
             module: &module,
             entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions { constants: &[("WG", WG as f64)], ..Default::default() },
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[("WG", WG as f64)],
+                ..Default::default()
+            },
             cache: None,
         });
         let groups = 2048u32;
@@ -52,8 +55,14 @@ pub fn measure_fma_peak(device: &wgpu::Device, queue: &wgpu::Queue) -> Result<f6
                 label: Some("fma"),
                 layout: &pipeline.get_bind_group_layout(0),
                 entries: &[
-                    wgpu::BindGroupEntry { binding: 0, resource: params.as_entire_binding() },
-                    wgpu::BindGroupEntry { binding: 1, resource: sink.as_entire_binding() },
+                    wgpu::BindGroupEntry {
+                        binding: 0,
+                        resource: params.as_entire_binding(),
+                    },
+                    wgpu::BindGroupEntry {
+                        binding: 1,
+                        resource: sink.as_entire_binding(),
+                    },
                 ],
             });
             let mut enc = device.create_command_encoder(&Default::default());

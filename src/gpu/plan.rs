@@ -406,7 +406,12 @@ impl GpuModel {
                         Binding::Arena(_) => 0,
                     })
                     .sum();
-                let act_bytes: u64 = op.inputs().iter().chain([&op.output()]).map(|&t| mem.sizes[t]).sum();
+                let act_bytes: u64 = op
+                    .inputs()
+                    .iter()
+                    .chain([&op.output()])
+                    .map(|&t| mem.sizes[t])
+                    .sum();
                 Step {
                     kernel,
                     label: op.label(),

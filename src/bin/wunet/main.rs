@@ -1,4 +1,6 @@
-//! The `wunet` command line: `infer`, `info`, `init`.
+//! The `wunet` command line: `infer`, `info`, `init`, `bench`.
+
+mod bench;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -77,6 +79,26 @@ enum Cmd {
         #[arg(long, default_value_t = 1)]
         batch: usize,
     },
+    /// Time a model: end to end, first inference, and per dispatch against the measured peak.
+    Bench {
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// Input size, HxW.
+        #[arg(long, default_value = "256x256", value_parser = parse_size)]
+        size: (usize, usize),
+        #[arg(long, default_value_t = 1)]
+        batch: usize,
+        /// Timed runs (after the warm-up).
+        #[arg(long, default_value_t = 10)]
+        runs: usize,
+        #[arg(long, default_value_t = 2)]
+        warmup: usize,
+        /// Print one JSON object instead of the table.
+        #[arg(long)]
+        json: bool,
+        #[arg(long, value_enum, default_value = "gpu")]
+        device: Device,
+    },
     /// Write a random-weight model of any shape (for benchmarks).
     Init {
         /// Encoder widths, each twice the previous.
@@ -129,6 +151,33 @@ fn main() -> ExitCode {
             !no_fold,
         ),
         Cmd::Info { model, size, batch } => info(model.as_deref(), size, batch),
+        Cmd::Bench {
+            model,
+            size,
+            batch,
+            runs,
+            warmup,
+            json,
+            device,
+        } => load_model(model.as_deref()).and_then(|(path, m)| {
+            let cpu = match device {
+                Device::Cpu => true,
+                Device::Gpu => false,
+                Device::Auto => request_gpu().is_err(),
+            };
+            bench::bench(
+                &path,
+                m,
+                &bench::BenchArgs {
+                    size,
+                    batch,
+                    runs,
+                    warmup,
+                    json,
+                    cpu,
+                },
+            )
+        }),
         Cmd::Init {
             features,
             in_channels,
@@ -148,7 +197,7 @@ fn main() -> ExitCode {
 }
 
 /// `-m`, or the demo model (looked up from the working directory, then from the source tree).
-fn load_model(path: Option<&Path>) -> Result<UNet> {
+fn load_model(path: Option<&Path>) -> Result<(PathBuf, UNet)> {
     let path = match path {
         Some(p) => p.to_path_buf(),
         None => {
@@ -160,7 +209,8 @@ fn load_model(path: Option<&Path>) -> Result<UNet> {
             }
         }
     };
-    Ok(UNet::load(&path)?)
+    let m = UNet::load(&path)?;
+    Ok((path, m))
 }
 
 /// Where inference runs: the GPU with one plan per input shape, or the CPU reference.
@@ -246,7 +296,7 @@ fn infer(
     device: Device,
     fold: bool,
 ) -> Result<()> {
-    let model = load_model(model)?;
+    let (_, model) = load_model(model)?;
     let many = inputs.len() > 1 || output.is_dir();
     if many {
         std::fs::create_dir_all(output)
@@ -331,7 +381,7 @@ fn mib(b: u64) -> String {
 }
 
 fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()> {
-    let m = load_model(model)?;
+    let (_, m) = load_model(model)?;
     let s = &m.spec;
     println!(
         "U-Net: in {} → out {}, features {:?} (depth {}), bottleneck {}",

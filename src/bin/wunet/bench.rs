@@ -1,0 +1,261 @@
+//! `wunet bench`: end-to-end times (upload, one submit, readback), first-inference latency, and
+//! per-dispatch GPU times from timestamp queries, against the adapter's measured FMA peak.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{bail, Result};
+
+use wunet::gpu::{measure_fma_peak, request_gpu, GpuModel, GpuOptions, TimingMode};
+use wunet::plan::Graph;
+use wunet::{cpu, Tensor, UNet};
+
+pub struct BenchArgs {
+    pub size: (usize, usize),
+    pub batch: usize,
+    pub runs: usize,
+    pub warmup: usize,
+    pub json: bool,
+    pub cpu: bool,
+}
+
+struct Layer {
+    name: String,
+    kernel: String,
+    shape: [usize; 4],
+    flops: u64,
+    bytes: u64,
+    ms: f64,
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[v.len() / 2]
+}
+
+/// Deterministic input in [-1, 1): benchmarks never run on zeros.
+fn input(shape: [usize; 4]) -> Tensor {
+    let data = (0..shape.iter().product::<usize>())
+        .map(|i| ((i as f32) * 0.618_034).fract() * 2.0 - 1.0)
+        .collect();
+    Tensor::new(shape, data).expect("shape matches")
+}
+
+pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let (h, w) = a.size;
+    let shape = [a.batch, model.spec.in_channels, h, w];
+    let graph = Graph::build(&model.spec, shape, true)?;
+    let flops = graph.total_flops() as f64;
+    let x = input(shape);
+    let (device, adapter, peak, first_ms, weight_bytes, activation_bytes, mut times, layers, mode) =
+        if a.cpu {
+            let t = Instant::now();
+            cpu::forward(&model, &x, true)?;
+            let first = t.elapsed().as_secs_f64() * 1e3;
+            let mut times = Vec::new();
+            for i in 0..a.warmup + a.runs {
+                let t = Instant::now();
+                cpu::forward(&model, &x, true)?;
+                if i >= a.warmup {
+                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            let wb = 4 * model.spec.param_count() as u64;
+            (
+                "cpu".to_string(),
+                "cpu (generic f32)".to_string(),
+                None,
+                first,
+                wb,
+                graph.total_tensor_bytes(),
+                times,
+                Vec::new(),
+                None,
+            )
+        } else {
+            let gpu = request_gpu()?;
+            let adapter = format!(
+                "{} ({:?}, {:?})",
+                gpu.info.name, gpu.info.backend, gpu.info.device_type
+            );
+            if !a.json {
+                eprintln!("adapter: {adapter}; measuring the FMA peak…");
+            }
+            let peak = measure_fma_peak(&gpu.device, &gpu.queue)?;
+            let t = Instant::now();
+            let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions::default())?;
+            let plan = gm.plan(shape)?;
+            let compile = t.elapsed().as_secs_f64() * 1e3;
+            plan.run(&x)?;
+            let first = t.elapsed().as_secs_f64() * 1e3;
+            if !a.json {
+                eprintln!("first inference {first:.1} ms (of which pipelines, weights and plan {compile:.1} ms)");
+            }
+            let mut times = Vec::new();
+            for i in 0..a.warmup + a.runs {
+                let t = Instant::now();
+                plan.run(&x)?;
+                if i >= a.warmup {
+                    times.push(t.elapsed().as_secs_f64() * 1e3);
+                }
+            }
+            let mut layers = Vec::new();
+            let mode = plan.timing_mode();
+            if mode.is_some() {
+                let reps = a.runs.clamp(1, 3);
+                let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); plan.steps().len()];
+                for _ in 0..reps {
+                    let (_, prof) = plan.run_profiled(&x)?;
+                    for (v, ms) in per_step.iter_mut().zip(prof.step_ms) {
+                        v.push(ms);
+                    }
+                }
+                for ((s, op), mut v) in plan.steps().iter().zip(&plan.graph().ops).zip(per_step) {
+                    layers.push(Layer {
+                        name: s.label.clone(),
+                        kernel: s.kernel.shader().to_string(),
+                        shape: plan.graph().shapes[op.output()],
+                        flops: s.flops,
+                        bytes: s.bytes,
+                        ms: median(&mut v),
+                    });
+                }
+            }
+            (
+                "gpu".to_string(),
+                adapter,
+                Some(peak),
+                first,
+                gm.weight_bytes(),
+                plan.planned_bytes(),
+                times,
+                layers,
+                mode,
+            )
+        };
+    let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    let med = median(&mut times);
+    let gflops = flops / (med * 1e-3) / 1e9;
+    let pct = |g: f64| peak.map(|p| 100.0 * g / p);
+    if a.json {
+        let layers_json: Vec<String> = layers
+            .iter()
+            .map(|l| {
+                let g = l.flops as f64 / (l.ms * 1e-3) / 1e9;
+                format!(
+                    "{{\"name\":{},\"kernel\":{},\"shape\":{:?},\"flops\":{},\"bytes\":{},\"ms\":{:.4},\"gflops\":{:.2},\"pct_peak\":{}}}",
+                    json_str(&l.name),
+                    json_str(&l.kernel),
+                    l.shape,
+                    l.flops,
+                    l.bytes,
+                    l.ms,
+                    g,
+                    opt(pct(g))
+                )
+            })
+            .collect();
+        println!(
+            "{{\"device\":{},\"adapter\":{},\"precision\":\"f32\",\"model\":{},\"size\":\"{h}x{w}\",\"batch\":{},\"runs\":{},\"median_ms\":{med:.3},\"min_ms\":{min:.3},\"first_inference_ms\":{first_ms:.3},\"flops\":{flops},\"gflops\":{gflops:.3},\"peak_gflops\":{},\"pct_peak\":{},\"activation_bytes\":{activation_bytes},\"weight_bytes\":{weight_bytes},\"timing\":{},\"layers\":[{}]}}",
+            json_str(&device),
+            json_str(&adapter),
+            json_str(&model_path.display().to_string()),
+            a.batch,
+            a.runs,
+            opt(peak),
+            opt(pct(gflops)),
+            json_str(match mode {
+                Some(TimingMode::InsidePass) => "timestamps inside the one compute pass",
+                Some(TimingMode::PassPerDispatch) => "profiling mode: one compute pass per dispatch",
+                None => "none",
+            }),
+            layers_json.join(",")
+        );
+        return Ok(());
+    }
+    println!(
+        "model {} at {}x{}x{h}x{w}, f32, {device}: {adapter}",
+        model_path.display(),
+        a.batch,
+        model.spec.in_channels
+    );
+    if let Some(p) = peak {
+        println!("measured FMA peak: {p:.1} GFLOP/s");
+    }
+    println!("first inference: {first_ms:.1} ms (shader compile, pipelines, weights upload, plan, one run)");
+    println!(
+        "end to end over {} runs: median {med:.2} ms, min {min:.2} ms; {:.2} GFLOP → {gflops:.1} GFLOP/s{}",
+        a.runs,
+        flops / 1e9,
+        pct(gflops).map_or(String::new(), |p| format!(" ({p:.1}% of peak)"))
+    );
+    println!(
+        "activation memory planned: {:.2} MiB; weights: {:.2} MiB",
+        mib(activation_bytes),
+        mib(weight_bytes)
+    );
+    match mode {
+        Some(TimingMode::InsidePass) => println!(
+            "\nper dispatch (GPU timestamps inside the one compute pass, median of {} runs):",
+            a.runs.clamp(1, 3)
+        ),
+        Some(TimingMode::PassPerDispatch) => println!(
+            "\nper dispatch (profiling mode: one compute pass per dispatch, still one submit):"
+        ),
+        None if !a.cpu => println!("\n(no per-dispatch times: the adapter has no TIMESTAMP_QUERY)"),
+        None => {}
+    }
+    if !layers.is_empty() {
+        println!(
+            "{:<20} {:<26} {:>18} {:>10} {:>9} {:>9} {:>10} {:>7}",
+            "layer", "kernel", "output", "MFLOP", "ms", "GFLOP/s", "MB moved", "% peak"
+        );
+        let mut total = 0.0;
+        for l in &layers {
+            let g = l.flops as f64 / (l.ms * 1e-3) / 1e9;
+            total += l.ms;
+            let [n, c, oh, ow] = l.shape;
+            println!(
+                "{:<20} {:<26} {:>18} {:>10.1} {:>9.3} {:>9.1} {:>10.2} {:>7}",
+                l.name,
+                l.kernel,
+                format!("{n}x{c}x{oh}x{ow}"),
+                l.flops as f64 / 1e6,
+                l.ms,
+                g,
+                l.bytes as f64 / 1e6,
+                pct(g).map_or("-".into(), |p| format!("{p:.1}"))
+            );
+        }
+        println!(
+            "sum of dispatches: {total:.2} ms ({:.1} GFLOP/s)",
+            flops / (total * 1e-3) / 1e9
+        );
+    }
+    Ok(())
+}
+
+fn mib(b: u64) -> f64 {
+    b as f64 / (1u64 << 20) as f64
+}
+
+fn opt(v: Option<f64>) -> String {
+    v.map_or("null".into(), |v| format!("{v:.3}"))
+}
+
+fn json_str(s: &str) -> String {
+    let mut o = String::from("\"");
+    for c in s.chars() {
+        match c {
+            '"' => o.push_str("\\\""),
+            '\\' => o.push_str("\\\\"),
+            c if (c as u32) < 0x20 => o.push_str(&format!("\\u{:04x}", c as u32)),
+            c => o.push(c),
+        }
+    }
+    o.push('"');
+    o
+}
