@@ -7,7 +7,10 @@ use crate::UNetSpec;
 /// Every kernel the float32 plan dispatches.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Kernel {
-    Conv3x3,
+    /// 3×3 conv computing 4 output channels per invocation.
+    Conv3x3Co4,
+    /// 3×3 conv computing 8 output channels per invocation (wider layers).
+    Conv3x3Co8,
     BnRelu,
     MaxPool,
     UpConv,
@@ -23,8 +26,9 @@ pub(crate) const CONV_WG: (u32, u32) = (8, 8);
 pub(crate) const CONV_PX: u32 = 4;
 
 impl Kernel {
-    pub const ALL: [Kernel; 6] = [
-        Kernel::Conv3x3,
+    pub const ALL: [Kernel; 7] = [
+        Kernel::Conv3x3Co4,
+        Kernel::Conv3x3Co8,
         Kernel::BnRelu,
         Kernel::MaxPool,
         Kernel::UpConv,
@@ -35,7 +39,7 @@ impl Kernel {
     /// Path under `shaders/` without extension.
     pub fn shader(self) -> &'static str {
         match self {
-            Kernel::Conv3x3 => "conv/conv3x3_bn_relu_f32",
+            Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 => "conv/conv3x3_bn_relu_f32",
             Kernel::BnRelu => "norm/bn_relu_f32",
             Kernel::MaxPool => "pool/maxpool2x2_f32",
             Kernel::UpConv => "conv/upconv2x2_f32",
@@ -44,10 +48,31 @@ impl Kernel {
         }
     }
 
+    /// The 3×3 conv variant for a layer: 8 output channels per invocation from 8 channels up.
+    pub fn conv3x3_for(cout: usize) -> Kernel {
+        if cout >= 8 {
+            Kernel::Conv3x3Co8
+        } else {
+            Kernel::Conv3x3Co4
+        }
+    }
+
+    /// Output channels per invocation (conv kernels).
+    pub fn out_block(self) -> usize {
+        match self {
+            Kernel::Conv3x3Co8 => 8,
+            _ => 4,
+        }
+    }
+
     /// Values of the shader's `override` constants.
     fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::Conv3x3 => vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)],
+            Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 => vec![
+                ("WG_X", CONV_WG.0 as f64),
+                ("WG_Y", CONV_WG.1 as f64),
+                ("CO8", (self == Kernel::Conv3x3Co8) as u32 as f64),
+            ],
             _ => vec![("WG", WG_LINEAR as f64)],
         }
     }
@@ -72,10 +97,10 @@ impl Kernel {
     }
 }
 
-/// Repack weights so that 4 consecutive output channels form one vec4: `rows` rows of `cout`
-/// values (`get(row, co)`), each padded to `ceil(cout / 4) * 4`.
-pub(crate) fn pack_vec4(rows: usize, cout: usize, get: impl Fn(usize, usize) -> f32) -> Vec<f32> {
-    let cp = cout.div_ceil(4) * 4;
+/// Repack weights into `rows` rows of `cout` values (`get(row, co)`), each zero-padded to a
+/// multiple of `block` (a multiple of 4: whole vec4s).
+pub(crate) fn pack_rows(rows: usize, cout: usize, block: usize, get: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    let cp = cout.div_ceil(block) * block;
     let mut out = vec![0.0; rows * cp];
     for r in 0..rows {
         for co in 0..cout {
@@ -83,6 +108,12 @@ pub(crate) fn pack_vec4(rows: usize, cout: usize, get: impl Fn(usize, usize) -> 
         }
     }
     out
+}
+
+/// Repack weights so that 4 consecutive output channels form one vec4: `rows` rows of `cout`
+/// values (`get(row, co)`), each padded to `ceil(cout / 4) * 4`.
+pub(crate) fn pack_vec4(rows: usize, cout: usize, get: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+    pack_rows(rows, cout, 4, get)
 }
 
 /// Workgroup counts for `total` invocations of a 1-D kernel, folded into y past the per-dimension
@@ -98,7 +129,10 @@ pub(crate) fn linear_groups(total: u64, max_per_dim: u32) -> [u32; 3] {
 pub fn packed_weight_bytes(spec: &UNetSpec, fold_bn: bool) -> u64 {
     let p4 = |c: usize| c.div_ceil(4) * 4;
     let bn = if fold_bn { 0 } else { 2 };
-    let conv = |cin: usize, cout: usize| (cin * 9 + 1) * p4(cout) + bn * cout;
+    let conv = |cin: usize, cout: usize| {
+        let blk = Kernel::conv3x3_for(cout).out_block();
+        (cin * 9 + 1) * cout.div_ceil(blk) * blk + bn * cout
+    };
     let dc = |cin: usize, f: usize| conv(cin, f) + conv(f, f);
     let mut b = 0;
     let mut cin = spec.in_channels;

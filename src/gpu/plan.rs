@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{linear_groups, pack_vec4, Kernel, CONV_PX, CONV_WG};
+use super::kernels::{linear_groups, pack_rows, pack_vec4, Kernel, CONV_PX, CONV_WG};
 use super::scoped;
 use crate::model::{fold_bn, ConvWeights, UNet, UNetSpec};
 use crate::plan::{plan_memory_with, ConvRef, Graph, MemoryPlan, Op, Shape, ARENA_ALIGN};
@@ -61,11 +61,12 @@ fn storage(device: &wgpu::Device, label: &str, data: &[f32]) -> wgpu::Buffer {
     })
 }
 
-/// 3×3 conv weights `[cout, cin, 3, 3]` → vec4 rows indexed `ci * 9 + tap`.
-fn pack_conv3x3(w: &ConvWeights) -> (Vec<f32>, Vec<f32>) {
+/// 3×3 conv weights `[cout, cin, 3, 3]` → rows indexed `ci * 9 + tap` of `cout` padded to the
+/// kernel's output block.
+fn pack_conv3x3(w: &ConvWeights, block: usize) -> (Vec<f32>, Vec<f32>) {
     let [cout, cin, _, _] = w.shape;
-    let packed = pack_vec4(cin * 9, cout, |r, co| w.weight[co * cin * 9 + r]);
-    let bias = pack_vec4(1, cout, |_, co| w.bias.as_ref().map_or(0.0, |b| b[co]));
+    let packed = pack_rows(cin * 9, cout, block, |r, co| w.weight[co * cin * 9 + r]);
+    let bias = pack_rows(1, cout, block, |_, co| w.bias.as_ref().map_or(0.0, |b| b[co]));
     (packed, bias)
 }
 
@@ -119,10 +120,11 @@ impl GpuModel {
             if let Op::Conv3x3 { conv, fused, .. } = op {
                 let (w, bn) = conv.weights(model);
                 let name = conv.name();
+                let block = Kernel::conv3x3_for(w.shape[0]).out_block();
                 let (packed, bias) = if *fused {
-                    pack_conv3x3(&fold_bn(w, bn, eps))
+                    pack_conv3x3(&fold_bn(w, bn, eps), block)
                 } else {
-                    pack_conv3x3(w)
+                    pack_conv3x3(w, block)
                 };
                 convs.insert(
                     *conv,
@@ -241,10 +243,12 @@ impl GpuModel {
                         let ca = shape(*a)[1];
                         let cb = b.map_or(0, |b| shape(b)[1]);
                         let wb = &self.convs[conv];
+                        let kernel = Kernel::conv3x3_for(c as usize);
+                        let blocks = c.div_ceil(kernel.out_block() as u32);
                         let groups = [
                             w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
                             h.div_ceil(CONV_WG.1),
-                            n * cog,
+                            n * blocks,
                         ];
                         let bufs = vec![
                             Binding::Arena(*a),
@@ -254,8 +258,8 @@ impl GpuModel {
                             Binding::Arena(*out),
                         ];
                         (
-                            Kernel::Conv3x3,
-                            [n, ca, cb, c, h, w, *fused as u32, cog],
+                            kernel,
+                            [n, ca, cb, c, h, w, *fused as u32, blocks],
                             groups,
                             bufs,
                         )
