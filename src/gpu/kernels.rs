@@ -60,7 +60,7 @@ impl Kernel {
     /// Output channels per invocation (conv kernels).
     pub fn out_block(self) -> usize {
         match self {
-            Kernel::Conv3x3Co8 => 8,
+            Kernel::Conv3x3Co8 | Kernel::UpConv => 8,
             _ => 4,
         }
     }
@@ -68,6 +68,7 @@ impl Kernel {
     /// Values of the shader's `override` constants.
     fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
+            Kernel::UpConv => vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)],
             Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 => vec![
                 ("WG_X", CONV_WG.0 as f64),
                 ("WG_Y", CONV_WG.1 as f64),
@@ -99,7 +100,12 @@ impl Kernel {
 
 /// Repack weights into `rows` rows of `cout` values (`get(row, co)`), each zero-padded to a
 /// multiple of `block` (a multiple of 4: whole vec4s).
-pub(crate) fn pack_rows(rows: usize, cout: usize, block: usize, get: impl Fn(usize, usize) -> f32) -> Vec<f32> {
+pub(crate) fn pack_rows(
+    rows: usize,
+    cout: usize,
+    block: usize,
+    get: impl Fn(usize, usize) -> f32,
+) -> Vec<f32> {
     let cp = cout.div_ceil(block) * block;
     let mut out = vec![0.0; rows * cp];
     for r in 0..rows {
@@ -143,7 +149,7 @@ pub fn packed_weight_bytes(spec: &UNetSpec, fold_bn: bool) -> u64 {
     let last = *spec.features.last().expect("at least one level");
     b += dc(last, 2 * last);
     for &f in spec.features.iter().rev() {
-        b += (2 * f * 4 + 1) * p4(f) + dc(2 * f, f);
+        b += (2 * f * 4 + 1) * f.div_ceil(8) * 8 + dc(2 * f, f);
     }
     b += (spec.features[0] + 1) * p4(spec.out_channels);
     4 * b as u64

@@ -66,7 +66,9 @@ fn storage(device: &wgpu::Device, label: &str, data: &[f32]) -> wgpu::Buffer {
 fn pack_conv3x3(w: &ConvWeights, block: usize) -> (Vec<f32>, Vec<f32>) {
     let [cout, cin, _, _] = w.shape;
     let packed = pack_rows(cin * 9, cout, block, |r, co| w.weight[co * cin * 9 + r]);
-    let bias = pack_rows(1, cout, block, |_, co| w.bias.as_ref().map_or(0.0, |b| b[co]));
+    let bias = pack_rows(1, cout, block, |_, co| {
+        w.bias.as_ref().map_or(0.0, |b| b[co])
+    });
     (packed, bias)
 }
 
@@ -152,10 +154,11 @@ impl GpuModel {
             .map(|(l, u)| {
                 let [cin, cout, _, _] = u.up.shape;
                 // PyTorch layout [cin, cout, ky, kx] → rows ci * 4 + tap.
-                let packed = pack_vec4(cin * 4, cout, |r, co| {
+                let blk = Kernel::UpConv.out_block();
+                let packed = pack_rows(cin * 4, cout, blk, |r, co| {
                     u.up.weight[((r / 4) * cout + co) * 4 + r % 4]
                 });
-                let bias = pack_vec4(1, cout, |_, co| u.up.bias.as_ref().expect("bias")[co]);
+                let bias = pack_rows(1, cout, blk, |_, co| u.up.bias.as_ref().expect("bias")[co]);
                 let name = format!("ups.{}", 2 * l);
                 Ok(LayerBuffers {
                     a: upload(&name, &packed)?,
@@ -292,7 +295,12 @@ impl GpuModel {
                     }
                     Op::UpConv { x, out, level } => {
                         let [_, cin, ih, iw] = shape(*x);
-                        let t = total(n * cog);
+                        let blocks = c.div_ceil(Kernel::UpConv.out_block() as u32);
+                        let groups = [
+                            iw.div_ceil(2).div_ceil(CONV_WG.0),
+                            (2 * ih).div_ceil(CONV_WG.1),
+                            n * blocks,
+                        ];
                         let lb = &self.ups[*level];
                         let bufs = vec![
                             Binding::Arena(*x),
@@ -302,8 +310,8 @@ impl GpuModel {
                         ];
                         (
                             Kernel::UpConv,
-                            [n, cin, c, cog, ih, iw, t as u32, 0],
-                            linear_groups(t, maxd),
+                            [n, cin, c, blocks, ih, iw, 0, 0],
+                            groups,
                             bufs,
                         )
                     }
