@@ -7,7 +7,7 @@ mod common;
 
 use std::collections::BTreeSet;
 
-use wunet::gpu::{GpuModel, GpuOptions};
+use wunet::gpu::{GpuModel, GpuOptions, Kernel};
 use wunet::model::{init_random, InitOptions};
 use wunet::plan::Op;
 use wunet::{cpu, UNetSpec};
@@ -35,6 +35,18 @@ fn check_model(
     fold: bool,
     seen: &mut BTreeSet<&'static str>,
 ) {
+    check_variant(features, cin, cout, shape, fold, None, seen)
+}
+
+fn check_variant(
+    features: Vec<usize>,
+    cin: usize,
+    cout: usize,
+    shape: [usize; 4],
+    fold: bool,
+    conv3x3: Option<Kernel>,
+    seen: &mut BTreeSet<&'static str>,
+) {
     let Some(gpu) = common::gpu("kernels") else {
         return;
     };
@@ -49,6 +61,7 @@ fn check_model(
         GpuOptions {
             fold_bn: fold,
             keep_intermediates: true,
+            conv3x3,
         },
     )
     .unwrap();
@@ -60,7 +73,7 @@ fn check_model(
         let args: Vec<_> = op.inputs().iter().map(|&t| &all[t]).collect();
         let want = cpu::apply(&model, plan.graph(), op, &args);
         let what = format!(
-            "{features:?} {shape:?} fold={fold} op {i} {} ({})",
+            "{features:?} {shape:?} fold={fold} {conv3x3:?} op {i} {} ({})",
             op.label(),
             kind(op)
         );
@@ -81,6 +94,18 @@ fn every_kernel_matches_the_cpu_reference() {
     // 3 levels, widths and classes not multiples of 4, odd sizes at every level (resizes).
     check_model(vec![5, 10, 20], 1, 3, [2, 1, 37, 29], true, &mut seen);
     check_model(vec![5, 10, 20], 1, 3, [1, 1, 37, 29], false, &mut seen);
+    // Every conv3x3 variant on every layer, whatever the per-layer choice would be.
+    for k in [Kernel::Conv3x3Co4, Kernel::Conv3x3Co8] {
+        check_variant(
+            vec![5, 10, 20],
+            3,
+            3,
+            [2, 3, 23, 19],
+            true,
+            Some(k),
+            &mut seen,
+        );
+    }
     // 5 levels.
     check_model(vec![2, 4, 8, 16, 32], 3, 2, [1, 3, 67, 45], true, &mut seen);
     // Wider layers: 4-channel groups and long reduction loops.

@@ -21,6 +21,9 @@ pub struct GpuOptions {
     /// Give every tensor its own memory so `Plan::run_all` can read back all of them
     /// (debugging and per-kernel tests; uses much more memory).
     pub keep_intermediates: bool,
+    /// Use this 3×3 conv variant for every layer instead of the per-layer choice
+    /// (`bench --kernels` compares them).
+    pub conv3x3: Option<Kernel>,
 }
 
 impl Default for GpuOptions {
@@ -28,6 +31,7 @@ impl Default for GpuOptions {
         GpuOptions {
             fold_bn: true,
             keep_intermediates: false,
+            conv3x3: None,
         }
     }
 }
@@ -37,6 +41,8 @@ impl Default for GpuOptions {
 struct LayerBuffers {
     a: wgpu::Buffer,
     b: wgpu::Buffer,
+    /// The kernel variant the weights were packed for.
+    kernel: Kernel,
 }
 
 /// A model's weights uploaded and its pipelines created, ready to plan for any input shape.
@@ -122,7 +128,10 @@ impl GpuModel {
             if let Op::Conv3x3 { conv, fused, .. } = op {
                 let (w, bn) = conv.weights(model);
                 let name = conv.name();
-                let block = Kernel::conv3x3_for(w.shape[0]).out_block();
+                let kernel = opts
+                    .conv3x3
+                    .unwrap_or_else(|| Kernel::conv3x3_for(w.shape[0]));
+                let block = kernel.out_block();
                 let (packed, bias) = if *fused {
                     pack_conv3x3(&fold_bn(w, bn, eps), block)
                 } else {
@@ -133,6 +142,7 @@ impl GpuModel {
                     LayerBuffers {
                         a: upload(&name, &packed)?,
                         b: upload(&name, &bias)?,
+                        kernel,
                     },
                 );
                 if !*fused {
@@ -142,6 +152,7 @@ impl GpuModel {
                         LayerBuffers {
                             a: upload(&name, &scale)?,
                             b: upload(&name, &shift)?,
+                            kernel: Kernel::BnRelu,
                         },
                     );
                 }
@@ -163,6 +174,7 @@ impl GpuModel {
                 Ok(LayerBuffers {
                     a: upload(&name, &packed)?,
                     b: upload(&name, &bias)?,
+                    kernel: Kernel::UpConv,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -172,6 +184,7 @@ impl GpuModel {
         let head = LayerBuffers {
             a: upload("final_conv", &hw)?,
             b: upload("final_conv", &hb)?,
+            kernel: Kernel::Head,
         };
         let pipelines = Kernel::ALL
             .iter()
@@ -246,7 +259,7 @@ impl GpuModel {
                         let ca = shape(*a)[1];
                         let cb = b.map_or(0, |b| shape(b)[1]);
                         let wb = &self.convs[conv];
-                        let kernel = Kernel::conv3x3_for(c as usize);
+                        let kernel = wb.kernel;
                         let blocks = c.div_ceil(kernel.out_block() as u32);
                         let groups = [
                             w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
