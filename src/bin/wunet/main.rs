@@ -99,6 +99,15 @@ enum Cmd {
         #[arg(long, value_enum, default_value = "gpu")]
         device: Device,
     },
+    /// Compare two `.npy` tensors: max |got − want| against a budget relative to max |want|
+    /// (exit code 1 when over budget). For checks on machines without Python.
+    Compare {
+        got: PathBuf,
+        want: PathBuf,
+        /// Budget: max |got − want| ≤ rel · max |want|.
+        #[arg(long, default_value_t = 1e-4)]
+        rel: f32,
+    },
     /// Write a random-weight model of any shape (for benchmarks).
     Init {
         /// Encoder widths, each twice the previous.
@@ -151,6 +160,7 @@ fn main() -> ExitCode {
             !no_fold,
         ),
         Cmd::Info { model, size, batch } => info(model.as_deref(), size, batch),
+        Cmd::Compare { got, want, rel } => compare(&got, &want, rel),
         Cmd::Bench {
             model,
             size,
@@ -189,6 +199,10 @@ fn main() -> ExitCode {
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.is::<OverBudget>() => {
+            eprintln!("wunet: {e}");
+            ExitCode::from(1)
+        }
         Err(e) => {
             eprintln!("wunet: error: {e:#}");
             ExitCode::from(2)
@@ -440,6 +454,35 @@ fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()
         "weight memory (GPU, BN folded, f32): {}",
         mib(packed_weight_bytes(s, true))
     );
+    Ok(())
+}
+
+#[derive(Debug)]
+struct OverBudget(String);
+
+impl std::fmt::Display for OverBudget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for OverBudget {}
+
+fn compare(got: &Path, want: &Path, rel: f32) -> Result<()> {
+    let (g, w) = (read_npy(got)?, read_npy(want)?);
+    if g.shape != w.shape {
+        bail!("shapes differ: {:?} vs {:?}", g.shape, w.shape);
+    }
+    let (d, m) = g.max_abs_diff(&w);
+    let ratio = if m > 0.0 { d / m } else { d };
+    let line = format!(
+        "{}: max|diff| {d:.3e}, max|ref| {m:.3e}, ratio {ratio:.3e} (budget {rel:.0e})",
+        got.display()
+    );
+    if ratio.is_nan() || ratio > rel {
+        return Err(OverBudget(format!("{line}: OVER BUDGET")).into());
+    }
+    println!("{line}: ok");
     Ok(())
 }
 
