@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use wunet::gpu::{measure_fma_peak, request_gpu, GpuModel, GpuOptions, TimingMode};
+use wunet::gpu::{measure_fma_peak, request_gpu, GpuModel, GpuOptions, Kernel, TimingMode};
 use wunet::plan::Graph;
 use wunet::{cpu, Tensor, UNet};
 
@@ -258,4 +258,100 @@ fn json_str(s: &str) -> String {
     }
     o.push('"');
     o
+}
+
+/// `bench --kernels`: every 3×3 conv variant forced on every layer, GPU time per layer from
+/// timestamps (median of 3), against the measured peak; marks the per-layer choice.
+pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bool) -> Result<()> {
+    let gpu = request_gpu()?;
+    let peak = measure_fma_peak(&gpu.device, &gpu.queue)?;
+    let shape = [batch, model.spec.in_channels, h, w];
+    let x = input(shape);
+    let variants = [Kernel::Conv3x3Co4, Kernel::Conv3x3Co8];
+    // times[variant][step] in ms, for the conv3x3 steps.
+    let mut rows: Vec<(String, [usize; 4], u64, Vec<f64>)> = Vec::new();
+    for (vi, &k) in variants.iter().enumerate() {
+        let gm = GpuModel::new(
+            &gpu.device,
+            &gpu.queue,
+            &model,
+            GpuOptions {
+                conv3x3: Some(k),
+                ..Default::default()
+            },
+        )?;
+        let plan = gm.plan(shape)?;
+        if plan.timing_mode().is_none() {
+            bail!("the adapter has no TIMESTAMP_QUERY: per-kernel times are unavailable");
+        }
+        plan.run(&x)?;
+        let mut per: Vec<Vec<f64>> = vec![Vec::new(); plan.steps().len()];
+        for _ in 0..3 {
+            let (_, prof) = plan.run_profiled(&x)?;
+            for (v, ms) in per.iter_mut().zip(prof.step_ms) {
+                v.push(ms);
+            }
+        }
+        let mut r = 0;
+        for ((s, op), mut v) in plan.steps().iter().zip(&plan.graph().ops).zip(per) {
+            if !matches!(s.kernel, Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8) {
+                continue;
+            }
+            if vi == 0 {
+                rows.push((
+                    s.label.clone(),
+                    plan.graph().shapes[op.output()],
+                    s.flops,
+                    Vec::new(),
+                ));
+            }
+            rows[r].3.push(median(&mut v));
+            r += 1;
+        }
+    }
+    let gf = |flops: u64, ms: f64| flops as f64 / (ms * 1e-3) / 1e9;
+    if json {
+        let items: Vec<String> = rows
+            .iter()
+            .map(|(name, shape, flops, ms)| {
+                let vs: Vec<String> = variants
+                    .iter()
+                    .zip(ms)
+                    .map(|(k, &t)| format!("{{\"kernel\":\"{k:?}\",\"ms\":{t:.4},\"gflops\":{:.2},\"pct_peak\":{:.2}}}", gf(*flops, t), 100.0 * gf(*flops, t) / peak))
+                    .collect();
+                format!("{{\"name\":{},\"shape\":{shape:?},\"flops\":{flops},\"chosen\":\"{:?}\",\"variants\":[{}]}}", json_str(name), Kernel::conv3x3_for(shape[1]), vs.join(","))
+            })
+            .collect();
+        println!(
+            "{{\"adapter\":{},\"peak_gflops\":{peak:.3},\"size\":\"{h}x{w}\",\"layers\":[{}]}}",
+            json_str(&gpu.info.name),
+            items.join(",")
+        );
+        return Ok(());
+    }
+    println!(
+        "conv3x3 variants at {batch}x{}x{h}x{w} on {}; measured FMA peak {peak:.1} GFLOP/s",
+        model.spec.in_channels, gpu.info.name
+    );
+    print!("{:<20} {:>18} {:>9}", "layer", "output", "MFLOP");
+    for k in &variants {
+        print!(" {:>24}", format!("{k:?} ms / % peak"));
+    }
+    println!("  chosen");
+    for (name, shape, flops, ms) in &rows {
+        let [n, c, oh, ow] = *shape;
+        print!(
+            "{name:<20} {:>18} {:>9.1}",
+            format!("{n}x{c}x{oh}x{ow}"),
+            *flops as f64 / 1e6
+        );
+        for &t in ms {
+            print!(
+                " {:>24}",
+                format!("{t:.2} / {:.1}%", 100.0 * gf(*flops, t) / peak)
+            );
+        }
+        println!("  {:?}", Kernel::conv3x3_for(c));
+    }
+    Ok(())
 }

@@ -98,6 +98,10 @@ enum Cmd {
         json: bool,
         #[arg(long, value_enum, default_value = "gpu")]
         device: Device,
+        /// Time every 3×3 conv variant on every layer (default model: the reference U-Net,
+        /// features 64–512, random weights) instead of the whole network.
+        #[arg(long)]
+        kernels: bool,
     },
     /// Compare two `.npy` tensors: max |got − want| against a budget relative to max |want|
     /// (exit code 1 when over budget). For checks on machines without Python.
@@ -169,6 +173,28 @@ fn main() -> ExitCode {
             warmup,
             json,
             device,
+            kernels: true,
+        } => {
+            // The reference U-Net unless a model is given; --runs, --warmup, --device do not apply.
+            let _ = (runs, warmup, device);
+            let m = match model.as_deref() {
+                Some(p) => load_model(Some(p)).map(|(_, m)| m),
+                None => Ok(init_random(
+                    &UNetSpec::new(3, 1, vec![64, 128, 256, 512]),
+                    &InitOptions { seed: 0 },
+                )),
+            };
+            m.and_then(|m| bench::bench_kernels(m, size, batch, json))
+        }
+        Cmd::Bench {
+            model,
+            size,
+            batch,
+            runs,
+            warmup,
+            json,
+            device,
+            kernels: false,
         } => load_model(model.as_deref()).and_then(|(path, m)| {
             let cpu = match device {
                 Device::Cpu => true,
