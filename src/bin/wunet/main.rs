@@ -144,6 +144,12 @@ fn parse_size(s: &str) -> std::result::Result<(usize, usize), String> {
 }
 
 fn main() -> ExitCode {
+    // Rust ignores SIGPIPE, which turns `wunet info | head` into a panic; die quietly instead,
+    // like other command-line tools.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let r = match cli.cmd {
         Cmd::Infer {
