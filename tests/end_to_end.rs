@@ -137,3 +137,43 @@ fn one_submit_per_inference_and_memory_is_reused() {
     );
     assert!(plan.run(&x2).is_err(), "a plan rejects another input shape");
 }
+
+/// The default model on its sample image, through the image path (decode, [0, 1], the model's
+/// normalization), against PyTorch's logits for the same PNG; and the mask against the ground
+/// truth.
+#[test]
+fn demo_model_on_the_sample_matches_pytorch() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let model = UNet::load(root.join("assets/demo_unet.safetensors")).unwrap();
+    let img = wunet::io::load_image(&root.join("assets/cells.png"), &model.spec).unwrap();
+    let want = read_npy(&root.join("tests/fixtures/demo_cells_logits.npy")).unwrap();
+    let mut outs = vec![("cpu", cpu::forward(&model, &img.tensor, true).unwrap())];
+    if let Some(gpu) = common::gpu("demo_model_on_the_sample_matches_pytorch (gpu part)") {
+        let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions::default()).unwrap();
+        outs.push((
+            "gpu",
+            gm.plan(img.tensor.shape).unwrap().run(&img.tensor).unwrap(),
+        ));
+    }
+    let truth = image::open(root.join("assets/cells_mask.png"))
+        .unwrap()
+        .to_luma8();
+    for (dev, got) in outs {
+        common::assert_close(&format!("demo {dev}"), &got, &want, BUDGET);
+        let (d, m) = got.max_abs_diff(&want);
+        eprintln!(
+            "demo {dev}: max|diff| {d:.3e}, max|ref| {m:.3e}, ratio {:.3e}",
+            d / m
+        );
+        let mask = wunet::io::classes(&got, 0);
+        let (mut inter, mut sum) = (0usize, 0usize);
+        for (m, t) in mask.iter().zip(truth.pixels()) {
+            let t = (t.0[0] > 127) as usize;
+            inter += m * t;
+            sum += m + t;
+        }
+        let dice = 2.0 * inter as f64 / sum as f64;
+        eprintln!("demo {dev}: Dice vs ground truth {dice:.4}");
+        assert!(dice > 0.95, "{dev}: Dice {dice}");
+    }
+}
