@@ -4,6 +4,19 @@
 //! Data path: safetensors `state_dict` → [`model::UNet`] → [`plan::Graph`] for an input shape →
 //! [`gpu::Plan`] (pipelines, bind groups, one arena planned by tensor lifetimes; one command
 //! buffer per inference) or [`cpu::forward`].
+//!
+//! ```
+//! use wunet::model::{init_random, InitOptions};
+//! use wunet::{cpu, Tensor, UNetSpec};
+//!
+//! // A 2-level model with random weights; `UNet::load("model.safetensors")` reads a real one.
+//! let model = init_random(&UNetSpec::new(3, 1, vec![4, 8]), &InitOptions { seed: 0 });
+//! let x = Tensor::new([1, 3, 20, 24], vec![0.5; 3 * 20 * 24])?;
+//! let logits = cpu::forward(&model, &x, true)?;
+//! assert_eq!(logits.shape, [1, 1, 20, 24]);
+//! // On a GPU: `GpuModel::new(&device, &queue, &model, Default::default())?.plan(x.shape)?.run(&x)?`.
+//! # Ok::<(), wunet::Error>(())
+//! ```
 
 pub mod cpu;
 mod error;
