@@ -1,6 +1,8 @@
-//! The CPU float32 engine: the same graph as the GPU plan, executed with the `generic` kernels.
-//! It is the oracle of the kernel tests and what `--device auto` runs when there is no GPU.
+//! The CPU float32 engine: the same graph as the GPU plan. `forward` runs the convolutions as
+//! GEMMs (`gemm_f32`) and is what `--device cpu` and the no-GPU fallback run; `apply` runs one op
+//! with the plain `generic` kernels, the oracle of the kernel tests.
 
+pub mod gemm_f32;
 pub mod generic;
 
 use crate::model::{fold_bn, UNet};
@@ -10,7 +12,13 @@ use crate::Result;
 
 /// Run `model` on `input` (NCHW). `fold` selects the folded or the standalone-BN graph.
 pub fn forward(model: &UNet, input: &Tensor, fold: bool) -> Result<Tensor> {
+    Ok(forward_timed(model, input, fold)?.0)
+}
+
+/// `forward`, also returning the wall time of each op of the graph in milliseconds.
+pub fn forward_timed(model: &UNet, input: &Tensor, fold: bool) -> Result<(Tensor, Vec<f64>)> {
     let g = Graph::build(&model.spec, input.shape, fold)?;
+    let mut times = Vec::with_capacity(g.ops.len());
     // Free each tensor after its last reader.
     let mut last_use = vec![0usize; g.shapes.len()];
     for (i, op) in g.ops.iter().enumerate() {
@@ -30,7 +38,9 @@ pub fn forward(model: &UNet, input: &Tensor, fold: bool) -> Result<Tensor> {
                     .expect("graph order: inputs computed first")
             })
             .collect();
-        let out = apply(model, &g, op, &args);
+        let t0 = std::time::Instant::now();
+        let out = apply_with(model, &g, op, &args, true);
+        times.push(t0.elapsed().as_secs_f64() * 1e3);
         vals[op.output()] = Some(out);
         for t in op.inputs() {
             if last_use[t] == i && t != g.output {
@@ -38,19 +48,29 @@ pub fn forward(model: &UNet, input: &Tensor, fold: bool) -> Result<Tensor> {
             }
         }
     }
-    Ok(vals[g.output].take().expect("output computed"))
+    Ok((vals[g.output].take().expect("output computed"), times))
 }
 
-/// One op of `g` on its input tensors (in `Op::inputs` order).
+/// One op of `g` on its input tensors (in `Op::inputs` order), with the `generic` kernels.
 pub fn apply(model: &UNet, g: &Graph, op: &Op, args: &[&Tensor]) -> Tensor {
+    apply_with(model, g, op, args, false)
+}
+
+/// One op; `fast` runs the convolutions through `gemm_f32`.
+fn apply_with(model: &UNet, g: &Graph, op: &Op, args: &[&Tensor], fast: bool) -> Tensor {
     let eps = model.spec.bn_eps;
+    let conv3x3 = if fast {
+        gemm_f32::conv3x3
+    } else {
+        generic::conv3x3
+    };
     let out = match op {
         Op::Conv3x3 { conv, fused, .. } => {
             let (w, bn) = conv.weights(model);
             if *fused {
-                generic::conv3x3(args[0], args.get(1).copied(), &fold_bn(w, bn, eps), true)
+                conv3x3(args[0], args.get(1).copied(), &fold_bn(w, bn, eps), true)
             } else {
-                generic::conv3x3(args[0], args.get(1).copied(), w, false)
+                conv3x3(args[0], args.get(1).copied(), w, false)
             }
         }
         Op::BnRelu { conv, .. } => {
@@ -58,11 +78,13 @@ pub fn apply(model: &UNet, g: &Graph, op: &Op, args: &[&Tensor]) -> Tensor {
             generic::bn_relu(args[0], &scale, &shift)
         }
         Op::MaxPool { .. } => generic::maxpool2x2(args[0]),
+        Op::UpConv { level, .. } if fast => gemm_f32::upconv2x2(args[0], &model.ups[*level].up),
         Op::UpConv { level, .. } => generic::upconv2x2(args[0], &model.ups[*level].up),
         Op::Resize { out, .. } => {
             let [_, _, h, w] = g.shapes[*out];
             generic::resize_bilinear_ac(args[0], h, w)
         }
+        Op::Head { .. } if fast => gemm_f32::conv1x1(args[0], &model.head),
         Op::Head { .. } => generic::conv1x1(args[0], &model.head),
     };
     debug_assert_eq!(out.shape, g.shapes[op.output()]);

@@ -64,15 +64,41 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
                 }
             }
             let wb = 4 * model.spec.param_count() as u64;
+            // Per-op wall times: the median over a few runs.
+            let mut per: Vec<Vec<f64>> = vec![Vec::new(); graph.ops.len()];
+            for _ in 0..a.runs.clamp(1, 3) {
+                for (v, ms) in per.iter_mut().zip(cpu::forward_timed(&model, &x, true)?.1) {
+                    v.push(ms);
+                }
+            }
+            let layers = graph
+                .ops
+                .iter()
+                .zip(per)
+                .map(|(op, mut v)| Layer {
+                    name: op.label(),
+                    kernel: "cpu f32 (gemm)".to_string(),
+                    shape: graph.shapes[op.output()],
+                    flops: graph.flops(op),
+                    bytes: op
+                        .inputs()
+                        .iter()
+                        .chain([&op.output()])
+                        .map(|&t| graph.bytes(t))
+                        .sum(),
+                    ms: median(&mut v),
+                })
+                .collect();
+            let adapter = format!("cpu f32, {} threads", rayon::current_num_threads());
             (
                 "cpu".to_string(),
-                "cpu (generic f32)".to_string(),
+                adapter,
                 None,
                 first,
                 wb,
                 graph.total_tensor_bytes(),
                 times,
-                Vec::new(),
+                layers,
                 None,
             )
         } else {
@@ -185,7 +211,11 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
     if let Some(p) = peak {
         println!("measured FMA peak: {p:.1} GFLOP/s");
     }
-    println!("first inference: {first_ms:.1} ms (shader compile, pipelines, weights upload, plan, one run)");
+    if a.cpu {
+        println!("first inference: {first_ms:.1} ms");
+    } else {
+        println!("first inference: {first_ms:.1} ms (shader compile, pipelines, weights upload, plan, one run)");
+    }
     println!(
         "end to end over {} runs: median {med:.2} ms, min {min:.2} ms; {:.2} GFLOP → {gflops:.1} GFLOP/s{}",
         a.runs,
@@ -206,7 +236,10 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
             "\nper dispatch (profiling mode: one compute pass per dispatch, still one submit):"
         ),
         None if !a.cpu => println!("\n(no per-dispatch times: the adapter has no TIMESTAMP_QUERY)"),
-        None => {}
+        None => println!(
+            "\nper op (wall clock, median of {} runs):",
+            a.runs.clamp(1, 3)
+        ),
     }
     if !layers.is_empty() {
         println!(

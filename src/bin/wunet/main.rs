@@ -205,7 +205,10 @@ fn main() -> ExitCode {
             let cpu = match device {
                 Device::Cpu => true,
                 Device::Gpu => false,
-                Device::Auto => request_gpu().is_err(),
+                // As in `infer`: the CPU engine unless a hardware adapter exists.
+                Device::Auto => {
+                    request_gpu().map_or(true, |g| g.info.device_type == wgpu::DeviceType::Cpu)
+                }
             };
             bench::bench(
                 &path,
@@ -278,6 +281,15 @@ impl Engine {
             return Ok(Engine::Cpu { model, fold });
         }
         match request_gpu() {
+            // A software adapter (lavapipe, SwiftShader) runs shaders on this same CPU, several
+            // times slower than the CPU engine: auto takes the CPU engine then.
+            Ok(gpu) if device == Device::Auto && gpu.info.device_type == wgpu::DeviceType::Cpu => {
+                eprintln!(
+                    "wunet: the best GPU adapter is a software one ({}); running on the CPU engine (--device gpu to force it)",
+                    gpu.info.name
+                );
+                Ok(Engine::Cpu { model, fold })
+            }
             Ok(gpu) => {
                 let gm = GpuModel::new(
                     &gpu.device,
@@ -295,7 +307,7 @@ impl Engine {
                 })
             }
             Err(Error::NoAdapter) if device == Device::Auto => {
-                eprintln!("wunet: no GPU adapter found, running on the CPU reference (slower)");
+                eprintln!("wunet: no GPU adapter found, running on the CPU engine");
                 Ok(Engine::Cpu { model, fold })
             }
             Err(e) => Err(e.into()),
