@@ -18,6 +18,7 @@
 //! # Ok::<(), wunet::Error>(())
 //! ```
 
+pub mod compress;
 pub mod cpu;
 mod error;
 pub mod gpu;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
+use wunet::compress::{prune, sparsity, PruneOptions, Scope};
 use wunet::gpu::{packed_weight_bytes, request_gpu, GpuModel, GpuOptions, Plan};
 use wunet::io::{load_image, mask_image, overlay, read_npy, save_image, write_npy};
 use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
@@ -103,6 +104,23 @@ enum Cmd {
         #[arg(long)]
         kernels: bool,
     },
+    /// Prune a model's convolution weights by magnitude (writes a float32 safetensors file).
+    Compress {
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// Fraction of the weights to zero, in [0, 1).
+        #[arg(long)]
+        prune: f64,
+        /// `layer`: per tensor, as PyTorch's l1_unstructured (the article); `global`: one
+        /// threshold over the model on BatchNorm-folded magnitudes.
+        #[arg(long, default_value = "global")]
+        prune_scope: String,
+        /// Prune the transposed convolutions too (left dense by default, as in the article).
+        #[arg(long)]
+        prune_transposed: bool,
+        #[arg(short, long)]
+        output: PathBuf,
+    },
     /// Compare two `.npy` tensors: max |got − want| against a budget relative to max |want|
     /// (exit code 1 when over budget). For checks on machines without Python.
     Compare {
@@ -171,6 +189,19 @@ fn main() -> ExitCode {
         ),
         Cmd::Info { model, size, batch } => info(model.as_deref(), size, batch),
         Cmd::Compare { got, want, rel } => compare(&got, &want, rel),
+        Cmd::Compress {
+            model,
+            prune,
+            prune_scope,
+            prune_transposed,
+            output,
+        } => compress(
+            model.as_deref(),
+            prune,
+            &prune_scope,
+            prune_transposed,
+            &output,
+        ),
         Cmd::Bench {
             model,
             size,
@@ -459,8 +490,8 @@ fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()
     let mem = plan_memory(&g, ARENA_ALIGN);
     println!("\nlayers at {batch}x{}x{h}x{w}:", s.in_channels);
     println!(
-        "{:<22} {:<9} {:>22} {:>12}",
-        "layer", "op", "output", "MFLOP"
+        "{:<22} {:<9} {:>22} {:>12} {:>10} {:>9} {:>10}",
+        "layer", "op", "output", "MFLOP", "weights", "precision", "sparsity"
     );
     for op in &g.ops {
         let kind = match op {
@@ -472,13 +503,30 @@ fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()
             Op::Resize { .. } => "resize",
             Op::Head { .. } => "conv1x1",
         };
+        let weights = match op {
+            Op::Conv3x3 { conv, .. } => Some(&conv.weights(&m).0.weight),
+            Op::UpConv { level, .. } => Some(&m.ups[*level].up.weight),
+            Op::Head { .. } => Some(&m.head.weight),
+            _ => None,
+        };
+        let (count, prec, sp) = match weights {
+            Some(w) => (
+                w.len().to_string(),
+                "f32",
+                format!("{:.1} %", 100.0 * sparsity(w)),
+            ),
+            None => (String::new(), "", String::new()),
+        };
         let [n, c, oh, ow] = g.shapes[op.output()];
         println!(
-            "{:<22} {:<9} {:>22} {:>12.1}",
+            "{:<22} {:<9} {:>22} {:>12.1} {:>10} {:>9} {:>10}",
             op.label(),
             kind,
             format!("{n}x{c}x{oh}x{ow}"),
-            g.flops(op) as f64 / 1e6
+            g.flops(op) as f64 / 1e6,
+            count,
+            prec,
+            sp
         );
     }
     println!("(conv3x3+ reads the skip and the upsampled tensor in place: no concatenation)");
@@ -497,6 +545,48 @@ fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()
     println!(
         "weight memory (GPU, BN folded, f32): {}",
         mib(packed_weight_bytes(s, true))
+    );
+    Ok(())
+}
+
+/// Write `bytes` to `path` through a temporary file in the same folder and a rename, so a failure
+/// never leaves a half-written output.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
+    std::fs::write(&tmp, bytes)
+        .and_then(|_| std::fs::rename(&tmp, path))
+        .with_context(|| format!("writing {}", path.display()))
+        .inspect_err(|_| {
+            let _ = std::fs::remove_file(&tmp);
+        })
+}
+
+fn compress(
+    model: Option<&Path>,
+    amount: f64,
+    scope: &str,
+    transposed: bool,
+    out: &Path,
+) -> Result<()> {
+    let scope: Scope = scope.parse()?;
+    let (_, mut m) = load_model(model)?;
+    let (zeroed, total) = prune(
+        &mut m,
+        &PruneOptions {
+            amount,
+            scope,
+            prune_transposed: transposed,
+        },
+    )?;
+    write_atomic(out, &save_safetensors(&m, StoreDtype::F32)?)?;
+    eprintln!(
+        "wrote {}: {zeroed} of {total} pruned weights zeroed ({:.1} %, {scope:?} scope)",
+        out.display(),
+        100.0 * zeroed as f64 / total.max(1) as f64
     );
     Ok(())
 }
@@ -556,7 +646,7 @@ fn init(
     let spec = UNetSpec::new(cin, cout, features);
     let m = init_random(&spec, &InitOptions { seed });
     let bytes = save_safetensors(&m, dtype)?;
-    std::fs::write(out, &bytes).with_context(|| format!("writing {}", out.display()))?;
+    write_atomic(out, &bytes)?;
     eprintln!(
         "wrote {} ({} parameters, {})",
         out.display(),
