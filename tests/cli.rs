@@ -379,3 +379,33 @@ fn inputs_beyond_the_adapter_limits_name_the_limit() {
     );
     std::fs::remove_file(&x).ok();
 }
+
+#[test]
+fn eval_scores_the_default_model_on_its_test_set() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let data = root.join("tests/data/cells_test");
+    let out = wunet(&["eval", "--data", s(&data), "--device", "cpu", "--json"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    let dice: f64 = text
+        .split("\"dice\":")
+        .nth(1)
+        .unwrap()
+        .split(',')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(dice > 0.95, "{text}");
+    assert!(text.contains("\"images\":16"), "{text}");
+    let empty = tmp("empty_dir");
+    std::fs::create_dir_all(&empty).unwrap();
+    expect_error(
+        &["eval", "--data", s(&empty), "--device", "cpu"],
+        &["no image has a NAME_mask.png"],
+    );
+}

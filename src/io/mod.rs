@@ -1,7 +1,9 @@
 //! Inputs and outputs of the CLI: `.npy` tensors, images in, masks and overlays out.
 
+mod eval;
 mod image;
 mod npy;
 
 pub use self::image::{classes, load_image, mask_image, overlay, palette, save_image, LoadedImage};
+pub use eval::Overlap;
 pub use npy::{read_npy, write_npy};

@@ -12,7 +12,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use wunet::compress::{prune, sparsity, PruneOptions, Scope};
 use wunet::gpu::{packed_weight_bytes, request_gpu, GpuModel, GpuOptions, Plan};
-use wunet::io::{load_image, mask_image, overlay, read_npy, save_image, write_npy};
+use wunet::io::{load_image, mask_image, overlay, read_npy, save_image, write_npy, Overlap};
 use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
 use wunet::plan::{plan_memory, Graph, Op, Shape, ARENA_ALIGN};
 use wunet::{cpu, Error, Tensor, UNet, UNetSpec};
@@ -121,6 +121,24 @@ enum Cmd {
         #[arg(short, long)]
         output: PathBuf,
     },
+    /// Score a model on a folder of images with ground-truth masks (`NAME.png` beside
+    /// `NAME_mask.png`: 0/255 for one class, class ids otherwise): Dice and IoU, and with
+    /// `--reference` the agreement with another model's masks.
+    Eval {
+        #[arg(short, long)]
+        model: Option<PathBuf>,
+        /// Folder of images and `*_mask.png` ground truths.
+        #[arg(long)]
+        data: PathBuf,
+        /// A second model (e.g. the uncompressed one) to compare masks with.
+        #[arg(long)]
+        reference: Option<PathBuf>,
+        #[arg(long, value_enum, default_value = "auto")]
+        device: Device,
+        /// Print one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// Compare two `.npy` tensors: max |got − want| against a budget relative to max |want|
     /// (exit code 1 when over budget). For checks on machines without Python.
     Compare {
@@ -189,6 +207,13 @@ fn main() -> ExitCode {
         ),
         Cmd::Info { model, size, batch } => info(model.as_deref(), size, batch),
         Cmd::Compare { got, want, rel } => compare(&got, &want, rel),
+        Cmd::Eval {
+            model,
+            data,
+            reference,
+            device,
+            json,
+        } => eval(model.as_deref(), &data, reference.as_deref(), device, json),
         Cmd::Compress {
             model,
             prune,
@@ -546,6 +571,124 @@ fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()
         "weight memory (GPU, BN folded, f32): {}",
         mib(packed_weight_bytes(s, true))
     );
+    Ok(())
+}
+
+/// Ground truth classes of a mask PNG: one-class models read 0/255 (threshold 127), others read
+/// class ids.
+fn read_truth(path: &Path, classes: usize) -> Result<Vec<usize>> {
+    let img = image::open(path)
+        .with_context(|| format!("{}: cannot read mask", path.display()))?
+        .to_luma8();
+    Ok(img
+        .pixels()
+        .map(|p| {
+            if classes == 1 {
+                (p.0[0] > 127) as usize
+            } else {
+                p.0[0] as usize
+            }
+        })
+        .collect())
+}
+
+fn eval(
+    model: Option<&Path>,
+    data: &Path,
+    reference: Option<&Path>,
+    device: Device,
+    json: bool,
+) -> Result<()> {
+    let (_, m) = load_model(model)?;
+    let classes = m.spec.out_channels;
+    let mut engine = Engine::new(m, device, true)?;
+    let mut ref_engine = match reference {
+        Some(p) => Some(Engine::new(UNet::load(p)?, device, true)?),
+        None => None,
+    };
+    let mut images: Vec<PathBuf> = std::fs::read_dir(data)
+        .with_context(|| format!("reading {}", data.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| {
+            let ext = p
+                .extension()
+                .map(|e| e.to_string_lossy().to_ascii_lowercase())
+                .unwrap_or_default();
+            let stem = p
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            matches!(ext.as_str(), "png" | "jpg" | "jpeg") && !stem.ends_with("_mask")
+        })
+        .collect();
+    images.sort();
+    let (mut total, mut vs_ref) = (Overlap::default(), Overlap::default());
+    let mut per_image = Vec::new();
+    for img_path in &images {
+        let stem = img_path.file_stem().unwrap().to_string_lossy().into_owned();
+        let mask_path = img_path.with_file_name(format!("{stem}_mask.png"));
+        if !mask_path.exists() {
+            continue;
+        }
+        let img = load_image(img_path, engine.spec())?;
+        let pred = wunet::io::classes(&engine.run(&img.tensor)?, 0);
+        let truth = read_truth(&mask_path, classes)?;
+        if truth.len() != pred.len() {
+            bail!("{}: mask size differs from its image", mask_path.display());
+        }
+        let o = Overlap::of(&pred, &truth);
+        total.add(&o);
+        if let Some(r) = ref_engine.as_mut() {
+            let rp = wunet::io::classes(&r.run(&img.tensor)?, 0);
+            vs_ref.add(&Overlap::of(&pred, &rp));
+        }
+        per_image.push((stem, o));
+    }
+    if per_image.is_empty() {
+        bail!(
+            "{}: no image has a NAME_mask.png ground truth beside it",
+            data.display()
+        );
+    }
+    let mean_dice = per_image.iter().map(|(_, o)| o.dice()).sum::<f64>() / per_image.len() as f64;
+    if json {
+        let r = if reference.is_some() {
+            format!(
+                ",\"reference_agreement\":{:.6},\"reference_dice\":{:.6}",
+                vs_ref.agreement(),
+                vs_ref.dice()
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "{{\"images\":{},\"dice\":{:.6},\"iou\":{:.6},\"mean_dice\":{mean_dice:.6},\"pixel_accuracy\":{:.6}{r}}}",
+            per_image.len(),
+            total.dice(),
+            total.iou(),
+            total.agreement()
+        );
+        return Ok(());
+    }
+    for (name, o) in &per_image {
+        println!("{name:<24} Dice {:.4}  IoU {:.4}", o.dice(), o.iou());
+    }
+    println!(
+        "{} images on {}: Dice {:.4}, IoU {:.4} (pixels pooled); mean Dice per image {mean_dice:.4}; pixel accuracy {:.4}",
+        per_image.len(),
+        engine.name(),
+        total.dice(),
+        total.iou(),
+        total.agreement()
+    );
+    if reference.is_some() {
+        println!(
+            "against the reference model's masks: pixel agreement {:.4}, Dice {:.4}",
+            vs_ref.agreement(),
+            vs_ref.dice()
+        );
+    }
     Ok(())
 }
 
