@@ -1,6 +1,8 @@
 //! Model compression: magnitude pruning (per layer, as the source article does, or global and
-//! BatchNorm-aware).
+//! BatchNorm-aware) and int8 post-training quantization with its file format.
 
 mod prune;
+mod quant;
 
 pub use prune::{prune, sparsity, PruneOptions, Scope};
+pub use quant::{is_int8_file, quantize, QConv, QParams, QUNet, FORMAT, FORMAT_VERSION};

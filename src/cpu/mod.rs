@@ -4,6 +4,7 @@
 
 pub mod gemm_f32;
 pub mod generic;
+pub mod int8;
 
 use crate::model::{fold_bn, UNet};
 use crate::plan::{Graph, Op};
@@ -17,6 +18,17 @@ pub fn forward(model: &UNet, input: &Tensor, fold: bool) -> Result<Tensor> {
 
 /// `forward`, also returning the wall time of each op of the graph in milliseconds.
 pub fn forward_timed(model: &UNet, input: &Tensor, fold: bool) -> Result<(Tensor, Vec<f64>)> {
+    forward_observed(model, input, fold, &mut |_, _| {})
+}
+
+/// `forward_timed`, calling `observe(op, output)` after each op (calibration reads the ranges of
+/// the intermediate tensors this way).
+pub fn forward_observed(
+    model: &UNet,
+    input: &Tensor,
+    fold: bool,
+    observe: &mut dyn FnMut(&Op, &Tensor),
+) -> Result<(Tensor, Vec<f64>)> {
     let g = Graph::build(&model.spec, input.shape, fold)?;
     let mut times = Vec::with_capacity(g.ops.len());
     // Free each tensor after its last reader.
@@ -41,6 +53,7 @@ pub fn forward_timed(model: &UNet, input: &Tensor, fold: bool) -> Result<(Tensor
         let t0 = std::time::Instant::now();
         let out = apply_with(model, &g, op, &args, true);
         times.push(t0.elapsed().as_secs_f64() * 1e3);
+        observe(op, &out);
         vals[op.output()] = Some(out);
         for t in op.inputs() {
             if last_use[t] == i && t != g.output {

@@ -34,6 +34,11 @@ impl UNet {
             reason: e.to_string(),
         };
         let (_, meta) = SafeTensors::read_metadata(bytes).map_err(bad)?;
+        if crate::compress::is_int8_file(bytes) {
+            return Err(Error::InvalidArgument(
+                "this is an int8 model (format wunet-int8), not a float state_dict: read it with QUNet::from_safetensors".into(),
+            ));
+        }
         let st = SafeTensors::deserialize(bytes).map_err(bad)?;
         let reader = Reader { st: &st };
         let spec = infer_spec(&reader, meta.metadata().as_ref())?;

@@ -388,3 +388,54 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
     }
     Ok(())
 }
+
+/// `bench` of an int8 model on the CPU int8 engine: median and min over the runs, GOP/s.
+pub fn bench_int8(model_path: &Path, model: &wunet::compress::QUNet, a: &BenchArgs) -> Result<()> {
+    if a.runs == 0 {
+        bail!("--runs must be at least 1");
+    }
+    let (h, w) = a.size;
+    let shape = [a.batch, model.spec.in_channels, h, w];
+    let ops = Graph::build(&model.spec, shape, true)?.total_flops() as f64;
+    let x = input(shape);
+    let t = Instant::now();
+    cpu::int8::forward(model, &x)?;
+    let first = t.elapsed().as_secs_f64() * 1e3;
+    let mut times = Vec::new();
+    for i in 0..a.warmup + a.runs {
+        let t = Instant::now();
+        cpu::int8::forward(model, &x)?;
+        if i >= a.warmup {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
+    let med = median(&mut times);
+    let gops = ops / (med * 1e-3) / 1e9;
+    let threads = rayon::current_num_threads();
+    let kernel = cpu::int8::kernels::qgemm_name();
+    if a.json {
+        println!(
+            "{{\"device\":\"cpu\",\"adapter\":{},\"precision\":\"int8\",\"model\":{},\"size\":\"{h}x{w}\",\"batch\":{},\"threads\":{threads},\"runs\":{},\"median_ms\":{med:.3},\"min_ms\":{min:.3},\"first_inference_ms\":{first:.3},\"gops\":{gops:.3},\"kernel\":{}}}",
+            json_str(&format!("cpu int8, {threads} threads")),
+            json_str(&model_path.display().to_string()),
+            a.batch,
+            a.runs,
+            json_str(kernel)
+        );
+        return Ok(());
+    }
+    println!(
+        "model {} at {}x{}x{h}x{w}, int8, cpu ({threads} threads, {kernel})",
+        model_path.display(),
+        a.batch,
+        model.spec.in_channels
+    );
+    println!("first inference: {first:.1} ms");
+    println!(
+        "end to end over {} runs: median {med:.2} ms, min {min:.2} ms; {:.2} GOP → {gops:.1} GOP/s",
+        a.runs,
+        ops / 1e9
+    );
+    Ok(())
+}

@@ -10,7 +10,8 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use wunet::compress::{prune, sparsity, PruneOptions, Scope};
+use wunet::compress::{is_int8_file, prune, quantize, sparsity, PruneOptions, QUNet, Scope};
+use wunet::cpu::int8::kernels::qgemm_name;
 use wunet::gpu::{packed_weight_bytes, request_gpu, GpuModel, GpuOptions, Plan};
 use wunet::io::{load_image, mask_image, overlay, read_npy, save_image, write_npy, Overlap};
 use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
@@ -110,7 +111,7 @@ enum Cmd {
         model: Option<PathBuf>,
         /// Fraction of the weights to zero, in [0, 1).
         #[arg(long)]
-        prune: f64,
+        prune: Option<f64>,
         /// `layer`: per tensor, as PyTorch's l1_unstructured (the article); `global`: one
         /// threshold over the model on BatchNorm-folded magnitudes.
         #[arg(long, default_value = "global")]
@@ -118,6 +119,13 @@ enum Cmd {
         /// Prune the transposed convolutions too (left dense by default, as in the article).
         #[arg(long)]
         prune_transposed: bool,
+        /// Quantize to int8 (after pruning), writing the int8 format (docs/FORMAT.md).
+        #[arg(long)]
+        int8: bool,
+        /// Calibration inputs for --int8: a folder of images or `.npy` arrays (default: the
+        /// demo model's sample image, with a warning).
+        #[arg(long)]
+        calibrate: Option<PathBuf>,
         #[arg(short, long)]
         output: PathBuf,
     },
@@ -219,12 +227,15 @@ fn main() -> ExitCode {
             prune,
             prune_scope,
             prune_transposed,
+            int8,
+            calibrate,
             output,
         } => compress(
             model.as_deref(),
             prune,
             &prune_scope,
             prune_transposed,
+            int8.then_some(calibrate.as_deref()),
             &output,
         ),
         Cmd::Bench {
@@ -257,7 +268,7 @@ fn main() -> ExitCode {
             json,
             device,
             kernels: false,
-        } => load_model(model.as_deref()).and_then(|(path, m)| {
+        } => load_any(model.as_deref()).and_then(|(path, any)| {
             let cpu = match device {
                 Device::Cpu => true,
                 Device::Gpu => false,
@@ -265,6 +276,26 @@ fn main() -> ExitCode {
                 Device::Auto => {
                     request_gpu().map_or(true, |g| g.info.device_type == wgpu::DeviceType::Cpu)
                 }
+            };
+            let m = match any {
+                AnyModel::Int8(q) if cpu => {
+                    return bench::bench_int8(
+                        &path,
+                        &q,
+                        &bench::BenchArgs {
+                            size,
+                            batch,
+                            runs,
+                            warmup,
+                            json,
+                            cpu,
+                        },
+                    );
+                }
+                AnyModel::Int8(_) => {
+                    bail!("int8 models run on the CPU int8 engine for now: use --device cpu")
+                }
+                AnyModel::Float(m) => m,
             };
             bench::bench(
                 &path,
@@ -302,8 +333,35 @@ fn main() -> ExitCode {
 }
 
 /// `-m`, or the demo model (looked up from the working directory, then from the source tree).
-fn load_model(path: Option<&Path>) -> Result<(PathBuf, UNet)> {
-    let path = match path {
+/// A model file of either kind.
+enum AnyModel {
+    Float(UNet),
+    Int8(QUNet),
+}
+
+impl AnyModel {
+    fn spec(&self) -> &UNetSpec {
+        match self {
+            AnyModel::Float(m) => &m.spec,
+            AnyModel::Int8(m) => &m.spec,
+        }
+    }
+}
+
+/// `-m` (or the demo model), float or int8.
+fn load_any(path: Option<&Path>) -> Result<(PathBuf, AnyModel)> {
+    let path = model_path(path);
+    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let m = if is_int8_file(&bytes) {
+        AnyModel::Int8(QUNet::from_safetensors(&bytes).with_context(|| path.display().to_string())?)
+    } else {
+        AnyModel::Float(UNet::load(&path)?)
+    };
+    Ok((path, m))
+}
+
+fn model_path(path: Option<&Path>) -> PathBuf {
+    match path {
         Some(p) => p.to_path_buf(),
         None => {
             let local = PathBuf::from(DEFAULT_MODEL);
@@ -313,8 +371,13 @@ fn load_model(path: Option<&Path>) -> Result<(PathBuf, UNet)> {
                 Path::new(env!("CARGO_MANIFEST_DIR")).join(DEFAULT_MODEL)
             }
         }
-    };
-    let m = UNet::load(&path)?;
+    }
+}
+
+/// `-m` (or the demo model) as a float model.
+fn load_model(path: Option<&Path>) -> Result<(PathBuf, UNet)> {
+    let path = model_path(path);
+    let m = UNet::load(&path).with_context(|| path.display().to_string())?;
     Ok((path, m))
 }
 
@@ -329,9 +392,24 @@ enum Engine {
         model: UNet,
         fold: bool,
     },
+    /// The CPU int8 engine.
+    Int8 {
+        model: QUNet,
+    },
 }
 
 impl Engine {
+    /// A float model on `device`; an int8 model on the CPU int8 engine (GPU int8 is not built yet).
+    fn for_model(model: AnyModel, device: Device, fold: bool) -> Result<Engine> {
+        match model {
+            AnyModel::Float(m) => Engine::new(m, device, fold),
+            AnyModel::Int8(_) if device == Device::Gpu => {
+                bail!("int8 models run on the CPU int8 engine for now: use --device cpu or auto")
+            }
+            AnyModel::Int8(model) => Ok(Engine::Int8 { model }),
+        }
+    }
+
     fn new(model: UNet, device: Device, fold: bool) -> Result<Engine> {
         if device == Device::Cpu {
             return Ok(Engine::Cpu { model, fold });
@@ -374,6 +452,7 @@ impl Engine {
         match self {
             Engine::Gpu { name, .. } => name.clone(),
             Engine::Cpu { .. } => "cpu".into(),
+            Engine::Int8 { .. } => format!("cpu int8 ({})", qgemm_name()),
         }
     }
 
@@ -381,6 +460,7 @@ impl Engine {
         match self {
             Engine::Gpu { model, .. } => model.spec(),
             Engine::Cpu { model, .. } => &model.spec,
+            Engine::Int8 { model } => &model.spec,
         }
     }
 
@@ -393,6 +473,7 @@ impl Engine {
                 Ok(plans[&x.shape].run(x)?)
             }
             Engine::Cpu { model, fold } => Ok(cpu::forward(model, x, *fold)?),
+            Engine::Int8 { model } => Ok(cpu::int8::forward(model, x)?),
         }
     }
 }
@@ -410,7 +491,7 @@ fn infer(
     device: Device,
     fold: bool,
 ) -> Result<()> {
-    let (_, model) = load_model(model)?;
+    let (_, model) = load_any(model)?;
     let many = inputs.len() > 1 || output.is_dir();
     if many {
         std::fs::create_dir_all(output)
@@ -419,7 +500,7 @@ fn infer(
             std::fs::create_dir_all(o).with_context(|| format!("creating {}", o.display()))?;
         }
     }
-    let mut engine = Engine::new(model, device, fold)?;
+    let mut engine = Engine::for_model(model, device, fold)?;
     for input in inputs {
         let stem = input
             .file_stem()
@@ -599,11 +680,11 @@ fn eval(
     device: Device,
     json: bool,
 ) -> Result<()> {
-    let (_, m) = load_model(model)?;
-    let classes = m.spec.out_channels;
-    let mut engine = Engine::new(m, device, true)?;
+    let (_, m) = load_any(model)?;
+    let classes = m.spec().out_channels;
+    let mut engine = Engine::for_model(m, device, true)?;
     let mut ref_engine = match reference {
-        Some(p) => Some(Engine::new(UNet::load(p)?, device, true)?),
+        Some(p) => Some(Engine::for_model(load_any(Some(p))?.1, device, true)?),
         None => None,
     };
     let mut images: Vec<PathBuf> = std::fs::read_dir(data)
@@ -708,29 +789,102 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         })
 }
 
+/// Calibration inputs: every image (not `*_mask.*`) and `.npy` of `dir`, or the demo sample.
+fn calibration_inputs(dir: Option<&Path>, spec: &UNetSpec) -> Result<Vec<Tensor>> {
+    let Some(dir) = dir else {
+        let sample = model_path(None).with_file_name("cells.png");
+        eprintln!(
+            "wunet: warning: no --calibrate folder; calibrating on {} alone",
+            sample.display()
+        );
+        return Ok(vec![load_image(&sample, spec)?.tensor]);
+    };
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    let mut out = Vec::new();
+    for f in files {
+        let ext = f
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase())
+            .unwrap_or_default();
+        let stem = f
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let t = match ext.as_str() {
+            "npy" => read_npy(&f),
+            "png" | "jpg" | "jpeg" if !stem.ends_with("_mask") => {
+                load_image(&f, spec).map(|i| i.tensor)
+            }
+            _ => continue,
+        };
+        match t {
+            Ok(t)
+                if t.c() == spec.in_channels
+                    && t.h() >= spec.min_input_side()
+                    && t.w() >= spec.min_input_side() =>
+            {
+                out.push(t)
+            }
+            Ok(t) => eprintln!(
+                "wunet: skipping {} for calibration: shape {:?}",
+                f.display(),
+                t.shape
+            ),
+            Err(e) => eprintln!("wunet: skipping {} for calibration: {e}", f.display()),
+        }
+    }
+    if out.is_empty() {
+        bail!(
+            "{}: the calibration folder has no usable images or .npy arrays",
+            dir.display()
+        );
+    }
+    Ok(out)
+}
+
+/// `calibrate`: `None` keeps float32; `Some(dir)` quantizes to int8 with inputs from `dir`.
 fn compress(
     model: Option<&Path>,
-    amount: f64,
+    amount: Option<f64>,
     scope: &str,
     transposed: bool,
+    calibrate: Option<Option<&Path>>,
     out: &Path,
 ) -> Result<()> {
     let scope: Scope = scope.parse()?;
+    if amount.is_none() && calibrate.is_none() {
+        bail!("nothing to do: give --prune AMOUNT and/or --int8");
+    }
     let (_, mut m) = load_model(model)?;
-    let (zeroed, total) = prune(
-        &mut m,
-        &PruneOptions {
-            amount,
-            scope,
-            prune_transposed: transposed,
-        },
-    )?;
-    write_atomic(out, &save_safetensors(&m, StoreDtype::F32)?)?;
-    eprintln!(
-        "wrote {}: {zeroed} of {total} pruned weights zeroed ({:.1} %, {scope:?} scope)",
-        out.display(),
-        100.0 * zeroed as f64 / total.max(1) as f64
-    );
+    if let Some(amount) = amount {
+        let (zeroed, total) = prune(
+            &mut m,
+            &PruneOptions {
+                amount,
+                scope,
+                prune_transposed: transposed,
+            },
+        )?;
+        eprintln!(
+            "pruned {zeroed} of {total} weights ({:.1} %, {scope:?} scope)",
+            100.0 * zeroed as f64 / total.max(1) as f64
+        );
+    }
+    let bytes = match calibrate {
+        None => save_safetensors(&m, StoreDtype::F32)?,
+        Some(dir) => {
+            let calib = calibration_inputs(dir, &m.spec)?;
+            eprintln!("calibrating int8 activations on {} input(s)", calib.len());
+            quantize(&m, &calib)?.to_safetensors()?
+        }
+    };
+    write_atomic(out, &bytes)?;
+    eprintln!("wrote {} ({})", out.display(), mib(bytes.len() as u64));
     Ok(())
 }
 
