@@ -40,7 +40,7 @@ fn simd_network_equals_generic_and_files_round_trip() {
             &InitOptions { seed: 4 },
         );
         let x = random(shape, 1);
-        let q = quantize(&m, &[x.clone()]).unwrap();
+        let q = quantize(&m, std::slice::from_ref(&x)).unwrap();
         let back = QUNet::from_safetensors(&q.to_safetensors().unwrap()).unwrap();
         let fast = cpu::int8::forward(&back, &x).unwrap();
         cpu::int8::kernels::force_generic(true);

@@ -414,7 +414,8 @@ impl QUNet {
         };
         let qparams = |k: &str| -> Result<QParams> {
             let v = f32v(k, &[2], false)?;
-            if v[0].is_nan() || v[0] <= 0.0 || !(0.0..=255.0).contains(&v[1]) || v[1].fract() != 0.0 {
+            if v[0].is_nan() || v[0] <= 0.0 || !(0.0..=255.0).contains(&v[1]) || v[1].fract() != 0.0
+            {
                 return Err(Error::BadMetadata {
                     key: k.into(),
                     value: format!("{v:?}"),

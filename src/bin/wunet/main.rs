@@ -333,7 +333,8 @@ fn main() -> ExitCode {
 }
 
 /// `-m`, or the demo model (looked up from the working directory, then from the source tree).
-/// A model file of either kind.
+/// A model file of either kind (one per process: the size difference does not matter).
+#[allow(clippy::large_enum_variant)]
 enum AnyModel {
     Float(UNet),
     Int8(QUNet),
