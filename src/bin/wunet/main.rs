@@ -577,6 +577,9 @@ fn mib(b: u64) -> String {
 }
 
 fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()> {
+    if let (_, AnyModel::Int8(q)) = load_any(model)? {
+        return info_int8(&q);
+    }
     let (_, m) = load_model(model)?;
     let s = &m.spec;
     println!(
@@ -771,6 +774,74 @@ fn eval(
             vs_ref.dice()
         );
     }
+    Ok(())
+}
+
+/// `info` of an int8 model: per layer, precision, weight bytes and sparsity.
+fn info_int8(q: &QUNet) -> Result<()> {
+    let s = &q.spec;
+    println!(
+        "int8 U-Net (format {} v{}): in {} → out {}, features {:?}",
+        wunet::compress::FORMAT,
+        wunet::compress::FORMAT_VERSION,
+        s.in_channels,
+        s.out_channels,
+        s.features
+    );
+    println!(
+        "{:<22} {:>9} {:>10} {:>12} {:>10} {:>24}",
+        "layer", "precision", "weights", "bytes", "sparsity", "output scale / zero"
+    );
+    let zeros =
+        |w: &[i8]| 100.0 * w.iter().filter(|v| **v == 0).count() as f64 / w.len().max(1) as f64;
+    let mut total = 0usize;
+    let mut row = |name: String, prec: &str, n: usize, bytes: usize, sp: f64, out: String| {
+        total += bytes;
+        println!(
+            "{name:<22} {prec:>9} {n:>10} {bytes:>12} {:>9.1}% {out:>24}",
+            sp
+        );
+    };
+    row(
+        "downs.0.conv1".into(),
+        "f32",
+        q.first.weight.len(),
+        4 * q.first.weight.len(),
+        100.0 * sparsity(&q.first.weight),
+        format!("{:.4e} / {}", q.first_out.scale, q.first_out.zero),
+    );
+    let mut refs: Vec<_> = q.convs.keys().collect();
+    refs.sort_by_key(|r| r.name());
+    for r in refs {
+        let c = &q.convs[r];
+        row(
+            r.name(),
+            "int8",
+            c.weight.len(),
+            c.weight.len() + 8 * c.bias.len(),
+            zeros(&c.weight),
+            format!("{:.4e} / {}", c.out.scale, c.out.zero),
+        );
+    }
+    for (l, u) in q.ups.iter().enumerate() {
+        row(
+            format!("ups.{}", 2 * l),
+            "int8",
+            u.weight.len(),
+            u.weight.len() + 8 * u.bias.len(),
+            zeros(&u.weight),
+            format!("{:.4e} / {}", u.out.scale, u.out.zero),
+        );
+    }
+    row(
+        "final_conv".into(),
+        "f32",
+        q.head.weight.len(),
+        4 * q.head.weight.len(),
+        100.0 * sparsity(&q.head.weight),
+        "(float logits)".into(),
+    );
+    println!("weights and scales: {}", mib(total as u64));
     Ok(())
 }
 
