@@ -242,14 +242,11 @@ fn main() -> ExitCode {
             model,
             size,
             batch,
-            runs,
-            warmup,
             json,
-            device,
             kernels: true,
+            ..
         } => {
             // The reference U-Net unless a model is given; --runs, --warmup, --device do not apply.
-            let _ = (runs, warmup, device);
             let m = match model.as_deref() {
                 Some(p) => load_model(Some(p)).map(|(_, m)| m),
                 None => Ok(init_random(
@@ -277,38 +274,22 @@ fn main() -> ExitCode {
                     request_gpu().map_or(true, |g| g.info.device_type == wgpu::DeviceType::Cpu)
                 }
             };
+            let args = bench::BenchArgs {
+                size,
+                batch,
+                runs,
+                warmup,
+                json,
+                cpu,
+            };
             let m = match any {
-                AnyModel::Int8(q) if cpu => {
-                    return bench::bench_int8(
-                        &path,
-                        &q,
-                        &bench::BenchArgs {
-                            size,
-                            batch,
-                            runs,
-                            warmup,
-                            json,
-                            cpu,
-                        },
-                    );
-                }
+                AnyModel::Int8(q) if cpu => return bench::bench_int8(&path, &q, &args),
                 AnyModel::Int8(_) => {
                     bail!("int8 models run on the CPU int8 engine for now: use --device cpu")
                 }
                 AnyModel::Float(m) => m,
             };
-            bench::bench(
-                &path,
-                m,
-                &bench::BenchArgs {
-                    size,
-                    batch,
-                    runs,
-                    warmup,
-                    json,
-                    cpu,
-                },
-            )
+            bench::bench(&path, m, &args)
         }),
         Cmd::Init {
             features,
