@@ -26,17 +26,38 @@ pub fn generic_qgemm_u8i8(m: usize, n: usize, kp: usize, a: &[i8], b: &[u8], c: 
     }
 }
 
-static FORCE_GENERIC: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+use std::sync::atomic::{AtomicU8, Ordering};
 
-/// Make `qgemm_u8i8` use the portable kernel (tests compare whole networks both ways).
-pub fn force_generic(on: bool) {
-    FORCE_GENERIC.store(on, std::sync::atomic::Ordering::Relaxed);
+/// Which kernel `qgemm_u8i8` may use at most: 0 the best detected, 1 generic, 2 up to AVX2.
+static CAP: AtomicU8 = AtomicU8::new(0);
+
+/// Cap the kernel choice (tests and benchmarks compare whole networks across kernels):
+/// `"generic"`, `"avx2"`, or `"auto"` (the best this CPU has; the default, or `WUNET_QGEMM`).
+pub fn limit_kernels(name: &str) {
+    CAP.store(
+        match name {
+            "generic" => 1,
+            "avx2" => 2,
+            _ => 0,
+        },
+        Ordering::Relaxed,
+    );
+}
+
+fn cap() -> u8 {
+    static ENV: std::sync::Once = std::sync::Once::new();
+    ENV.call_once(|| {
+        if let Ok(v) = std::env::var("WUNET_QGEMM") {
+            limit_kernels(&v);
+        }
+    });
+    CAP.load(Ordering::Relaxed)
 }
 
 /// The best kernel this CPU has, picked at run time.
 pub fn qgemm_u8i8(m: usize, n: usize, kp: usize, a: &[i8], b: &[u8], c: &mut [i32]) {
     #[cfg(target_arch = "x86_64")]
-    if !FORCE_GENERIC.load(std::sync::atomic::Ordering::Relaxed)
+    if cap() == 0
         && std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512vnni")
         && std::is_x86_feature_detected!("avx512bw")
@@ -46,18 +67,29 @@ pub fn qgemm_u8i8(m: usize, n: usize, kp: usize, a: &[i8], b: &[u8], c: &mut [i3
         unsafe { x86_64::avx512vnni_qgemm_u8i8_8x32(m, n, kp, a, b, c) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if cap() != 1 && std::is_x86_feature_detected!("avx2") {
+        assert!(kp.is_multiple_of(4) && a.len() >= m * kp && b.len() >= kp * n && c.len() >= m * n);
+        // SAFETY: AVX2 was detected; the bounds were asserted.
+        unsafe { x86_64::avx2_qgemm_u8i8_4x8(m, n, kp, a, b, c) };
+        return;
+    }
     generic_qgemm_u8i8(m, n, kp, a, b, c)
 }
 
 /// Name of the kernel `qgemm_u8i8` runs here (for reports).
 pub fn qgemm_name() -> &'static str {
     #[cfg(target_arch = "x86_64")]
-    if !FORCE_GENERIC.load(std::sync::atomic::Ordering::Relaxed)
+    if cap() == 0
         && std::is_x86_feature_detected!("avx512f")
         && std::is_x86_feature_detected!("avx512vnni")
         && std::is_x86_feature_detected!("avx512bw")
     {
         return "avx512vnni_qgemm_u8i8_8x32";
+    }
+    #[cfg(target_arch = "x86_64")]
+    if cap() != 1 && std::is_x86_feature_detected!("avx2") {
+        return "avx2_qgemm_u8i8_4x8";
     }
     "generic_qgemm_u8i8"
 }
@@ -65,6 +97,72 @@ pub fn qgemm_name() -> &'static str {
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64 {
     use std::arch::x86_64::*;
+
+    /// AVX2: a register block of 4 rows × 8 columns. Bytes are widened to i16 and multiplied
+    /// with `vpmaddwd` (exact: no `vpmaddubsw`, whose i16 saturation would break bit-exactness),
+    /// giving two partial sums per column that are folded with one `vphaddd` at the end.
+    /// Column tails fall back to scalar code.
+    ///
+    /// # Safety
+    /// The CPU must have AVX2; operands as in the module doc.
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn avx2_qgemm_u8i8_4x8(
+        m: usize,
+        n: usize,
+        kp: usize,
+        a: &[i8],
+        b: &[u8],
+        c: &mut [i32],
+    ) {
+        let k4n = kp / 4;
+        let n8 = n / 8 * 8;
+        // Each row's 4-weight groups widened to 4 i16 once, for a 64-bit broadcast per step.
+        let wpat: Vec<i64> = a[..m * kp]
+            .chunks_exact(4)
+            .map(|w| {
+                w.iter().enumerate().fold(0i64, |acc, (q, &v)| {
+                    acc | ((v as i16 as u16 as i64) << (16 * q))
+                })
+            })
+            .collect();
+        let mut i = 0;
+        while i < m {
+            let rows = (m - i).min(4);
+            for j in (0..n8).step_by(8) {
+                let mut lo = [_mm256_setzero_si256(); 4];
+                let mut hi = [_mm256_setzero_si256(); 4];
+                for k4 in 0..k4n {
+                    // Load 8 columns × 4 k of activations, widened to i16.
+                    let x = _mm256_loadu_si256(b.as_ptr().add((k4 * n + j) * 4) as *const __m256i);
+                    let xl = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(x));
+                    let xh = _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(x));
+                    for r in 0..rows {
+                        // The row's 4 weights as i16, repeated over the register.
+                        let wv = _mm256_set1_epi64x(*wpat.get_unchecked((i + r) * k4n + k4));
+                        lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(xl, wv));
+                        hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(xh, wv));
+                    }
+                }
+                // Fold the two partial sums of each column and store.
+                for r in 0..rows {
+                    let s =
+                        _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_hadd_epi32(lo[r], hi[r]));
+                    _mm256_storeu_si256(c.as_mut_ptr().add((i + r) * n + j) as *mut __m256i, s);
+                }
+            }
+            // Column tail.
+            for r in i..i + rows {
+                for j in n8..n {
+                    let mut s = 0i32;
+                    for k in 0..kp {
+                        s += a[r * kp + k] as i32 * b[((k / 4) * n + j) * 4 + k % 4] as i32;
+                    }
+                    c[r * n + j] = s;
+                }
+            }
+            i += rows;
+        }
+    }
 
     /// AVX-512 VNNI: a register block of 8 rows × 32 columns (16 accumulators), `vpdpbusd` over 4 k
     /// at a time; column tails through masked loads and stores, row tails one row at a time.
@@ -165,6 +263,14 @@ mod tests {
             let mut got = vec![7i32; m * n];
             qgemm_u8i8(m, n, kp, &a, &b, &mut got);
             assert_eq!(got, want, "{} on m {m} n {n} k {k}", qgemm_name());
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                let mut got2 = vec![7i32; m * n];
+                unsafe { x86_64::avx2_qgemm_u8i8_4x8(m, n, kp, &a, &b, &mut got2) };
+                assert_eq!(got2, want, "avx2 on m {m} n {n} k {k}");
+            } else {
+                eprintln!("SKIPPED the AVX2 kernel: this CPU has no AVX2");
+            }
             // Extreme values: 255 × -128 summed over k.
             let a2 = vec![-128i8; m * kp];
             let b2 = vec![255u8; kp * n];
@@ -173,6 +279,12 @@ mod tests {
             generic_qgemm_u8i8(m, n, kp, &a2, &b2, &mut w2);
             qgemm_u8i8(m, n, kp, &a2, &b2, &mut g2);
             assert_eq!(g2, w2);
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2") {
+                let mut g3 = vec![0; m * n];
+                unsafe { x86_64::avx2_qgemm_u8i8_4x8(m, n, kp, &a2, &b2, &mut g3) };
+                assert_eq!(g3, w2, "avx2 extremes");
+            }
         }
     }
 }
