@@ -28,16 +28,17 @@ pub fn generic_qgemm_u8i8(m: usize, n: usize, kp: usize, a: &[i8], b: &[u8], c: 
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-/// Which kernel `qgemm_u8i8` may use at most: 0 the best detected, 1 generic, 2 up to AVX2.
+/// Which kernel `qgemm_u8i8` may use at most: 0 the best detected, 1 generic, 2 up to AVX2 /
+/// the plain NEON kernel.
 static CAP: AtomicU8 = AtomicU8::new(0);
 
 /// Cap the kernel choice (tests and benchmarks compare whole networks across kernels):
-/// `"generic"`, `"avx2"`, or `"auto"` (the best this CPU has; the default, or `WUNET_QGEMM`).
+/// `"generic"`, `"avx2"` / `"neon"`, or `"auto"` (the best this CPU has; the default, or `WUNET_QGEMM`).
 pub fn limit_kernels(name: &str) {
     CAP.store(
         match name {
             "generic" => 1,
-            "avx2" => 2,
+            "avx2" | "neon" => 2,
             _ => 0,
         },
         Ordering::Relaxed,
@@ -74,6 +75,19 @@ pub fn qgemm_u8i8(m: usize, n: usize, kp: usize, a: &[i8], b: &[u8], c: &mut [i3
         unsafe { x86_64::avx2_qgemm_u8i8_4x8(m, n, kp, a, b, c) };
         return;
     }
+    #[cfg(target_arch = "aarch64")]
+    if cap() != 1 {
+        assert!(kp.is_multiple_of(4) && a.len() >= m * kp && b.len() >= kp * n && c.len() >= m * n);
+        // SAFETY: NEON is part of ARMv8-A; dotprod is detected; the bounds were asserted.
+        unsafe {
+            if cap() == 0 && std::arch::is_aarch64_feature_detected!("dotprod") {
+                aarch64::neon_dot_qgemm_u8i8_4x8(m, n, kp, a, b, c)
+            } else {
+                aarch64::neon_qgemm_u8i8_4x4(m, n, kp, a, b, c)
+            }
+        }
+        return;
+    }
     generic_qgemm_u8i8(m, n, kp, a, b, c)
 }
 
@@ -91,7 +105,158 @@ pub fn qgemm_name() -> &'static str {
     if cap() != 1 && std::is_x86_feature_detected!("avx2") {
         return "avx2_qgemm_u8i8_4x8";
     }
+    #[cfg(target_arch = "aarch64")]
+    if cap() != 1 {
+        return if cap() == 0 && std::arch::is_aarch64_feature_detected!("dotprod") {
+            "neon_dot_qgemm_u8i8_4x8"
+        } else {
+            "neon_qgemm_u8i8_4x4"
+        };
+    }
     "generic_qgemm_u8i8"
+}
+
+/// Scalar columns `j0..n` of rows `i..i + rows` (column tails of the SIMD kernels).
+#[allow(dead_code)]
+fn tail_columns(
+    i: usize,
+    rows: usize,
+    j0: usize,
+    n: usize,
+    kp: usize,
+    a: &[i8],
+    b: &[u8],
+    c: &mut [i32],
+) {
+    for r in i..i + rows {
+        for j in j0..n {
+            let mut s = 0i32;
+            for k in 0..kp {
+                s += a[r * kp + k] as i32 * b[((k / 4) * n + j) * 4 + k % 4] as i32;
+            }
+            c[r * n + j] = s;
+        }
+    }
+}
+
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64 {
+    use std::arch::aarch64::*;
+
+    /// Any ARMv8: a block of 4 rows × 4 columns. The 16 bytes of 4 columns × 4 k are widened to
+    /// i16 and multiplied-accumulated into i32 with `smlal`/`smlal2` (one int32x4 of partial sums
+    /// per row and column, summed across lanes at the end).
+    ///
+    /// # Safety
+    /// Operands as in the module doc.
+    #[target_feature(enable = "neon")]
+    pub unsafe fn neon_qgemm_u8i8_4x4(
+        m: usize,
+        n: usize,
+        kp: usize,
+        a: &[i8],
+        b: &[u8],
+        c: &mut [i32],
+    ) {
+        let (k4n, n4) = (kp / 4, n / 4 * 4);
+        let mut i = 0;
+        while i < m {
+            let rows = (m - i).min(4);
+            for j in (0..n4).step_by(4) {
+                let mut acc = [[vdupq_n_s32(0); 4]; 4];
+                for k4 in 0..k4n {
+                    // Load 4 columns × 4 k of activations, widened to i16.
+                    let x = vld1q_u8(b.as_ptr().add((k4 * n + j) * 4));
+                    let x01 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(x)));
+                    let x23 = vreinterpretq_s16_u16(vmovl_high_u8(x));
+                    for r in 0..rows {
+                        // The row's 4 weights widened, twice.
+                        let w8 = vld1_s8(a.as_ptr().add((i + r) * kp + 4 * k4));
+                        let w = vmovl_s8(vreinterpret_s8_s32(vdup_lane_s32::<0>(
+                            vreinterpret_s32_s8(w8),
+                        )));
+                        acc[r][0] = vmlal_s16(acc[r][0], vget_low_s16(x01), vget_low_s16(w));
+                        acc[r][1] = vmlal_high_s16(acc[r][1], x01, w);
+                        acc[r][2] = vmlal_s16(acc[r][2], vget_low_s16(x23), vget_low_s16(w));
+                        acc[r][3] = vmlal_high_s16(acc[r][3], x23, w);
+                    }
+                }
+                for r in 0..rows {
+                    for q in 0..4 {
+                        c[(i + r) * n + j + q] = vaddvq_s32(acc[r][q]);
+                    }
+                }
+            }
+            super::tail_columns(i, rows, n4, n, kp, a, b, c);
+            i += rows;
+        }
+    }
+
+    /// `sdot`: lane q of the accumulator += Σ of 4 i8 products of lane q's bytes.
+    #[inline]
+    #[target_feature(enable = "neon,dotprod")]
+    unsafe fn sdot(acc: int32x4_t, a: int8x16_t, b: int8x16_t) -> int32x4_t {
+        let mut acc = acc;
+        core::arch::asm!("sdot {0:v}.4s, {1:v}.16b, {2:v}.16b", inout(vreg) acc, in(vreg) a, in(vreg) b, options(pure, nomem, nostack));
+        acc
+    }
+
+    /// ARMv8.2 dot product: a block of 4 rows × 8 columns, one `sdot` per row and 4 columns.
+    /// `sdot` is signed × signed, so activations are shifted to i8 (x − 128, a byte XOR) and
+    /// 128 · Σw is added back: exact.
+    ///
+    /// # Safety
+    /// The CPU must have the dot-product extension; operands as in the module doc.
+    #[target_feature(enable = "neon,dotprod")]
+    pub unsafe fn neon_dot_qgemm_u8i8_4x8(
+        m: usize,
+        n: usize,
+        kp: usize,
+        a: &[i8],
+        b: &[u8],
+        c: &mut [i32],
+    ) {
+        let (k4n, n8) = (kp / 4, n / 8 * 8);
+        let flip = vdupq_n_u8(0x80);
+        let mut i = 0;
+        while i < m {
+            let rows = (m - i).min(4);
+            let bias: [i32; 4] = std::array::from_fn(|r| {
+                if r < rows {
+                    128 * a[(i + r) * kp..(i + r + 1) * kp]
+                        .iter()
+                        .map(|&v| v as i32)
+                        .sum::<i32>()
+                } else {
+                    0
+                }
+            });
+            for j in (0..n8).step_by(8) {
+                let mut acc = [[vdupq_n_s32(0); 2]; 4];
+                for k4 in 0..k4n {
+                    // Load 8 columns × 4 k, shifted to i8.
+                    let p = b.as_ptr().add((k4 * n + j) * 4);
+                    let x0 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), flip));
+                    let x1 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p.add(16)), flip));
+                    for r in 0..rows {
+                        let w = vreinterpretq_s8_s32(vdupq_n_s32(
+                            (a.as_ptr().add((i + r) * kp + 4 * k4) as *const i32).read_unaligned(),
+                        ));
+                        acc[r][0] = sdot(acc[r][0], x0, w);
+                        acc[r][1] = sdot(acc[r][1], x1, w);
+                    }
+                }
+                for r in 0..rows {
+                    let o = c.as_mut_ptr().add((i + r) * n + j);
+                    let bv = vdupq_n_s32(bias[r]);
+                    vst1q_s32(o, vaddq_s32(acc[r][0], bv));
+                    vst1q_s32(o.add(4), vaddq_s32(acc[r][1], bv));
+                }
+            }
+            super::tail_columns(i, rows, n8, n, kp, a, b, c);
+            i += rows;
+        }
+    }
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -150,16 +315,7 @@ pub mod x86_64 {
                     _mm256_storeu_si256(c.as_mut_ptr().add((i + r) * n + j) as *mut __m256i, s);
                 }
             }
-            // Column tail.
-            for r in i..i + rows {
-                for j in n8..n {
-                    let mut s = 0i32;
-                    for k in 0..kp {
-                        s += a[r * kp + k] as i32 * b[((k / 4) * n + j) * 4 + k % 4] as i32;
-                    }
-                    c[r * n + j] = s;
-                }
-            }
+            super::tail_columns(i, rows, n8, n, kp, a, b, c);
             i += rows;
         }
     }
@@ -230,6 +386,17 @@ pub mod x86_64 {
 mod tests {
     use super::*;
 
+    /// CI states which kernel each emulated CPU must get (`-cpu cortex-a53`: no dot product, so
+    /// the NEON fallback).
+    #[test]
+    fn the_expected_kernel_is_picked() {
+        let name = qgemm_name();
+        eprintln!("int8 GEMM kernel here: {name}");
+        if let Ok(want) = std::env::var("WUNET_EXPECT_QGEMM") {
+            assert_eq!(name, want);
+        }
+    }
+
     /// Every kernel against `generic`: m, n and k below, at and above the tile, not multiples of it.
     #[test]
     fn simd_equals_generic_bit_for_bit() {
@@ -270,6 +437,19 @@ mod tests {
                 assert_eq!(got2, want, "avx2 on m {m} n {n} k {k}");
             } else {
                 eprintln!("SKIPPED the AVX2 kernel: this CPU has no AVX2");
+            }
+            #[cfg(target_arch = "aarch64")]
+            {
+                let mut g = vec![7i32; m * n];
+                unsafe { aarch64::neon_qgemm_u8i8_4x4(m, n, kp, &a, &b, &mut g) };
+                assert_eq!(g, want, "neon on m {m} n {n} k {k}");
+                if std::arch::is_aarch64_feature_detected!("dotprod") {
+                    let mut g = vec![7i32; m * n];
+                    unsafe { aarch64::neon_dot_qgemm_u8i8_4x8(m, n, kp, &a, &b, &mut g) };
+                    assert_eq!(g, want, "neon dot on m {m} n {n} k {k}");
+                } else {
+                    eprintln!("SKIPPED the sdot kernel: this CPU has no dot product (the NEON fallback is used)");
+                }
             }
             // Extreme values: 255 × -128 summed over k.
             let a2 = vec![-128i8; m * kp];
