@@ -116,11 +116,10 @@ pub fn qgemm_name() -> &'static str {
     "generic_qgemm_u8i8"
 }
 
-/// Scalar columns `j0..n` of rows `i..i + rows` (column tails of the SIMD kernels).
+/// Scalar columns `j0..n` of `rows` (column tails of the SIMD kernels).
 #[allow(dead_code)]
 fn tail_columns(
-    i: usize,
-    rows: usize,
+    rows: std::ops::Range<usize>,
     j0: usize,
     n: usize,
     kp: usize,
@@ -128,7 +127,7 @@ fn tail_columns(
     b: &[u8],
     c: &mut [i32],
 ) {
-    for r in i..i + rows {
+    for r in rows {
         for j in j0..n {
             let mut s = 0i32;
             for k in 0..kp {
@@ -140,6 +139,7 @@ fn tail_columns(
 }
 
 #[cfg(target_arch = "aarch64")]
+#[allow(clippy::needless_range_loop)] // register-block loops read best indexed
 pub mod aarch64 {
     use std::arch::aarch64::*;
 
@@ -187,7 +187,7 @@ pub mod aarch64 {
                     }
                 }
             }
-            super::tail_columns(i, rows, n4, n, kp, a, b, c);
+            super::tail_columns(i..i + rows, n4, n, kp, a, b, c);
             i += rows;
         }
     }
@@ -253,7 +253,7 @@ pub mod aarch64 {
                     vst1q_s32(o.add(4), vaddq_s32(acc[r][1], bv));
                 }
             }
-            super::tail_columns(i, rows, n8, n, kp, a, b, c);
+            super::tail_columns(i..i + rows, n8, n, kp, a, b, c);
             i += rows;
         }
     }
@@ -315,7 +315,7 @@ pub mod x86_64 {
                     _mm256_storeu_si256(c.as_mut_ptr().add((i + r) * n + j) as *mut __m256i, s);
                 }
             }
-            super::tail_columns(i, rows, n8, n, kp, a, b, c);
+            super::tail_columns(i..i + rows, n8, n, kp, a, b, c);
             i += rows;
         }
     }
