@@ -221,17 +221,20 @@ pub fn upconv2x2(x: &QTensor, qc: &QConv) -> QTensor {
                     .collect()
             })
             .collect();
-        let o = &mut out.data[n * cout * oh * ow..(n + 1) * cout * oh * ow];
-        for (tap, q) in taps.iter().enumerate() {
-            let (dy, dx) = (tap / 2, tap % 2);
-            for co in 0..cout {
-                for yy in 0..h {
-                    for xx in 0..w {
-                        o[(co * oh + 2 * yy + dy) * ow + 2 * xx + dx] = q[co * hw + yy * w + xx];
+        out.data[n * cout * oh * ow..(n + 1) * cout * oh * ow]
+            .par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(co, o)| {
+                for (tap, q) in taps.iter().enumerate() {
+                    let (dy, dx) = (tap / 2, tap % 2);
+                    for yy in 0..h {
+                        let row = &mut o[(2 * yy + dy) * ow..(2 * yy + dy + 1) * ow];
+                        for (xx, &v) in q[co * hw + yy * w..co * hw + (yy + 1) * w].iter().enumerate() {
+                            row[2 * xx + dx] = v;
+                        }
                     }
                 }
-            }
-        }
+            });
     }
     out
 }
