@@ -1,6 +1,9 @@
 //! The `wunet` command line: `infer`, `info`, `init`, `bench`.
 
 mod bench;
+mod compress;
+mod eval;
+mod info;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -10,12 +13,12 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use wunet::compress::{is_int8_file, prune, quantize, sparsity, PruneOptions, QUNet, Scope};
+use wunet::compress::{is_int8_file, QUNet};
 use wunet::cpu::int8::kernels::qgemm_name;
-use wunet::gpu::{packed_weight_bytes, request_gpu, GpuModel, GpuOptions, Plan};
-use wunet::io::{load_image, mask_image, overlay, read_npy, save_image, write_npy, Overlap};
+use wunet::gpu::{request_gpu, GpuModel, GpuOptions, Plan};
+use wunet::io::{load_image, mask_image, overlay, read_npy, save_image, write_npy};
 use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
-use wunet::plan::{plan_memory, Graph, Op, Shape, ARENA_ALIGN};
+use wunet::plan::Shape;
 use wunet::{cpu, Error, Tensor, UNet, UNetSpec};
 
 /// The model used when `-m` is not given.
@@ -33,7 +36,7 @@ struct Cli {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Device {
+pub(crate) enum Device {
     /// The GPU if an adapter exists, else the CPU (with a notice).
     Auto,
     Gpu,
@@ -213,7 +216,7 @@ fn main() -> ExitCode {
             device,
             !no_fold,
         ),
-        Cmd::Info { model, size, batch } => info(model.as_deref(), size, batch),
+        Cmd::Info { model, size, batch } => info::info(model.as_deref(), size, batch),
         Cmd::Compare { got, want, rel } => compare(&got, &want, rel),
         Cmd::Eval {
             model,
@@ -221,7 +224,7 @@ fn main() -> ExitCode {
             reference,
             device,
             json,
-        } => eval(model.as_deref(), &data, reference.as_deref(), device, json),
+        } => eval::eval(model.as_deref(), &data, reference.as_deref(), device, json),
         Cmd::Compress {
             model,
             prune,
@@ -230,7 +233,7 @@ fn main() -> ExitCode {
             int8,
             calibrate,
             output,
-        } => compress(
+        } => compress::compress(
             model.as_deref(),
             prune,
             &prune_scope,
@@ -313,16 +316,15 @@ fn main() -> ExitCode {
     }
 }
 
-/// `-m`, or the demo model (looked up from the working directory, then from the source tree).
 /// A model file of either kind (one per process: the size difference does not matter).
 #[allow(clippy::large_enum_variant)]
-enum AnyModel {
+pub(crate) enum AnyModel {
     Float(UNet),
     Int8(QUNet),
 }
 
 impl AnyModel {
-    fn spec(&self) -> &UNetSpec {
+    pub(crate) fn spec(&self) -> &UNetSpec {
         match self {
             AnyModel::Float(m) => &m.spec,
             AnyModel::Int8(m) => &m.spec,
@@ -331,7 +333,7 @@ impl AnyModel {
 }
 
 /// `-m` (or the demo model), float or int8.
-fn load_any(path: Option<&Path>) -> Result<(PathBuf, AnyModel)> {
+pub(crate) fn load_any(path: Option<&Path>) -> Result<(PathBuf, AnyModel)> {
     let path = model_path(path);
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let m = if is_int8_file(&bytes) {
@@ -342,7 +344,8 @@ fn load_any(path: Option<&Path>) -> Result<(PathBuf, AnyModel)> {
     Ok((path, m))
 }
 
-fn model_path(path: Option<&Path>) -> PathBuf {
+/// `-m`, or the demo model (looked up from the working directory, then from the source tree).
+pub(crate) fn model_path(path: Option<&Path>) -> PathBuf {
     match path {
         Some(p) => p.to_path_buf(),
         None => {
@@ -357,14 +360,14 @@ fn model_path(path: Option<&Path>) -> PathBuf {
 }
 
 /// `-m` (or the demo model) as a float model.
-fn load_model(path: Option<&Path>) -> Result<(PathBuf, UNet)> {
+pub(crate) fn load_model(path: Option<&Path>) -> Result<(PathBuf, UNet)> {
     let path = model_path(path);
     let m = UNet::load(&path).with_context(|| path.display().to_string())?;
     Ok((path, m))
 }
 
 /// Where inference runs: the GPU with one plan per input shape, or the CPU reference.
-enum Engine {
+pub(crate) enum Engine {
     Gpu {
         name: String,
         model: GpuModel,
@@ -382,7 +385,7 @@ enum Engine {
 
 impl Engine {
     /// A float model on `device`; an int8 model on the CPU int8 engine (GPU int8 is not built yet).
-    fn for_model(model: AnyModel, device: Device, fold: bool) -> Result<Engine> {
+    pub(crate) fn for_model(model: AnyModel, device: Device, fold: bool) -> Result<Engine> {
         match model {
             AnyModel::Float(m) => Engine::new(m, device, fold),
             AnyModel::Int8(_) if device == Device::Gpu => {
@@ -430,7 +433,7 @@ impl Engine {
         }
     }
 
-    fn name(&self) -> String {
+    pub(crate) fn name(&self) -> String {
         match self {
             Engine::Gpu { name, .. } => name.clone(),
             Engine::Cpu { .. } => "cpu".into(),
@@ -438,7 +441,7 @@ impl Engine {
         }
     }
 
-    fn spec(&self) -> &UNetSpec {
+    pub(crate) fn spec(&self) -> &UNetSpec {
         match self {
             Engine::Gpu { model, .. } => model.spec(),
             Engine::Cpu { model, .. } => &model.spec,
@@ -446,7 +449,7 @@ impl Engine {
         }
     }
 
-    fn run(&mut self, x: &Tensor) -> Result<Tensor> {
+    pub(crate) fn run(&mut self, x: &Tensor) -> Result<Tensor> {
         match self {
             Engine::Gpu { model, plans, .. } => {
                 if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
@@ -553,282 +556,13 @@ fn numbered(p: &Path, i: usize, n: usize) -> PathBuf {
     p.with_file_name(format!("{stem}_{i}.{ext}"))
 }
 
-fn mib(b: u64) -> String {
+pub(crate) fn mib(b: u64) -> String {
     format!("{:.2} MiB", b as f64 / (1u64 << 20) as f64)
-}
-
-fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()> {
-    if let (_, AnyModel::Int8(q)) = load_any(model)? {
-        return info_int8(&q);
-    }
-    let (_, m) = load_model(model)?;
-    let s = &m.spec;
-    println!(
-        "U-Net: in {} → out {}, features {:?} (depth {}), bottleneck {}",
-        s.in_channels,
-        s.out_channels,
-        s.features,
-        s.depth(),
-        2 * s.features.last().unwrap()
-    );
-    println!("BatchNorm eps {}", s.bn_eps);
-    if let (Some(mean), Some(std)) = (&s.input_mean, &s.input_std) {
-        println!("input normalization: mean {mean:?}, std {std:?}");
-    }
-    let params = s.param_count();
-    println!("parameters: {params} ({} as f32)", mib(4 * params as u64));
-    let g = Graph::build(s, [batch, s.in_channels, h, w], true)?;
-    let mem = plan_memory(&g, ARENA_ALIGN);
-    println!("\nlayers at {batch}x{}x{h}x{w}:", s.in_channels);
-    println!(
-        "{:<22} {:<9} {:>22} {:>12} {:>10} {:>9} {:>10}",
-        "layer", "op", "output", "MFLOP", "weights", "precision", "sparsity"
-    );
-    for op in &g.ops {
-        let kind = match op {
-            Op::Conv3x3 { b: Some(_), .. } => "conv3x3+",
-            Op::Conv3x3 { .. } => "conv3x3",
-            Op::BnRelu { .. } => "bn+relu",
-            Op::MaxPool { .. } => "maxpool",
-            Op::UpConv { .. } => "upconv",
-            Op::Resize { .. } => "resize",
-            Op::Head { .. } => "conv1x1",
-        };
-        let weights = match op {
-            Op::Conv3x3 { conv, .. } => Some(&conv.weights(&m).0.weight),
-            Op::UpConv { level, .. } => Some(&m.ups[*level].up.weight),
-            Op::Head { .. } => Some(&m.head.weight),
-            _ => None,
-        };
-        let (count, prec, sp) = match weights {
-            Some(w) => (
-                w.len().to_string(),
-                "f32",
-                format!("{:.1} %", 100.0 * sparsity(w)),
-            ),
-            None => (String::new(), "", String::new()),
-        };
-        let [n, c, oh, ow] = g.shapes[op.output()];
-        println!(
-            "{:<22} {:<9} {:>22} {:>12.1} {:>10} {:>9} {:>10}",
-            op.label(),
-            kind,
-            format!("{n}x{c}x{oh}x{ow}"),
-            g.flops(op) as f64 / 1e6,
-            count,
-            prec,
-            sp
-        );
-    }
-    println!("(conv3x3+ reads the skip and the upsampled tensor in place: no concatenation)");
-    println!(
-        "\nFLOPs: {:.3} G ({} dispatches)",
-        g.total_flops() as f64 / 1e9,
-        g.ops.len()
-    );
-    println!(
-        "activation memory: {} planned (sum of all tensors {}, input {}, output {})",
-        mib(mem.arena_bytes),
-        mib(g.total_tensor_bytes()),
-        mib(g.bytes(g.input)),
-        mib(g.bytes(g.output))
-    );
-    println!(
-        "weight memory (GPU, BN folded, f32): {}",
-        mib(packed_weight_bytes(s, true))
-    );
-    Ok(())
-}
-
-/// Ground truth classes of a mask PNG: one-class models read 0/255 (threshold 127), others read
-/// class ids.
-fn read_truth(path: &Path, classes: usize) -> Result<Vec<usize>> {
-    let img = image::open(path)
-        .with_context(|| format!("{}: cannot read mask", path.display()))?
-        .to_luma8();
-    Ok(img
-        .pixels()
-        .map(|p| {
-            if classes == 1 {
-                (p.0[0] > 127) as usize
-            } else {
-                p.0[0] as usize
-            }
-        })
-        .collect())
-}
-
-fn eval(
-    model: Option<&Path>,
-    data: &Path,
-    reference: Option<&Path>,
-    device: Device,
-    json: bool,
-) -> Result<()> {
-    let (_, m) = load_any(model)?;
-    let classes = m.spec().out_channels;
-    let mut engine = Engine::for_model(m, device, true)?;
-    let mut ref_engine = match reference {
-        Some(p) => Some(Engine::for_model(load_any(Some(p))?.1, device, true)?),
-        None => None,
-    };
-    let mut images: Vec<PathBuf> = std::fs::read_dir(data)
-        .with_context(|| format!("reading {}", data.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            let ext = p
-                .extension()
-                .map(|e| e.to_string_lossy().to_ascii_lowercase())
-                .unwrap_or_default();
-            let stem = p
-                .file_stem()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            matches!(ext.as_str(), "png" | "jpg" | "jpeg") && !stem.ends_with("_mask")
-        })
-        .collect();
-    images.sort();
-    let (mut total, mut vs_ref) = (Overlap::default(), Overlap::default());
-    let mut per_image = Vec::new();
-    for img_path in &images {
-        let stem = img_path.file_stem().unwrap().to_string_lossy().into_owned();
-        let mask_path = img_path.with_file_name(format!("{stem}_mask.png"));
-        if !mask_path.exists() {
-            continue;
-        }
-        let img = load_image(img_path, engine.spec())?;
-        let pred = wunet::io::classes(&engine.run(&img.tensor)?, 0);
-        let truth = read_truth(&mask_path, classes)?;
-        if truth.len() != pred.len() {
-            bail!("{}: mask size differs from its image", mask_path.display());
-        }
-        let o = Overlap::of(&pred, &truth);
-        total.add(&o);
-        if let Some(r) = ref_engine.as_mut() {
-            let rp = wunet::io::classes(&r.run(&img.tensor)?, 0);
-            vs_ref.add(&Overlap::of(&pred, &rp));
-        }
-        per_image.push((stem, o));
-    }
-    if per_image.is_empty() {
-        bail!(
-            "{}: no image has a NAME_mask.png ground truth beside it",
-            data.display()
-        );
-    }
-    let mean_dice = per_image.iter().map(|(_, o)| o.dice()).sum::<f64>() / per_image.len() as f64;
-    if json {
-        let r = if reference.is_some() {
-            format!(
-                ",\"reference_agreement\":{:.6},\"reference_dice\":{:.6}",
-                vs_ref.agreement(),
-                vs_ref.dice()
-            )
-        } else {
-            String::new()
-        };
-        println!(
-            "{{\"images\":{},\"dice\":{:.6},\"iou\":{:.6},\"mean_dice\":{mean_dice:.6},\"pixel_accuracy\":{:.6}{r}}}",
-            per_image.len(),
-            total.dice(),
-            total.iou(),
-            total.agreement()
-        );
-        return Ok(());
-    }
-    for (name, o) in &per_image {
-        println!("{name:<24} Dice {:.4}  IoU {:.4}", o.dice(), o.iou());
-    }
-    println!(
-        "{} images on {}: Dice {:.4}, IoU {:.4} (pixels pooled); mean Dice per image {mean_dice:.4}; pixel accuracy {:.4}",
-        per_image.len(),
-        engine.name(),
-        total.dice(),
-        total.iou(),
-        total.agreement()
-    );
-    if reference.is_some() {
-        println!(
-            "against the reference model's masks: pixel agreement {:.4}, Dice {:.4}",
-            vs_ref.agreement(),
-            vs_ref.dice()
-        );
-    }
-    Ok(())
-}
-
-/// `info` of an int8 model: per layer, precision, weight bytes and sparsity.
-fn info_int8(q: &QUNet) -> Result<()> {
-    let s = &q.spec;
-    println!(
-        "int8 U-Net (format {} v{}): in {} → out {}, features {:?}",
-        wunet::compress::FORMAT,
-        wunet::compress::FORMAT_VERSION,
-        s.in_channels,
-        s.out_channels,
-        s.features
-    );
-    println!(
-        "{:<22} {:>9} {:>10} {:>12} {:>10} {:>24}",
-        "layer", "precision", "weights", "bytes", "sparsity", "output scale / zero"
-    );
-    let zeros =
-        |w: &[i8]| 100.0 * w.iter().filter(|v| **v == 0).count() as f64 / w.len().max(1) as f64;
-    let mut total = 0usize;
-    let mut row = |name: String, prec: &str, n: usize, bytes: usize, sp: f64, out: String| {
-        total += bytes;
-        println!(
-            "{name:<22} {prec:>9} {n:>10} {bytes:>12} {:>9.1}% {out:>24}",
-            sp
-        );
-    };
-    row(
-        "downs.0.conv1".into(),
-        "f32",
-        q.first.weight.len(),
-        4 * q.first.weight.len(),
-        100.0 * sparsity(&q.first.weight),
-        format!("{:.4e} / {}", q.first_out.scale, q.first_out.zero),
-    );
-    let mut refs: Vec<_> = q.convs.keys().collect();
-    refs.sort_by_key(|r| r.name());
-    for r in refs {
-        let c = &q.convs[r];
-        row(
-            r.name(),
-            "int8",
-            c.weight.len(),
-            c.weight.len() + 8 * c.bias.len(),
-            zeros(&c.weight),
-            format!("{:.4e} / {}", c.out.scale, c.out.zero),
-        );
-    }
-    for (l, u) in q.ups.iter().enumerate() {
-        row(
-            format!("ups.{}", 2 * l),
-            "int8",
-            u.weight.len(),
-            u.weight.len() + 8 * u.bias.len(),
-            zeros(&u.weight),
-            format!("{:.4e} / {}", u.out.scale, u.out.zero),
-        );
-    }
-    row(
-        "final_conv".into(),
-        "f32",
-        q.head.weight.len(),
-        4 * q.head.weight.len(),
-        100.0 * sparsity(&q.head.weight),
-        "(float logits)".into(),
-    );
-    println!("weights and scales: {}", mib(total as u64));
-    Ok(())
 }
 
 /// Write `bytes` to `path` through a temporary file in the same folder and a rename, so a failure
 /// never leaves a half-written output.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -840,105 +574,6 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .inspect_err(|_| {
             let _ = std::fs::remove_file(&tmp);
         })
-}
-
-/// Calibration inputs: every image (not `*_mask.*`) and `.npy` of `dir`, or the demo sample.
-fn calibration_inputs(dir: Option<&Path>, spec: &UNetSpec) -> Result<Vec<Tensor>> {
-    let Some(dir) = dir else {
-        let sample = model_path(None).with_file_name("cells.png");
-        eprintln!(
-            "wunet: warning: no --calibrate folder; calibrating on {} alone",
-            sample.display()
-        );
-        return Ok(vec![load_image(&sample, spec)?.tensor]);
-    };
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .flatten()
-        .map(|e| e.path())
-        .collect();
-    files.sort();
-    let mut out = Vec::new();
-    for f in files {
-        let ext = f
-            .extension()
-            .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        let stem = f
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        let t = match ext.as_str() {
-            "npy" => read_npy(&f),
-            "png" | "jpg" | "jpeg" if !stem.ends_with("_mask") => {
-                load_image(&f, spec).map(|i| i.tensor)
-            }
-            _ => continue,
-        };
-        match t {
-            Ok(t)
-                if t.c() == spec.in_channels
-                    && t.h() >= spec.min_input_side()
-                    && t.w() >= spec.min_input_side() =>
-            {
-                out.push(t)
-            }
-            Ok(t) => eprintln!(
-                "wunet: skipping {} for calibration: shape {:?}",
-                f.display(),
-                t.shape
-            ),
-            Err(e) => eprintln!("wunet: skipping {} for calibration: {e}", f.display()),
-        }
-    }
-    if out.is_empty() {
-        bail!(
-            "{}: the calibration folder has no usable images or .npy arrays",
-            dir.display()
-        );
-    }
-    Ok(out)
-}
-
-/// `calibrate`: `None` keeps float32; `Some(dir)` quantizes to int8 with inputs from `dir`.
-fn compress(
-    model: Option<&Path>,
-    amount: Option<f64>,
-    scope: &str,
-    transposed: bool,
-    calibrate: Option<Option<&Path>>,
-    out: &Path,
-) -> Result<()> {
-    let scope: Scope = scope.parse()?;
-    if amount.is_none() && calibrate.is_none() {
-        bail!("nothing to do: give --prune AMOUNT and/or --int8");
-    }
-    let (_, mut m) = load_model(model)?;
-    if let Some(amount) = amount {
-        let (zeroed, total) = prune(
-            &mut m,
-            &PruneOptions {
-                amount,
-                scope,
-                prune_transposed: transposed,
-            },
-        )?;
-        eprintln!(
-            "pruned {zeroed} of {total} weights ({:.1} %, {scope:?} scope)",
-            100.0 * zeroed as f64 / total.max(1) as f64
-        );
-    }
-    let bytes = match calibrate {
-        None => save_safetensors(&m, StoreDtype::F32)?,
-        Some(dir) => {
-            let calib = calibration_inputs(dir, &m.spec)?;
-            eprintln!("calibrating int8 activations on {} input(s)", calib.len());
-            quantize(&m, &calib)?.to_safetensors()?
-        }
-    };
-    write_atomic(out, &bytes)?;
-    eprintln!("wrote {} ({})", out.display(), mib(bytes.len() as u64));
-    Ok(())
 }
 
 #[derive(Debug)]

@@ -229,7 +229,10 @@ pub fn upconv2x2(x: &QTensor, qc: &QConv) -> QTensor {
                     let (dy, dx) = (tap / 2, tap % 2);
                     for yy in 0..h {
                         let row = &mut o[(2 * yy + dy) * ow..(2 * yy + dy + 1) * ow];
-                        for (xx, &v) in q[co * hw + yy * w..co * hw + (yy + 1) * w].iter().enumerate() {
+                        for (xx, &v) in q[co * hw + yy * w..co * hw + (yy + 1) * w]
+                            .iter()
+                            .enumerate()
+                        {
                             row[2 * xx + dx] = v;
                         }
                     }

@@ -1,0 +1,163 @@
+//! `wunet info`: architecture, parameters, FLOPs and the memory plan of a float model; per-layer
+//! precision, size and sparsity of an int8 one.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+use wunet::compress::{sparsity, QUNet};
+use wunet::gpu::packed_weight_bytes;
+use wunet::plan::{plan_memory, Graph, Op, ARENA_ALIGN};
+
+use crate::{load_any, mib, AnyModel};
+
+pub(crate) fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()> {
+    let m = match load_any(model)?.1 {
+        AnyModel::Int8(q) => return info_int8(&q),
+        AnyModel::Float(m) => m,
+    };
+    let s = &m.spec;
+    println!(
+        "U-Net: in {} → out {}, features {:?} (depth {}), bottleneck {}",
+        s.in_channels,
+        s.out_channels,
+        s.features,
+        s.depth(),
+        2 * s.features.last().unwrap()
+    );
+    println!("BatchNorm eps {}", s.bn_eps);
+    if let (Some(mean), Some(std)) = (&s.input_mean, &s.input_std) {
+        println!("input normalization: mean {mean:?}, std {std:?}");
+    }
+    let params = s.param_count();
+    println!("parameters: {params} ({} as f32)", mib(4 * params as u64));
+    let g = Graph::build(s, [batch, s.in_channels, h, w], true)?;
+    let mem = plan_memory(&g, ARENA_ALIGN);
+    println!("\nlayers at {batch}x{}x{h}x{w}:", s.in_channels);
+    println!(
+        "{:<22} {:<9} {:>22} {:>12} {:>10} {:>9} {:>10}",
+        "layer", "op", "output", "MFLOP", "weights", "precision", "sparsity"
+    );
+    for op in &g.ops {
+        let kind = match op {
+            Op::Conv3x3 { b: Some(_), .. } => "conv3x3+",
+            Op::Conv3x3 { .. } => "conv3x3",
+            Op::BnRelu { .. } => "bn+relu",
+            Op::MaxPool { .. } => "maxpool",
+            Op::UpConv { .. } => "upconv",
+            Op::Resize { .. } => "resize",
+            Op::Head { .. } => "conv1x1",
+        };
+        let weights = match op {
+            Op::Conv3x3 { conv, .. } => Some(&conv.weights(&m).0.weight),
+            Op::UpConv { level, .. } => Some(&m.ups[*level].up.weight),
+            Op::Head { .. } => Some(&m.head.weight),
+            _ => None,
+        };
+        let (count, prec, sp) = match weights {
+            Some(w) => (
+                w.len().to_string(),
+                "f32",
+                format!("{:.1} %", 100.0 * sparsity(w)),
+            ),
+            None => (String::new(), "", String::new()),
+        };
+        let [n, c, oh, ow] = g.shapes[op.output()];
+        println!(
+            "{:<22} {:<9} {:>22} {:>12.1} {:>10} {:>9} {:>10}",
+            op.label(),
+            kind,
+            format!("{n}x{c}x{oh}x{ow}"),
+            g.flops(op) as f64 / 1e6,
+            count,
+            prec,
+            sp
+        );
+    }
+    println!("(conv3x3+ reads the skip and the upsampled tensor in place: no concatenation)");
+    println!(
+        "\nFLOPs: {:.3} G ({} dispatches)",
+        g.total_flops() as f64 / 1e9,
+        g.ops.len()
+    );
+    println!(
+        "activation memory: {} planned (sum of all tensors {}, input {}, output {})",
+        mib(mem.arena_bytes),
+        mib(g.total_tensor_bytes()),
+        mib(g.bytes(g.input)),
+        mib(g.bytes(g.output))
+    );
+    println!(
+        "weight memory (GPU, BN folded, f32): {}",
+        mib(packed_weight_bytes(s, true))
+    );
+    Ok(())
+}
+
+/// `info` of an int8 model: per layer, precision, weight bytes and sparsity.
+fn info_int8(q: &QUNet) -> Result<()> {
+    let s = &q.spec;
+    println!(
+        "int8 U-Net (format {} v{}): in {} → out {}, features {:?}",
+        wunet::compress::FORMAT,
+        wunet::compress::FORMAT_VERSION,
+        s.in_channels,
+        s.out_channels,
+        s.features
+    );
+    println!(
+        "{:<22} {:>9} {:>10} {:>12} {:>10} {:>24}",
+        "layer", "precision", "weights", "bytes", "sparsity", "output scale / zero"
+    );
+    let zeros =
+        |w: &[i8]| 100.0 * w.iter().filter(|v| **v == 0).count() as f64 / w.len().max(1) as f64;
+    let mut total = 0usize;
+    let mut row = |name: String, prec: &str, n: usize, bytes: usize, sp: f64, out: String| {
+        total += bytes;
+        println!(
+            "{name:<22} {prec:>9} {n:>10} {bytes:>12} {:>9.1}% {out:>24}",
+            sp
+        );
+    };
+    row(
+        "downs.0.conv1".into(),
+        "f32",
+        q.first.weight.len(),
+        4 * q.first.weight.len(),
+        100.0 * sparsity(&q.first.weight),
+        format!("{:.4e} / {}", q.first_out.scale, q.first_out.zero),
+    );
+    let mut refs: Vec<_> = q.convs.keys().collect();
+    refs.sort_by_key(|r| r.name());
+    for r in refs {
+        let c = &q.convs[r];
+        row(
+            r.name(),
+            "int8",
+            c.weight.len(),
+            c.weight.len() + 8 * c.bias.len(),
+            zeros(&c.weight),
+            format!("{:.4e} / {}", c.out.scale, c.out.zero),
+        );
+    }
+    for (l, u) in q.ups.iter().enumerate() {
+        row(
+            format!("ups.{}", 2 * l),
+            "int8",
+            u.weight.len(),
+            u.weight.len() + 8 * u.bias.len(),
+            zeros(&u.weight),
+            format!("{:.4e} / {}", u.out.scale, u.out.zero),
+        );
+    }
+    row(
+        "final_conv".into(),
+        "f32",
+        q.head.weight.len(),
+        4 * q.head.weight.len(),
+        100.0 * sparsity(&q.head.weight),
+        "(float logits)".into(),
+    );
+    println!("weights and scales: {}", mib(total as u64));
+    Ok(())
+}
