@@ -200,12 +200,34 @@ impl QUNet {
         let qp = |q: &QParams| f32s(&[q.scale, q.zero as f32]);
         let push_q =
             |name: String, c: &QConv, t: &mut Vec<(String, Dtype, Vec<usize>, Vec<u8>)>| {
-                t.push((
-                    format!("{name}.weight"),
-                    Dtype::I8,
-                    c.shape.to_vec(),
-                    c.weight.iter().map(|v| *v as u8).collect(),
-                ));
+                // Dense, or a bitmap of the nonzeros plus their values where that is smaller.
+                let nnz = c.weight.iter().filter(|v| **v != 0).count();
+                if c.weight.len().div_ceil(8) + nnz < c.weight.len() {
+                    let mut mask = vec![0u8; c.weight.len().div_ceil(8)];
+                    for (i, v) in c.weight.iter().enumerate() {
+                        mask[i / 8] |= ((*v != 0) as u8) << (i % 8);
+                    }
+                    let nz: Vec<u8> = c
+                        .weight
+                        .iter()
+                        .filter(|v| **v != 0)
+                        .map(|v| *v as u8)
+                        .collect();
+                    t.push((
+                        format!("{name}.weight_mask"),
+                        Dtype::U8,
+                        vec![mask.len()],
+                        mask,
+                    ));
+                    t.push((format!("{name}.weight_nz"), Dtype::I8, vec![nnz], nz));
+                } else {
+                    t.push((
+                        format!("{name}.weight"),
+                        Dtype::I8,
+                        c.shape.to_vec(),
+                        c.weight.iter().map(|v| *v as u8).collect(),
+                    ));
+                }
                 t.push((
                     format!("{name}.weight_scale"),
                     Dtype::F32,
@@ -427,13 +449,58 @@ impl QUNet {
                 zero: v[1] as u8,
             })
         };
+        // int8 weights, dense (`NAME.weight`) or as a bitmap of nonzeros and their values.
+        let qweights = |name: &str, shape: [usize; 4]| -> Result<Vec<i8>> {
+            let dense = format!("{name}.weight");
+            if st.tensor(&dense).is_ok() {
+                return Ok(tensor(&dense, Dtype::I8, &shape)?
+                    .into_iter()
+                    .map(|b| b as i8)
+                    .collect());
+            }
+            let n: usize = shape.iter().product();
+            let mkey = format!("{name}.weight_mask");
+            if st.tensor(&mkey).is_err() {
+                return Err(Error::MissingTensor { key: dense });
+            }
+            let mask = tensor(&mkey, Dtype::U8, &[n.div_ceil(8)])?;
+            let ones: usize = mask.iter().map(|b| b.count_ones() as usize).sum();
+            let tail_bits = if n % 8 == 0 {
+                0
+            } else {
+                mask[n / 8] >> (n % 8)
+            };
+            let nzkey = format!("{name}.weight_nz");
+            let nz = tensor(&nzkey, Dtype::I8, &[ones]).map_err(|e| match e {
+                Error::ShapeMismatch { found, .. } => Error::ShapeMismatch {
+                    key: nzkey.clone(),
+                    expected: vec![ones],
+                    found,
+                },
+                e => e,
+            })?;
+            if tail_bits != 0 {
+                return Err(Error::BadMetadata {
+                    key: mkey,
+                    value: format!("{tail_bits:#x}"),
+                    reason: format!("marks weights past the tensor's {n}"),
+                });
+            }
+            let mut it = nz.into_iter();
+            Ok((0..n)
+                .map(|i| {
+                    if mask[i / 8] >> (i % 8) & 1 == 1 {
+                        it.next().expect("popcount checked") as i8
+                    } else {
+                        0
+                    }
+                })
+                .collect())
+        };
         let qconv = |name: String, shape: [usize; 4], cout: usize| -> Result<QConv> {
             Ok(QConv {
                 shape,
-                weight: tensor(&format!("{name}.weight"), Dtype::I8, &shape)?
-                    .into_iter()
-                    .map(|b| b as i8)
-                    .collect(),
+                weight: qweights(&name, shape)?,
                 w_scale: f32v(&format!("{name}.weight_scale"), &[cout], true)?,
                 bias: f32v(&format!("{name}.bias"), &[cout], false)?,
                 out: qparams(&format!("{name}.out_quant"))?,
@@ -518,4 +585,66 @@ pub fn is_int8_file(bytes: &[u8]) -> bool {
         .ok()
         .and_then(|(_, m)| m.metadata().as_ref().and_then(|m| m.get("format").cloned()))
         .is_some_and(|f| f == FORMAT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::compress::{prune, PruneOptions, Scope};
+    use crate::model::{init_random, InitOptions};
+
+    #[test]
+    fn sparse_weights_round_trip_and_bad_masks_are_rejected() {
+        let mut m = init_random(&UNetSpec::new(3, 2, vec![4, 8]), &InitOptions { seed: 9 });
+        prune(
+            &mut m,
+            &PruneOptions {
+                amount: 0.85,
+                scope: Scope::Global,
+                prune_transposed: true,
+            },
+        )
+        .unwrap();
+        let x = Tensor::new(
+            [1, 3, 12, 12],
+            (0..432).map(|i| (i as f32 * 0.1).sin()).collect(),
+        )
+        .unwrap();
+        let q = quantize(&m, std::slice::from_ref(&x)).unwrap();
+        let bytes = q.to_safetensors().unwrap();
+        let back = QUNet::from_safetensors(&bytes).unwrap();
+        for (r, c) in &q.convs {
+            assert_eq!(back.convs[r].weight, c.weight, "{}", r.name());
+        }
+        assert_eq!(back.ups[0].weight, q.ups[0].weight);
+        let st = SafeTensors::deserialize(&bytes).unwrap();
+        assert!(
+            st.tensor("bottleneck.conv2.weight_mask").is_ok(),
+            "a sparse layer is stored as a bitmap"
+        );
+        // Flip one mask bit: the count of nonzeros no longer matches their values.
+        let (_, meta) = SafeTensors::read_metadata(&bytes).unwrap();
+        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = st
+            .tensors()
+            .into_iter()
+            .map(|(k, t)| (k, t.dtype(), t.shape().to_vec(), t.data().to_vec()))
+            .collect();
+        let e = tensors
+            .iter_mut()
+            .find(|t| t.0 == "bottleneck.conv2.weight_mask")
+            .unwrap();
+        e.3[0] ^= 1;
+        let views: Vec<_> = tensors
+            .iter()
+            .map(|(k, d, s, b)| {
+                (
+                    k.clone(),
+                    safetensors::tensor::TensorView::new(*d, s.clone(), b).unwrap(),
+                )
+            })
+            .collect();
+        let bad = safetensors::serialize(views, meta.metadata().clone()).unwrap();
+        let err = QUNet::from_safetensors(&bad).unwrap_err().to_string();
+        assert!(err.contains("bottleneck.conv2.weight_nz"), "{err}");
+    }
 }
