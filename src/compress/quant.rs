@@ -465,7 +465,7 @@ impl QUNet {
             }
             let mask = tensor(&mkey, Dtype::U8, &[n.div_ceil(8)])?;
             let ones: usize = mask.iter().map(|b| b.count_ones() as usize).sum();
-            let tail_bits = if n % 8 == 0 {
+            let tail_bits = if n.is_multiple_of(8) {
                 0
             } else {
                 mask[n / 8] >> (n % 8)
