@@ -4,42 +4,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
 
 use wunet::io::{read_npy, write_npy};
 use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
 use wunet::{Tensor, UNetSpec};
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wunet-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn wunet(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_wunet"))
-        .args(args)
-        .output()
-        .expect("run wunet")
-}
+use common::{expect_error, tmp, wunet};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
-}
-
-/// Exit code 2, no panic, and every `needles` in stderr.
-fn expect_error(args: &[&str], needles: &[&str]) {
-    let out = wunet(args);
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(
-        out.status.code(),
-        Some(2),
-        "{args:?}: expected exit code 2; stderr:\n{err}"
-    );
-    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
-    for n in needles {
-        assert!(err.contains(n), "{args:?}: stderr lacks {n:?}:\n{err}");
-    }
 }
 
 fn small_model(features: Vec<usize>, cin: usize) -> wunet::UNet {

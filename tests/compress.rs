@@ -2,14 +2,11 @@
 //! masks (fixtures made by `tools/prune_fixture.py`); global pruning hits its total; bad
 //! arguments leave no output file.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wunet-compress-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
+use std::path::Path;
+
+use common::{tmp, wunet};
 
 fn tensors(p: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
     let bytes = std::fs::read(p).unwrap();
@@ -31,11 +28,7 @@ fn tensors(p: &Path) -> Vec<(String, Vec<usize>, Vec<f32>)> {
 }
 
 fn compress(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wunet"))
-        .arg("compress")
-        .args(args)
-        .output()
-        .unwrap()
+    wunet(&[&["compress"], args].concat())
 }
 
 #[test]

@@ -3,30 +3,16 @@
 //! the tile, batch 2); int8 stays close to float32; bad files and calibration folders get clear
 //! errors.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
+
+use std::path::Path;
 
 use wunet::compress::{quantize, QUNet};
 use wunet::cpu;
 use wunet::model::{init_random, InitOptions};
-use wunet::{Tensor, UNet, UNetSpec};
+use wunet::{UNet, UNetSpec};
 
-fn tmp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("wunet-int8-{}", std::process::id()));
-    std::fs::create_dir_all(&d).unwrap();
-    d.join(name)
-}
-
-fn random(shape: [usize; 4], seed: u32) -> Tensor {
-    let data = (0..shape.iter().product::<usize>())
-        .map(|i| {
-            (((i as u32).wrapping_mul(2654435761).wrapping_add(seed)) >> 8) as f32
-                / (1 << 23) as f32
-                - 1.0
-        })
-        .collect();
-    Tensor::new(shape, data).unwrap()
-}
+use common::{expect_error, random_tensor as random, tmp, wunet};
 
 #[test]
 fn simd_network_equals_generic_and_files_round_trip() {
@@ -66,24 +52,6 @@ fn simd_network_equals_generic_and_files_round_trip() {
     }
 }
 
-fn wunet(args: &[&str]) -> std::process::Output {
-    Command::new(env!("CARGO_BIN_EXE_wunet"))
-        .args(args)
-        .output()
-        .unwrap()
-}
-
-fn assert_exit2(args: &[&str], needle: &str) {
-    let o = wunet(args);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
-    assert!(!err.contains("panicked"), "{err}");
-    assert!(
-        err.contains(needle),
-        "{args:?}: stderr lacks {needle:?}: {err}"
-    );
-}
-
 #[test]
 fn bad_int8_files_and_calibration_folders() {
     let m =
@@ -103,7 +71,7 @@ fn bad_int8_files_and_calibration_folders() {
     ] {
         let p = tmp(name);
         std::fs::write(&p, bad.to_safetensors().unwrap()).unwrap();
-        assert_exit2(
+        expect_error(
             &[
                 "infer",
                 "-m",
@@ -114,7 +82,7 @@ fn bad_int8_files_and_calibration_folders() {
                 "--device",
                 "cpu",
             ],
-            needle,
+            &[needle],
         );
     }
     // A file that claims int8 but lacks a scale tensor.
@@ -132,7 +100,7 @@ fn bad_int8_files_and_calibration_folders() {
         safetensors::serialize(kept, meta.metadata().clone()).unwrap(),
     )
     .unwrap();
-    assert_exit2(
+    expect_error(
         &[
             "infer",
             "-m",
@@ -141,7 +109,7 @@ fn bad_int8_files_and_calibration_folders() {
             "-o",
             tmp("o2.npy").to_str().unwrap(),
         ],
-        "missing tensor `ups.0.weight_scale`",
+        &["missing tensor `ups.0.weight_scale`"],
     );
     // A calibration folder with nothing usable leaves no output file.
     let empty = tmp("calib_empty");
@@ -149,7 +117,7 @@ fn bad_int8_files_and_calibration_folders() {
     std::fs::write(empty.join("notes.txt"), "no images here").unwrap();
     let out = tmp("q.safetensors");
     let model = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/d3_odd.safetensors");
-    assert_exit2(
+    expect_error(
         &[
             "compress",
             "-m",
@@ -160,13 +128,13 @@ fn bad_int8_files_and_calibration_folders() {
             "-o",
             out.to_str().unwrap(),
         ],
-        "no usable images",
+        &["no usable images"],
     );
     assert!(!out.exists());
     // An int8 model on the GPU is refused clearly (GPU int8 is not built yet).
     let good = tmp("good.safetensors");
     std::fs::write(&good, &bytes).unwrap();
-    assert_exit2(
+    expect_error(
         &[
             "infer",
             "-m",
@@ -177,7 +145,7 @@ fn bad_int8_files_and_calibration_folders() {
             "--device",
             "gpu",
         ],
-        "int8",
+        &["int8"],
     );
 }
 

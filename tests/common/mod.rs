@@ -70,3 +70,33 @@ pub fn assert_close(what: &str, got: &Tensor, want: &Tensor, rel: f32) {
         "{what}: max |got - want| = {diff:e} > {budget:e} (= {rel:e} · max|want| {scale:e}); first bad at [n {n}, c {ch}, y {y}, x {x}]; got/want around it:\n{grid}"
     );
 }
+
+/// A path in this test process's own temporary folder.
+pub fn tmp(name: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("wunet-test-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// Run the `wunet` binary.
+pub fn wunet(args: &[&str]) -> std::process::Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_wunet"))
+        .args(args)
+        .output()
+        .expect("run wunet")
+}
+
+/// Exit code 2, no panic, and every `needles` in stderr.
+pub fn expect_error(args: &[&str], needles: &[&str]) {
+    let out = wunet(args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "{args:?}: expected exit code 2; stderr:\n{err}"
+    );
+    assert!(!err.contains("panicked"), "{args:?} panicked:\n{err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: stderr lacks {n:?}:\n{err}");
+    }
+}
