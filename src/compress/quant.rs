@@ -45,7 +45,11 @@ impl QParams {
 
     #[inline]
     pub fn quantize(&self, x: f32) -> u8 {
-        ((x / self.scale).round_ties_even() + self.zero as f32).clamp(0.0, 255.0) as u8
+        // Clamped first, a value rounds half to even by adding and subtracting 1.5 · 2²³
+        // (baseline x86-64 has no rounding instruction: `round_ties_even` would be a libm call).
+        const ROUND: f32 = 12_582_912.0;
+        let v = (x / self.scale).clamp(-512.0, 512.0);
+        (((v + ROUND) - ROUND) + self.zero as f32).clamp(0.0, 255.0) as u8
     }
 
     #[inline]
@@ -151,7 +155,12 @@ pub fn quantize(model: &UNet, calib: &[Tensor]) -> Result<QUNet> {
         let f = fold_bn(w, bn, eps);
         let per = f.shape[1] * 9;
         let (weight, w_scale) = quantize_weights(&f.weight, f.shape[0], |i| i / per);
-        let (lo, hi) = range(&r.name())?;
+        let (mut lo, mut hi) = range(&r.name())?;
+        if let ConvRef::Down(l, 2) = r {
+            // A skip: quantized like the upsampled tensor it is read with.
+            let (ulo, uhi) = range(&format!("ups.{}", 2 * (d - 1 - l)))?;
+            (lo, hi) = (lo.min(ulo), hi.max(uhi));
+        }
         convs.insert(
             r,
             QConv {
@@ -170,7 +179,10 @@ pub fn quantize(model: &UNet, calib: &[Tensor]) -> Result<QUNet> {
         .map(|(l, u)| {
             let [_, cout, _, _] = u.up.shape;
             let (weight, w_scale) = quantize_weights(&u.up.weight, cout, |i| (i / 4) % cout);
+            // Quantized like the skip it is read with (`share_skip_quantization`).
             let (lo, hi) = range(&format!("ups.{}", 2 * l))?;
+            let (slo, shi) = range(&ConvRef::Down(d - 1 - l, 2).name())?;
+            let (lo, hi) = (lo.min(slo), hi.max(shi));
             Ok(QConv {
                 shape: u.up.shape,
                 weight,
@@ -193,6 +205,30 @@ pub fn quantize(model: &UNet, calib: &[Tensor]) -> Result<QUNet> {
 }
 
 impl QUNet {
+    /// Quantize each level's skip and upsampled tensors alike (the union of their ranges), so
+    /// that the decoder's first conv reads both as one GEMM with one set of parameters.
+    /// `quantize` writes models this way; the CPU engine applies it to files that differ.
+    pub fn share_skip_quantization(&mut self) {
+        let d = self.spec.depth();
+        let range = |q: QParams| {
+            (
+                q.scale * -(q.zero as f32),
+                q.scale * (255 - q.zero as i32) as f32,
+            )
+        };
+        for level in 0..d {
+            let skip = ConvRef::Down(d - 1 - level, 2);
+            let (a, b) = (self.convs[&skip].out, self.ups[level].out);
+            if a == b {
+                continue;
+            }
+            let ((a0, a1), (b0, b1)) = (range(a), range(b));
+            let q = QParams::from_range(a0.min(b0), a1.max(b1));
+            self.convs.get_mut(&skip).expect("skip conv").out = q;
+            self.ups[level].out = q;
+        }
+    }
+
     /// Serialize as a safetensors file (docs/FORMAT.md).
     pub fn to_safetensors(&self) -> Result<Vec<u8>> {
         let mut t: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();

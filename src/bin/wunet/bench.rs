@@ -399,12 +399,13 @@ pub fn bench_int8(model_path: &Path, model: &wunet::compress::QUNet, a: &BenchAr
     let ops = Graph::build(&model.spec, shape, true)?.total_flops() as f64;
     let x = input(shape);
     let t = Instant::now();
-    cpu::int8::forward(model, &x)?;
+    let engine = cpu::int8::Int8Model::new(model)?;
+    engine.forward(&x)?;
     let first = t.elapsed().as_secs_f64() * 1e3;
     let mut times = Vec::new();
     for i in 0..a.warmup + a.runs {
         let t = Instant::now();
-        cpu::int8::forward(model, &x)?;
+        engine.forward(&x)?;
         if i >= a.warmup {
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }

@@ -379,7 +379,7 @@ pub(crate) enum Engine {
     },
     /// The CPU int8 engine.
     Int8 {
-        model: QUNet,
+        model: cpu::int8::Int8Model,
     },
 }
 
@@ -391,7 +391,9 @@ impl Engine {
             AnyModel::Int8(_) if device == Device::Gpu => {
                 bail!("int8 models run on the CPU int8 engine for now: use --device cpu or auto")
             }
-            AnyModel::Int8(model) => Ok(Engine::Int8 { model }),
+            AnyModel::Int8(model) => Ok(Engine::Int8 {
+                model: cpu::int8::Int8Model::new(&model)?,
+            }),
         }
     }
 
@@ -445,7 +447,7 @@ impl Engine {
         match self {
             Engine::Gpu { model, .. } => model.spec(),
             Engine::Cpu { model, .. } => &model.spec,
-            Engine::Int8 { model } => &model.spec,
+            Engine::Int8 { model } => model.spec(),
         }
     }
 
@@ -458,7 +460,7 @@ impl Engine {
                 Ok(plans[&x.shape].run(x)?)
             }
             Engine::Cpu { model, fold } => Ok(cpu::forward(model, x, *fold)?),
-            Engine::Int8 { model } => Ok(cpu::int8::forward(model, x)?),
+            Engine::Int8 { model } => Ok(model.forward(x)?),
         }
     }
 }

@@ -1,28 +1,129 @@
-//! The int8 GEMM micro-kernels: u8 activations × i8 weights → i32, QNNPACK-style operand packing.
+//! The int8 conv micro-kernels: u8 activations × i8 weights → i32 sums → requantized u8, one
+//! call per block of output channels × output positions, QNNPACK-style.
 //!
-//! Operands: `a` weights, `m` rows of `kp` i8 (kp = k rounded up to 4, zero-padded);
-//! `b` activations packed as `[kp / 4][n][4]` u8 (4 consecutive k of one column in one u32);
-//! `c` `m × n` i32, overwritten. Zero-padded k rows contribute nothing whatever `b` holds there.
-//! Every kernel computes exact integer sums, so all of them equal `generic_qgemm_u8i8` bit for bit.
+//! A call computes `out[r][j] = requantize(Σ_k a[r][k] · B(k, j))` for `r < m`, `j < n`:
+//! - `a`: `m` rows of `kp` i8 weights (kp a multiple of 4, zero-padded);
+//! - `B` is never materialized: `b[k / 4]` points at a row of `n` u32 words, each holding 4
+//!   consecutive k of one column (byte `k % 4`). For a 3×3 conv over activations stored as
+//!   groups of 4 channels (`[c/4][h+2][w+2][4]`, see `super::QAct`), the row of (channel group,
+//!   tap) is the padded input plane itself, shifted by the tap: an implicit GEMM, no im2col;
+//! - the outputs go to the same 4-channel layout: row `r`, column `j` at byte
+//!   `out[(r / 4) · plane + 4 · j + r % 4]`; rows past `m` in the last group of 4 get the zero
+//!   point.
+//!
+//! Requantization (`requantize`) is one rule for every kernel and backend: the sum plus an int32
+//! bias, converted to f32 (round to nearest even), times one f32 multiplier, rounded half to even,
+//! plus the output zero point, clamped. Every step is exactly specified IEEE arithmetic, so every
+//! kernel equals `generic_qgemm` bit for bit.
 
-/// Portable reference.
-pub fn generic_qgemm_u8i8(m: usize, n: usize, kp: usize, a: &[i8], b: &[u8], c: &mut [i32]) {
-    assert!(kp.is_multiple_of(4) && a.len() >= m * kp && b.len() >= kp * n && c.len() >= m * n);
-    for i in 0..m {
-        let row = &a[i * kp..(i + 1) * kp];
-        let out = &mut c[i * n..(i + 1) * n];
-        out.fill(0);
-        for k4 in 0..kp / 4 {
-            let w = &row[4 * k4..4 * k4 + 4];
-            let bb = &b[k4 * n * 4..(k4 + 1) * n * 4];
-            for (j, o) in out.iter_mut().enumerate() {
-                let x = &bb[4 * j..4 * j + 4];
-                *o += w[0] as i32 * x[0] as i32
-                    + w[1] as i32 * x[1] as i32
-                    + w[2] as i32 * x[2] as i32
-                    + w[3] as i32 * x[3] as i32;
+/// How a GEMM's int32 sums become uint8 values, per row (output channel).
+#[derive(Clone, Copy, Debug)]
+pub struct Requant<'a> {
+    /// Added to the sum: the float bias in accumulator units, minus the input zero-point
+    /// correction `z_x · Σ w`.
+    pub bias: &'a [i32],
+    /// `s_x · s_w / s_out`.
+    pub mult: &'a [f32],
+    /// Output zero point.
+    pub zero: i32,
+    /// Lowest output value: the zero point where a ReLU is fused, else 0.
+    pub lo: i32,
+}
+
+/// 1.5 · 2²³: adding and subtracting it rounds an f32 of magnitude below 2²² to an integer,
+/// half to even (without `roundss`, which baseline x86-64 lacks).
+const ROUND: f32 = 12_582_912.0;
+
+/// The requantization rule (module doc): exact, so SIMD kernels (and GPU shaders) can match it.
+#[inline(always)]
+pub fn requantize(acc: i32, bias: i32, mult: f32, zero: i32, lo: i32) -> u8 {
+    let v = ((acc.wrapping_add(bias)) as f32 * mult).clamp(-512.0, 512.0);
+    let r = (v + ROUND) - ROUND;
+    (r as i32 + zero).clamp(lo, 255) as u8
+}
+
+/// One GEMM call (module doc). The pointers are raw because rows of `B` are windows into
+/// padded activation planes and the output is shared by tasks writing disjoint blocks.
+#[derive(Clone, Copy, Debug)]
+pub struct QGemm<'a> {
+    pub m: usize,
+    pub n: usize,
+    pub kp: usize,
+    pub a: &'a [i8],
+    /// `kp / 4` row pointers, each readable for `4 · n` bytes.
+    pub b: &'a [*const u8],
+    pub rq: Requant<'a>,
+    /// Output base; writable at `(r / 4) · plane + 4 · j + r % 4` for `r < m` rounded up to 4.
+    pub out: *mut u8,
+    /// Bytes between output groups of 4 rows.
+    pub plane: usize,
+}
+
+impl QGemm<'_> {
+    fn check(&self) {
+        assert!(self.kp.is_multiple_of(4) && self.b.len() == self.kp / 4);
+        assert!(self.a.len() >= self.m * self.kp);
+        assert!(self.rq.bias.len() >= self.m && self.rq.mult.len() >= self.m);
+        assert!((0..=255).contains(&self.rq.zero) && self.rq.lo <= self.rq.zero);
+    }
+
+    /// Requantize and store a block of sums: rows `i..i + rows` (i a multiple of 4), columns
+    /// `j..j + cols`, `acc[r][c]`. Rows past `m` in the block's last group of 4 get the zero point.
+    ///
+    /// # Safety
+    /// The output must be writable as the struct says; `acc` has `rows` rounded up to 4 rows.
+    #[inline(always)]
+    unsafe fn store<const C: usize>(
+        &self,
+        i: usize,
+        rows: usize,
+        j: usize,
+        cols: usize,
+        acc: &[[i32; C]],
+    ) {
+        let rq = &self.rq;
+        for (r, sums) in acc.iter().enumerate().take(rows.div_ceil(4) * 4) {
+            let row = i + r;
+            for (c, &s) in sums.iter().enumerate().take(cols) {
+                let q = if row < self.m {
+                    requantize(s, rq.bias[row], rq.mult[row], rq.zero, rq.lo)
+                } else {
+                    rq.zero as u8
+                };
+                *self.out.add((row / 4) * self.plane + 4 * (j + c) + row % 4) = q;
             }
         }
+    }
+}
+
+/// Portable reference: blocks of 4 rows × 8 columns, plain integer sums.
+///
+/// # Safety
+/// The pointers of `g` must be valid as `QGemm` says.
+pub unsafe fn generic_qgemm_u8i8(g: &QGemm) {
+    g.check();
+    let mut i = 0;
+    while i < g.m {
+        let rows = (g.m - i).min(4);
+        let mut j = 0;
+        while j < g.n {
+            let cols = (g.n - j).min(8);
+            let mut acc = [[0i32; 8]; 4];
+            for (k4, &p) in g.b.iter().enumerate() {
+                for (r, sums) in acc.iter_mut().enumerate().take(rows) {
+                    let w = &g.a[(i + r) * g.kp + 4 * k4..][..4];
+                    for (c, s) in sums.iter_mut().enumerate().take(cols) {
+                        let x = p.add(4 * (j + c));
+                        for (q, &wq) in w.iter().enumerate() {
+                            *s += wq as i32 * *x.add(q) as i32;
+                        }
+                    }
+                }
+            }
+            g.store(i, rows, j, cols, &acc);
+            j += cols;
+        }
+        i += rows;
     }
 }
 
@@ -55,139 +156,136 @@ fn cap() -> u8 {
     CAP.load(Ordering::Relaxed)
 }
 
-/// The best kernel this CPU has, picked at run time.
-pub fn qgemm_u8i8(m: usize, n: usize, kp: usize, a: &[i8], b: &[u8], c: &mut [i32]) {
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Pick {
+    Generic,
     #[cfg(target_arch = "x86_64")]
-    if cap() == 0
-        && std::is_x86_feature_detected!("avx512f")
-        && std::is_x86_feature_detected!("avx512vnni")
-        && std::is_x86_feature_detected!("avx512bw")
-    {
-        assert!(kp.is_multiple_of(4) && a.len() >= m * kp && b.len() >= kp * n && c.len() >= m * n);
-        // SAFETY: the features were detected; the bounds were asserted.
-        unsafe { x86_64::avx512vnni_qgemm_u8i8_8x32(m, n, kp, a, b, c) };
-        return;
+    Avx2,
+    #[cfg(target_arch = "x86_64")]
+    Avx512Vnni,
+    #[cfg(target_arch = "aarch64")]
+    Neon,
+    #[cfg(target_arch = "aarch64")]
+    NeonDot,
+}
+
+/// The best kernel this CPU has under the cap, detected at run time.
+fn pick() -> Pick {
+    let cap = cap();
+    if cap == 1 {
+        return Pick::Generic;
     }
     #[cfg(target_arch = "x86_64")]
-    if cap() != 1 && std::is_x86_feature_detected!("avx2") {
-        assert!(kp.is_multiple_of(4) && a.len() >= m * kp && b.len() >= kp * n && c.len() >= m * n);
-        // SAFETY: AVX2 was detected; the bounds were asserted.
-        unsafe { x86_64::avx2_qgemm_u8i8_4x8(m, n, kp, a, b, c) };
-        return;
+    {
+        if cap == 0
+            && std::is_x86_feature_detected!("avx512f")
+            && std::is_x86_feature_detected!("avx512vnni")
+            && std::is_x86_feature_detected!("avx512bw")
+        {
+            return Pick::Avx512Vnni;
+        }
+        if std::is_x86_feature_detected!("avx2") {
+            return Pick::Avx2;
+        }
     }
     #[cfg(target_arch = "aarch64")]
-    if cap() != 1 {
-        assert!(kp.is_multiple_of(4) && a.len() >= m * kp && b.len() >= kp * n && c.len() >= m * n);
-        // SAFETY: NEON is part of ARMv8-A; dotprod is detected; the bounds were asserted.
-        unsafe {
-            if cap() == 0 && std::arch::is_aarch64_feature_detected!("dotprod") {
-                aarch64::neon_dot_qgemm_u8i8_4x8(m, n, kp, a, b, c)
-            } else {
-                aarch64::neon_qgemm_u8i8_4x4(m, n, kp, a, b, c)
-            }
+    {
+        if cap == 0 && std::arch::is_aarch64_feature_detected!("dotprod") {
+            return Pick::NeonDot;
         }
-        return;
+        return Pick::Neon;
     }
-    generic_qgemm_u8i8(m, n, kp, a, b, c)
+    #[allow(unreachable_code)]
+    Pick::Generic
+}
+
+/// The best kernel this CPU has, picked at run time.
+///
+/// # Safety
+/// The pointers of `g` must be valid as `QGemm` says.
+pub unsafe fn qgemm_u8i8(g: &QGemm) {
+    match pick() {
+        Pick::Generic => generic_qgemm_u8i8(g),
+        #[cfg(target_arch = "x86_64")]
+        Pick::Avx2 => x86_64::avx2_qgemm_u8i8_4x8(g),
+        #[cfg(target_arch = "x86_64")]
+        Pick::Avx512Vnni => x86_64::avx512vnni_qgemm_u8i8_8x32(g),
+        #[cfg(target_arch = "aarch64")]
+        Pick::Neon => aarch64::neon_qgemm_u8i8_4x4(g),
+        #[cfg(target_arch = "aarch64")]
+        Pick::NeonDot => aarch64::neon_dot_qgemm_u8i8_4x8(g),
+    }
 }
 
 /// Name of the kernel `qgemm_u8i8` runs here (for reports).
 pub fn qgemm_name() -> &'static str {
-    #[cfg(target_arch = "x86_64")]
-    if cap() == 0
-        && std::is_x86_feature_detected!("avx512f")
-        && std::is_x86_feature_detected!("avx512vnni")
-        && std::is_x86_feature_detected!("avx512bw")
-    {
-        return "avx512vnni_qgemm_u8i8_8x32";
-    }
-    #[cfg(target_arch = "x86_64")]
-    if cap() != 1 && std::is_x86_feature_detected!("avx2") {
-        return "avx2_qgemm_u8i8_4x8";
-    }
-    #[cfg(target_arch = "aarch64")]
-    if cap() != 1 {
-        return if cap() == 0 && std::arch::is_aarch64_feature_detected!("dotprod") {
-            "neon_dot_qgemm_u8i8_4x8"
-        } else {
-            "neon_qgemm_u8i8_4x4"
-        };
-    }
-    "generic_qgemm_u8i8"
-}
-
-/// Scalar columns `j0..n` of `rows` (column tails of the SIMD kernels).
-#[allow(dead_code)]
-fn tail_columns(
-    rows: std::ops::Range<usize>,
-    j0: usize,
-    n: usize,
-    kp: usize,
-    a: &[i8],
-    b: &[u8],
-    c: &mut [i32],
-) {
-    for r in rows {
-        for j in j0..n {
-            let mut s = 0i32;
-            for k in 0..kp {
-                s += a[r * kp + k] as i32 * b[((k / 4) * n + j) * 4 + k % 4] as i32;
-            }
-            c[r * n + j] = s;
-        }
+    match pick() {
+        Pick::Generic => "generic_qgemm_u8i8",
+        #[cfg(target_arch = "x86_64")]
+        Pick::Avx2 => "avx2_qgemm_u8i8_4x8",
+        #[cfg(target_arch = "x86_64")]
+        Pick::Avx512Vnni => "avx512vnni_qgemm_u8i8_8x32",
+        #[cfg(target_arch = "aarch64")]
+        Pick::Neon => "neon_qgemm_u8i8_4x4",
+        #[cfg(target_arch = "aarch64")]
+        Pick::NeonDot => "neon_dot_qgemm_u8i8_4x8",
     }
 }
 
 #[cfg(target_arch = "aarch64")]
 #[allow(clippy::needless_range_loop)] // register-block loops read best indexed
 pub mod aarch64 {
+    use super::QGemm;
     use std::arch::aarch64::*;
 
-    /// Any ARMv8: a block of 4 rows × 4 columns. The 16 bytes of 4 columns × 4 k are widened to
+    /// Any ARMv8: blocks of 4 rows × 4 columns. The 16 bytes of 4 columns × 4 k are widened to
     /// i16 and multiplied-accumulated into i32 with `smlal`/`smlal2` (one int32x4 of partial sums
-    /// per row and column, summed across lanes at the end).
+    /// per row and column, summed across lanes at the end); the shared scalar requantization.
     ///
     /// # Safety
-    /// Operands as in the module doc.
+    /// The CPU has NEON (every ARMv8-A); pointers as `QGemm` says.
     #[target_feature(enable = "neon")]
-    pub unsafe fn neon_qgemm_u8i8_4x4(
-        m: usize,
-        n: usize,
-        kp: usize,
-        a: &[i8],
-        b: &[u8],
-        c: &mut [i32],
-    ) {
-        let (k4n, n4) = (kp / 4, n / 4 * 4);
+    pub unsafe fn neon_qgemm_u8i8_4x4(g: &QGemm) {
+        g.check();
         let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(4);
-            for j in (0..n4).step_by(4) {
+        while i < g.m {
+            let rows = (g.m - i).min(4);
+            let w: [*const u8; 4] = std::array::from_fn(|r| {
+                g.a.as_ptr().add((i + r.min(rows - 1)) * g.kp) as *const u8
+            });
+            let mut j = 0;
+            while j < g.n {
+                let cols = (g.n - j).min(4);
                 let mut acc = [[vdupq_n_s32(0); 4]; 4];
-                for k4 in 0..k4n {
-                    // Load 4 columns × 4 k of activations, widened to i16.
-                    let x = vld1q_u8(b.as_ptr().add((k4 * n + j) * 4));
+                let mut tail = [0u8; 16];
+                for (k4, &p) in g.b.iter().enumerate() {
+                    // 4 columns × 4 k of activations, widened to i16.
+                    let src = p.add(4 * j);
+                    let x = if cols == 4 {
+                        vld1q_u8(src)
+                    } else {
+                        std::ptr::copy_nonoverlapping(src, tail.as_mut_ptr(), 4 * cols);
+                        vld1q_u8(tail.as_ptr())
+                    };
                     let x01 = vreinterpretq_s16_u16(vmovl_u8(vget_low_u8(x)));
                     let x23 = vreinterpretq_s16_u16(vmovl_high_u8(x));
-                    for r in 0..rows {
+                    for r in 0..4 {
                         // The row's 4 weights widened, twice.
-                        let w8 = vld1_s8(a.as_ptr().add((i + r) * kp + 4 * k4));
-                        let w = vmovl_s8(vreinterpret_s8_s32(vdup_lane_s32::<0>(
-                            vreinterpret_s32_s8(w8),
-                        )));
-                        acc[r][0] = vmlal_s16(acc[r][0], vget_low_s16(x01), vget_low_s16(w));
-                        acc[r][1] = vmlal_high_s16(acc[r][1], x01, w);
-                        acc[r][2] = vmlal_s16(acc[r][2], vget_low_s16(x23), vget_low_s16(w));
-                        acc[r][3] = vmlal_high_s16(acc[r][3], x23, w);
+                        let w8 = vreinterpret_s8_u32(vdup_n_u32(
+                            (w[r].add(4 * k4) as *const u32).read_unaligned(),
+                        ));
+                        let wv = vmovl_s8(w8);
+                        acc[r][0] = vmlal_s16(acc[r][0], vget_low_s16(x01), vget_low_s16(wv));
+                        acc[r][1] = vmlal_high_s16(acc[r][1], x01, wv);
+                        acc[r][2] = vmlal_s16(acc[r][2], vget_low_s16(x23), vget_low_s16(wv));
+                        acc[r][3] = vmlal_high_s16(acc[r][3], x23, wv);
                     }
                 }
-                for r in 0..rows {
-                    for q in 0..4 {
-                        c[(i + r) * n + j + q] = vaddvq_s32(acc[r][q]);
-                    }
-                }
+                let sums: [[i32; 4]; 4] =
+                    std::array::from_fn(|r| std::array::from_fn(|c| vaddvq_s32(acc[r][c])));
+                g.store(i, rows, j, cols, &sums);
+                j += cols;
             }
-            super::tail_columns(i..i + rows, n4, n, kp, a, b, c);
             i += rows;
         }
     }
@@ -201,59 +299,59 @@ pub mod aarch64 {
         acc
     }
 
-    /// ARMv8.2 dot product: a block of 4 rows × 8 columns, one `sdot` per row and 4 columns.
+    /// ARMv8.2 dot product: blocks of 4 rows × 8 columns, one `sdot` per row and 4 columns.
     /// `sdot` is signed × signed, so activations are shifted to i8 (x − 128, a byte XOR) and
     /// 128 · Σw is added back: exact.
     ///
     /// # Safety
-    /// The CPU must have the dot-product extension; operands as in the module doc.
+    /// The CPU must have the dot-product extension; pointers as `QGemm` says.
     #[target_feature(enable = "neon,dotprod")]
-    pub unsafe fn neon_dot_qgemm_u8i8_4x8(
-        m: usize,
-        n: usize,
-        kp: usize,
-        a: &[i8],
-        b: &[u8],
-        c: &mut [i32],
-    ) {
-        let (k4n, n8) = (kp / 4, n / 8 * 8);
+    pub unsafe fn neon_dot_qgemm_u8i8_4x8(g: &QGemm) {
+        g.check();
         let flip = vdupq_n_u8(0x80);
         let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(4);
-            let bias: [i32; 4] = std::array::from_fn(|r| {
-                if r < rows {
-                    128 * a[(i + r) * kp..(i + r + 1) * kp]
-                        .iter()
-                        .map(|&v| v as i32)
-                        .sum::<i32>()
-                } else {
-                    0
-                }
+        while i < g.m {
+            let rows = (g.m - i).min(4);
+            let w: [*const u8; 4] = std::array::from_fn(|r| {
+                g.a.as_ptr().add((i + r.min(rows - 1)) * g.kp) as *const u8
             });
-            for j in (0..n8).step_by(8) {
+            let shift: [i32; 4] = std::array::from_fn(|r| {
+                128 * g.a[(i + r.min(rows - 1)) * g.kp..][..g.kp]
+                    .iter()
+                    .map(|&v| v as i32)
+                    .sum::<i32>()
+            });
+            let mut j = 0;
+            while j < g.n {
+                let cols = (g.n - j).min(8);
                 let mut acc = [[vdupq_n_s32(0); 2]; 4];
-                for k4 in 0..k4n {
-                    // Load 8 columns × 4 k, shifted to i8.
-                    let p = b.as_ptr().add((k4 * n + j) * 4);
-                    let x0 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p), flip));
-                    let x1 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(p.add(16)), flip));
-                    for r in 0..rows {
-                        let w = vreinterpretq_s8_s32(vdupq_n_s32(
-                            (a.as_ptr().add((i + r) * kp + 4 * k4) as *const i32).read_unaligned(),
+                let mut tail = [0u8; 32];
+                for (k4, &p) in g.b.iter().enumerate() {
+                    // 8 columns × 4 k, shifted to i8.
+                    let mut src = p.add(4 * j);
+                    if cols < 8 {
+                        std::ptr::copy_nonoverlapping(src, tail.as_mut_ptr(), 4 * cols);
+                        src = tail.as_ptr();
+                    }
+                    let x0 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(src), flip));
+                    let x1 = vreinterpretq_s8_u8(veorq_u8(vld1q_u8(src.add(16)), flip));
+                    for r in 0..4 {
+                        let wv = vreinterpretq_s8_u32(vdupq_n_u32(
+                            (w[r].add(4 * k4) as *const u32).read_unaligned(),
                         ));
-                        acc[r][0] = sdot(acc[r][0], x0, w);
-                        acc[r][1] = sdot(acc[r][1], x1, w);
+                        acc[r][0] = sdot(acc[r][0], x0, wv);
+                        acc[r][1] = sdot(acc[r][1], x1, wv);
                     }
                 }
-                for r in 0..rows {
-                    let o = c.as_mut_ptr().add((i + r) * n + j);
-                    let bv = vdupq_n_s32(bias[r]);
-                    vst1q_s32(o, vaddq_s32(acc[r][0], bv));
-                    vst1q_s32(o.add(4), vaddq_s32(acc[r][1], bv));
+                let mut sums = [[0i32; 8]; 4];
+                for r in 0..4 {
+                    let bv = vdupq_n_s32(shift[r]);
+                    vst1q_s32(sums[r].as_mut_ptr(), vaddq_s32(acc[r][0], bv));
+                    vst1q_s32(sums[r].as_mut_ptr().add(4), vaddq_s32(acc[r][1], bv));
                 }
+                g.store(i, rows, j, cols, &sums);
+                j += cols;
             }
-            super::tail_columns(i..i + rows, n8, n, kp, a, b, c);
             i += rows;
         }
     }
@@ -261,28 +359,22 @@ pub mod aarch64 {
 
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64 {
+    use super::QGemm;
     use std::arch::x86_64::*;
 
-    /// AVX2: a register block of 4 rows × 8 columns. Bytes are widened to i16 and multiplied
-    /// with `vpmaddwd` (exact: no `vpmaddubsw`, whose i16 saturation would break bit-exactness),
-    /// giving two partial sums per column that are folded with one `vphaddd` at the end.
-    /// Column tails fall back to scalar code.
+    /// AVX2: blocks of 4 rows × 8 columns. Bytes are widened to i16 and multiplied with
+    /// `vpmaddwd` (exact: no `vpmaddubsw`, whose i16 saturation would break bit-exactness),
+    /// giving two partial sums per column that are folded with one `vphaddd` at the end; the
+    /// shared scalar requantization.
     ///
     /// # Safety
-    /// The CPU must have AVX2; operands as in the module doc.
+    /// The CPU must have AVX2; pointers as `QGemm` says.
     #[target_feature(enable = "avx2")]
-    pub unsafe fn avx2_qgemm_u8i8_4x8(
-        m: usize,
-        n: usize,
-        kp: usize,
-        a: &[i8],
-        b: &[u8],
-        c: &mut [i32],
-    ) {
-        let k4n = kp / 4;
-        let n8 = n / 8 * 8;
+    pub unsafe fn avx2_qgemm_u8i8_4x8(g: &QGemm) {
+        g.check();
+        let k4n = g.kp / 4;
         // Each row's 4-weight groups widened to 4 i16 once, for a 64-bit broadcast per step.
-        let wpat: Vec<i64> = a[..m * kp]
+        let wpat: Vec<i64> = g.a[..g.m * g.kp]
             .chunks_exact(4)
             .map(|w| {
                 w.iter().enumerate().fold(0i64, |acc, (q, &v)| {
@@ -291,93 +383,135 @@ pub mod x86_64 {
             })
             .collect();
         let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(4);
-            for j in (0..n8).step_by(8) {
+        while i < g.m {
+            let rows = (g.m - i).min(4);
+            let w: [&[i64]; 4] =
+                std::array::from_fn(|r| &wpat[(i + r.min(rows - 1)) * k4n..][..k4n]);
+            let mut j = 0;
+            while j < g.n {
+                let cols = (g.n - j).min(8);
                 let mut lo = [_mm256_setzero_si256(); 4];
                 let mut hi = [_mm256_setzero_si256(); 4];
-                for k4 in 0..k4n {
-                    // Load 8 columns × 4 k of activations, widened to i16.
-                    let x = _mm256_loadu_si256(b.as_ptr().add((k4 * n + j) * 4) as *const __m256i);
+                let mut tail = [0u8; 32];
+                for (k4, &p) in g.b.iter().enumerate() {
+                    // 8 columns × 4 k of activations, widened to i16.
+                    let mut src = p.add(4 * j);
+                    if cols < 8 {
+                        std::ptr::copy_nonoverlapping(src, tail.as_mut_ptr(), 4 * cols);
+                        src = tail.as_ptr();
+                    }
+                    let x = _mm256_loadu_si256(src as *const __m256i);
                     let xl = _mm256_cvtepu8_epi16(_mm256_castsi256_si128(x));
                     let xh = _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(x));
-                    for r in 0..rows {
+                    for r in 0..4 {
                         // The row's 4 weights as i16, repeated over the register.
-                        let wv = _mm256_set1_epi64x(*wpat.get_unchecked((i + r) * k4n + k4));
+                        let wv = _mm256_set1_epi64x(*w[r].get_unchecked(k4));
                         lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(xl, wv));
                         hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(xh, wv));
                     }
                 }
-                // Fold the two partial sums of each column and store.
-                for r in 0..rows {
+                // Fold the two partial sums of each column.
+                let mut sums = [[0i32; 8]; 4];
+                for r in 0..4 {
                     let s =
                         _mm256_permute4x64_epi64::<0b11_01_10_00>(_mm256_hadd_epi32(lo[r], hi[r]));
-                    _mm256_storeu_si256(c.as_mut_ptr().add((i + r) * n + j) as *mut __m256i, s);
+                    _mm256_storeu_si256(sums[r].as_mut_ptr() as *mut __m256i, s);
                 }
+                g.store(i, rows, j, cols, &sums);
+                j += cols;
             }
-            super::tail_columns(i..i + rows, n8, n, kp, a, b, c);
             i += rows;
         }
     }
 
-    /// AVX-512 VNNI: a register block of 8 rows × 32 columns (16 accumulators), `vpdpbusd` over 4 k
-    /// at a time; column tails through masked loads and stores, row tails one row at a time.
+    /// AVX-512 VNNI: blocks of 8 rows × 32 columns (16 accumulators), `vpdpbusd` over 4 k at a
+    /// time; column tails through masked loads and stores. The requantization runs on the
+    /// registers: 16 columns of 4 rows packed into one u32 each and stored in one go.
     ///
     /// # Safety
-    /// The CPU must have AVX-512 F, BW and VNNI; operands as in the module doc.
+    /// The CPU must have AVX-512 F, BW and VNNI; pointers as `QGemm` says.
     #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-    pub unsafe fn avx512vnni_qgemm_u8i8_8x32(
-        m: usize,
-        n: usize,
-        kp: usize,
-        a: &[i8],
-        b: &[u8],
-        c: &mut [i32],
-    ) {
-        let bp = b.as_ptr();
-        let k4n = kp / 4;
+    pub unsafe fn avx512vnni_qgemm_u8i8_8x32(g: &QGemm) {
+        g.check();
         let mut i = 0;
-        while i < m {
-            let rows = (m - i).min(8);
-            let mut j = 0;
-            while j < n {
-                let cols = (n - j).min(32);
-                let m0: __mmask16 = if cols >= 16 {
-                    0xFFFF
-                } else {
-                    (1u32 << cols) as u16 - 1
-                };
-                let m1: __mmask16 = if cols >= 32 {
-                    0xFFFF
-                } else if cols > 16 {
-                    (1u32 << (cols - 16)) as u16 - 1
-                } else {
-                    0
-                };
-                let mut acc = [_mm512_setzero_si512(); 16];
-                for k4 in 0..k4n {
-                    // Load 32 columns × 4 k of activations.
-                    let p = bp.add((k4 * n + j) * 4) as *const i32;
-                    let x0 = _mm512_maskz_loadu_epi32(m0, p);
-                    let x1 = _mm512_maskz_loadu_epi32(m1, p.add(16));
-                    // Broadcast 4 k of each row's weights and accumulate.
-                    for r in 0..rows {
-                        let w = _mm512_set1_epi32(
-                            (a.as_ptr().add((i + r) * kp + 4 * k4) as *const i32).read_unaligned(),
-                        );
-                        acc[2 * r] = _mm512_dpbusd_epi32(acc[2 * r], x0, w);
-                        acc[2 * r + 1] = _mm512_dpbusd_epi32(acc[2 * r + 1], x1, w);
-                    }
-                }
-                // Store the block.
-                for r in 0..rows {
-                    let o = c.as_mut_ptr().add((i + r) * n + j);
-                    _mm512_mask_storeu_epi32(o, m0, acc[2 * r]);
-                    _mm512_mask_storeu_epi32(o.add(16), m1, acc[2 * r + 1]);
-                }
-                j += 32;
+        while i < g.m {
+            let rows = (g.m - i).min(8);
+            if rows > 4 {
+                block::<8>(g, i, rows);
+            } else {
+                block::<4>(g, i, rows);
             }
             i += rows;
+        }
+    }
+
+    /// Rows `i..i + rows` (`rows ≤ R`, R a multiple of 4), every column.
+    #[inline]
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    unsafe fn block<const R: usize>(g: &QGemm, i: usize, rows: usize) {
+        // Rows past m repeat the last row's weights, and requantize every sum to the zero point
+        // (bias 0, multiplier 0).
+        let w: [*const i32; R] =
+            std::array::from_fn(|r| g.a.as_ptr().add((i + r.min(rows - 1)) * g.kp) as *const i32);
+        let bias: [__m512i; R] =
+            std::array::from_fn(|r| _mm512_set1_epi32(if r < rows { g.rq.bias[i + r] } else { 0 }));
+        let mult: [__m512; R] =
+            std::array::from_fn(|r| _mm512_set1_ps(if r < rows { g.rq.mult[i + r] } else { 0.0 }));
+        let (zero, lo, hi) = (
+            _mm512_set1_epi32(g.rq.zero),
+            _mm512_set1_epi32(g.rq.lo),
+            _mm512_set1_epi32(255),
+        );
+        let (vmin, vmax) = (_mm512_set1_ps(-512.0), _mm512_set1_ps(512.0));
+        let mut j = 0;
+        while j < g.n {
+            let cols = (g.n - j).min(32);
+            let m0: __mmask16 = if cols >= 16 {
+                0xFFFF
+            } else {
+                (1u32 << cols) as u16 - 1
+            };
+            let m1: __mmask16 = if cols >= 32 {
+                0xFFFF
+            } else if cols > 16 {
+                (1u32 << (cols - 16)) as u16 - 1
+            } else {
+                0
+            };
+            let mut acc0 = [_mm512_setzero_si512(); R];
+            let mut acc1 = [_mm512_setzero_si512(); R];
+            for (k4, &p) in g.b.iter().enumerate() {
+                // 32 columns × 4 k of activations.
+                let p = p.add(4 * j) as *const i32;
+                let x0 = _mm512_maskz_loadu_epi32(m0, p);
+                let x1 = _mm512_maskz_loadu_epi32(m1, p.add(16));
+                // Broadcast 4 k of each row's weights and accumulate.
+                for r in 0..R {
+                    let wv = _mm512_set1_epi32(w[r].add(k4).read_unaligned());
+                    acc0[r] = _mm512_dpbusd_epi32(acc0[r], x0, wv);
+                    acc1[r] = _mm512_dpbusd_epi32(acc1[r], x1, wv);
+                }
+            }
+            // Requantize (the rule of `super::requantize`, lane-wise) and pack 4 rows per u32.
+            for grp in 0..R / 4 {
+                let o = g.out.add((i / 4 + grp) * g.plane + 4 * j) as *mut i32;
+                for (h, acc, mask) in [(0, &acc0, m0), (1, &acc1, m1)] {
+                    let mut word = _mm512_setzero_si512();
+                    for q in 0..4 {
+                        let r = 4 * grp + q;
+                        let v = _mm512_cvtepi32_ps(_mm512_add_epi32(acc[r], bias[r]));
+                        let v = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(v, mult[r]), vmin), vmax);
+                        let v = _mm512_add_epi32(_mm512_cvtps_epi32(v), zero);
+                        let v = _mm512_min_epi32(_mm512_max_epi32(v, lo), hi);
+                        word = _mm512_or_si512(
+                            word,
+                            _mm512_sllv_epi32(v, _mm512_set1_epi32(8 * q as i32)),
+                        );
+                    }
+                    _mm512_mask_storeu_epi32(o.add(16 * h), mask, word);
+                }
+            }
+            j += 32;
         }
     }
 }
@@ -397,16 +531,87 @@ mod tests {
         }
     }
 
-    /// Every kernel against `generic`: m, n and k below, at and above the tile, not multiples of it.
+    struct Rng(u32);
+    impl Rng {
+        fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            self.0
+        }
+    }
+
+    /// Every kernel this CPU can run, by name.
+    #[allow(clippy::type_complexity)]
+    fn kernels() -> Vec<(&'static str, unsafe fn(&QGemm))> {
+        #[allow(unused_mut)]
+        let mut v: Vec<(&'static str, unsafe fn(&QGemm))> = vec![];
+        #[cfg(target_arch = "x86_64")]
+        {
+            if std::is_x86_feature_detected!("avx2") {
+                v.push(("avx2", x86_64::avx2_qgemm_u8i8_4x8));
+            } else {
+                eprintln!("SKIPPED the AVX2 kernel: this CPU has no AVX2");
+            }
+            if std::is_x86_feature_detected!("avx512f")
+                && std::is_x86_feature_detected!("avx512vnni")
+                && std::is_x86_feature_detected!("avx512bw")
+            {
+                v.push(("avx512vnni", x86_64::avx512vnni_qgemm_u8i8_8x32));
+            } else {
+                eprintln!("SKIPPED the AVX-512 VNNI kernel: this CPU lacks it");
+            }
+        }
+        #[cfg(target_arch = "aarch64")]
+        {
+            v.push(("neon", aarch64::neon_qgemm_u8i8_4x4));
+            if std::arch::is_aarch64_feature_detected!("dotprod") {
+                v.push(("neon dot", aarch64::neon_dot_qgemm_u8i8_4x8));
+            } else {
+                eprintln!("SKIPPED the sdot kernel: this CPU has no dot product (the NEON fallback is used)");
+            }
+        }
+        v
+    }
+
+    /// Run `f` on a random problem: rows of B at scattered offsets of one buffer, outputs in
+    /// groups with a gap between them (which must stay untouched).
+    fn run(
+        f: unsafe fn(&QGemm),
+        (m, n, k): (usize, usize, usize),
+        a: &[i8],
+        src: &[u8],
+        offs: &[usize],
+        rq: Requant,
+    ) -> Vec<u8> {
+        let kp = k.div_ceil(4) * 4;
+        let rows: Vec<*const u8> = offs.iter().map(|&o| src[o..].as_ptr()).collect();
+        let plane = 4 * n + 12;
+        let mut out = vec![0xA5u8; m.div_ceil(4) * plane];
+        let g = QGemm {
+            m,
+            n,
+            kp,
+            a,
+            b: &rows,
+            rq,
+            out: out.as_mut_ptr(),
+            plane,
+        };
+        unsafe { f(&g) };
+        for grp in 0..m.div_ceil(4) {
+            assert!(out[grp * plane + 4 * n..(grp + 1) * plane]
+                .iter()
+                .all(|&v| v == 0xA5));
+        }
+        out
+    }
+
+    /// Every kernel against `generic`: m, n and k below, at and above the blocks, not multiples
+    /// of them; random and extreme operands; with and without a fused ReLU.
     #[test]
     fn simd_equals_generic_bit_for_bit() {
-        let mut s = 12345u32;
-        let mut rnd = || {
-            s ^= s << 13;
-            s ^= s >> 17;
-            s ^= s << 5;
-            s
-        };
+        let mut rng = Rng(12345);
         for &(m, n, k) in &[
             (1usize, 1usize, 1usize),
             (3, 31, 5),
@@ -415,56 +620,59 @@ mod tests {
             (8, 64, 36),
             (13, 100, 77),
             (64, 17, 576),
+            (12, 47, 300),
         ] {
             let kp = k.div_ceil(4) * 4;
-            let mut a = vec![0i8; m * kp];
-            for r in 0..m {
-                for q in 0..k {
-                    a[r * kp + q] = rnd() as i8;
+            for extreme in [false, true] {
+                let mut a = vec![0i8; m * kp];
+                for r in 0..m {
+                    for q in 0..k {
+                        a[r * kp + q] = if extreme { -128 } else { rng.next() as i8 };
+                    }
                 }
-            }
-            // Junk in the padded k rows of b must not matter.
-            let b: Vec<u8> = (0..kp * n).map(|_| rnd() as u8).collect();
-            let mut want = vec![0i32; m * n];
-            generic_qgemm_u8i8(m, n, kp, &a, &b, &mut want);
-            let mut got = vec![7i32; m * n];
-            qgemm_u8i8(m, n, kp, &a, &b, &mut got);
-            assert_eq!(got, want, "{} on m {m} n {n} k {k}", qgemm_name());
-            #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx2") {
-                let mut got2 = vec![7i32; m * n];
-                unsafe { x86_64::avx2_qgemm_u8i8_4x8(m, n, kp, &a, &b, &mut got2) };
-                assert_eq!(got2, want, "avx2 on m {m} n {n} k {k}");
-            } else {
-                eprintln!("SKIPPED the AVX2 kernel: this CPU has no AVX2");
-            }
-            #[cfg(target_arch = "aarch64")]
-            {
-                let mut g = vec![7i32; m * n];
-                unsafe { aarch64::neon_qgemm_u8i8_4x4(m, n, kp, &a, &b, &mut g) };
-                assert_eq!(g, want, "neon on m {m} n {n} k {k}");
-                if std::arch::is_aarch64_feature_detected!("dotprod") {
-                    let mut g = vec![7i32; m * n];
-                    unsafe { aarch64::neon_dot_qgemm_u8i8_4x8(m, n, kp, &a, &b, &mut g) };
-                    assert_eq!(g, want, "neon dot on m {m} n {n} k {k}");
-                } else {
-                    eprintln!("SKIPPED the sdot kernel: this CPU has no dot product (the NEON fallback is used)");
+                let src: Vec<u8> = (0..4 * n + 4000)
+                    .map(|_| if extreme { 255 } else { rng.next() as u8 })
+                    .collect();
+                // Junk in the padded k rows must not matter: it has zero weights.
+                let offs: Vec<usize> = (0..kp / 4).map(|_| rng.next() as usize % 4000).collect();
+                let bias: Vec<i32> = (0..m)
+                    .map(|_| (rng.next() % 200_000) as i32 - 100_000)
+                    .collect();
+                let mult: Vec<f32> = (0..m)
+                    .map(|_| (rng.next() % 1000 + 1) as f32 * if extreme { 1e-3 } else { 1e-5 })
+                    .collect();
+                for (zero, lo) in [(0, 0), (37, 0), (37, 37), (255, 255)] {
+                    let rq = Requant {
+                        bias: &bias,
+                        mult: &mult,
+                        zero,
+                        lo,
+                    };
+                    let want = run(generic_qgemm_u8i8, (m, n, k), &a, &src, &offs, rq);
+                    for (name, f) in kernels() {
+                        let got = run(f, (m, n, k), &a, &src, &offs, rq);
+                        assert!(
+                            got == want,
+                            "{name} on m {m} n {n} k {k}, zero {zero} lo {lo}"
+                        );
+                    }
+                    let got = run(qgemm_u8i8, (m, n, k), &a, &src, &offs, rq);
+                    assert!(got == want, "{} on m {m} n {n} k {k}", qgemm_name());
                 }
-            }
-            // Extreme values: 255 × -128 summed over k.
-            let a2 = vec![-128i8; m * kp];
-            let b2 = vec![255u8; kp * n];
-            let mut w2 = vec![0; m * n];
-            let mut g2 = vec![0; m * n];
-            generic_qgemm_u8i8(m, n, kp, &a2, &b2, &mut w2);
-            qgemm_u8i8(m, n, kp, &a2, &b2, &mut g2);
-            assert_eq!(g2, w2);
-            #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx2") {
-                let mut g3 = vec![0; m * n];
-                unsafe { x86_64::avx2_qgemm_u8i8_4x8(m, n, kp, &a2, &b2, &mut g3) };
-                assert_eq!(g3, w2, "avx2 extremes");
             }
         }
+    }
+
+    /// The rule itself: half to even, saturation, the ReLU floor, huge sums.
+    #[test]
+    fn requantize_rounds_half_to_even_and_saturates() {
+        assert_eq!(requantize(5, 0, 0.5, 0, 0), 2); // 2.5 → 2
+        assert_eq!(requantize(7, 0, 0.5, 0, 0), 4); // 3.5 → 4
+        assert_eq!(requantize(-5, 0, 0.5, 10, 0), 8); // −2.5 → −2
+        assert_eq!(requantize(-1000, 0, 1.0, 10, 0), 0);
+        assert_eq!(requantize(-1000, 0, 1.0, 10, 10), 10);
+        assert_eq!(requantize(i32::MAX - 5, 5, 1.0, 0, 0), 255);
+        assert_eq!(requantize(i32::MIN + 5, -5, 1.0, 255, 0), 0);
+        assert_eq!(requantize(100, 28, 1.0, 0, 0), 128);
     }
 }

@@ -1,56 +1,271 @@
 //! The CPU int8 engine: the same graph as the float engines, activations uint8 between layers.
 //!
-//! 3×3 convs and transposed convs are u8 × i8 → i32 GEMMs (`kernels`) over operands packed
-//! QNNPACK-style, with requantization (per-channel weight scale, per-tensor activation scale and
-//! zero point, float bias, ReLU) fused after each GEMM tile. The decoder's first conv reads the
-//! skip and the upsampled tensor as two GEMMs with their own scales: no concatenation. Max-pool
-//! works on the uint8 values directly; the bilinear resize dequantizes, interpolates and
-//! requantizes with the same parameters; the first conv (float image in) and the head (logits out)
-//! run in float32.
+//! Activations live in one layout (`QAct`): channels in groups of 4, one u32 per pixel and
+//! group, each plane bordered by one pixel of the zero point. A 3×3 conv is then an implicit
+//! GEMM (`kernels`): the rows of its activation operand are the padded input planes shifted by
+//! each tap, read in place (no im2col, no packing), and the kernels requantize their int32 sums
+//! straight into the next layer's layout (ReLU fused; `kernels::requantize` is the one rule).
+//! The decoder's first conv reads the skip and the upsampled tensor as one GEMM over both: the
+//! two share their quantization (`QUNet::share_skip_quantization`), so no concatenation and
+//! no float round trip. Transposed convs are one GEMM over their 4 taps, scattered; max-pool
+//! works on the uint8 values; the bilinear resize (odd sizes only) dequantizes, interpolates and
+//! requantizes with the same parameters; the first conv (float image in) and the head (logits
+//! out) run in float32.
+//!
+//! `Int8Model` prepares a model once (weights packed as GEMM rows, requantization constants);
+//! `forward` is the one-shot form.
 
 pub mod kernels;
+
+use std::collections::HashMap;
 
 use rayon::prelude::*;
 
 use crate::compress::{QConv, QParams, QUNet};
 use crate::cpu::{gemm_f32, generic};
+use crate::model::{ConvWeights, UNetSpec};
 use crate::plan::{ConvRef, Graph, Op};
 use crate::tensor::Tensor;
-use crate::Result;
+use crate::{Error, Result};
+use kernels::{QGemm, Requant};
 
-/// A uint8 NCHW tensor with its quantization.
+/// uint8 activations and their quantization, laid out for the kernels: `[n][c/4][h+2][w+2][4]`
+/// (channel groups of 4, a border of one pixel), plus `SLACK` bytes. Borders and the channels
+/// past `c` in the last group hold the zero point.
 #[derive(Clone, Debug)]
-pub struct QTensor {
+pub struct QAct {
     pub shape: [usize; 4],
-    pub data: Vec<u8>,
     pub q: QParams,
+    pub data: Vec<u8>,
 }
 
-impl QTensor {
-    pub fn quantize(t: &Tensor, q: QParams) -> QTensor {
-        QTensor {
-            shape: t.shape,
-            data: t.data.par_iter().map(|&v| q.quantize(v)).collect(),
+/// Trailing bytes: the taps of the last plane's two junk columns per row read 2 pixels past it.
+const SLACK: usize = 8;
+
+impl QAct {
+    /// All zero point.
+    fn new(shape: [usize; 4], q: QParams) -> QAct {
+        let [n, c, h, w] = shape;
+        QAct {
+            shape,
             q,
+            data: vec![q.zero; n * c.div_ceil(4) * (h + 2) * (w + 2) * 4 + SLACK],
         }
     }
 
-    pub fn dequantize(&self) -> Tensor {
+    /// Channel groups of 4.
+    pub fn groups(&self) -> usize {
+        self.shape[1].div_ceil(4)
+    }
+
+    /// Padded row length in pixels.
+    fn pw(&self) -> usize {
+        self.shape[3] + 2
+    }
+
+    /// Bytes per channel group (one padded plane).
+    pub fn plane(&self) -> usize {
+        (self.shape[2] + 2) * self.pw() * 4
+    }
+
+    /// Bytes per image.
+    pub fn image(&self) -> usize {
+        self.groups() * self.plane()
+    }
+
+    /// Byte of (image, channel, y, x).
+    #[inline]
+    fn at(&self, n: usize, c: usize, y: usize, x: usize) -> usize {
+        n * self.image() + (c / 4) * self.plane() + ((y + 1) * self.pw() + x + 1) * 4 + c % 4
+    }
+
+    /// Quantize a float NCHW tensor.
+    pub fn from_f32(t: &Tensor, q: QParams) -> QAct {
+        let mut out = QAct::new(t.shape, q);
+        let [n, c, h, w] = t.shape;
+        let (groups, plane, pw) = (out.groups(), out.plane(), out.pw());
+        out.data[..n * groups * plane]
+            .par_chunks_mut(plane)
+            .enumerate()
+            .for_each(|(p, dst)| {
+                let (img, g) = (p / groups, p % groups);
+                for k in 0..4.min(c - 4 * g) {
+                    let src = &t.data[(img * c + 4 * g + k) * h * w..][..h * w];
+                    for y in 0..h {
+                        for x in 0..w {
+                            dst[((y + 1) * pw + x + 1) * 4 + k] = q.quantize(src[y * w + x]);
+                        }
+                    }
+                }
+            });
+        out
+    }
+
+    /// Dequantize to a float NCHW tensor.
+    pub fn to_f32(&self) -> Tensor {
+        let [n, c, h, w] = self.shape;
+        let mut data = vec![0f32; n * c * h * w];
+        data.par_chunks_mut(h * w).enumerate().for_each(|(p, dst)| {
+            let (img, ch) = (p / c, p % c);
+            for y in 0..h {
+                for x in 0..w {
+                    dst[y * w + x] = self.q.dequantize(self.data[self.at(img, ch, y, x)]);
+                }
+            }
+        });
         Tensor {
             shape: self.shape,
-            data: self
-                .data
-                .par_iter()
-                .map(|&v| self.q.dequantize(v))
-                .collect(),
+            data,
         }
+    }
+
+    /// Put the zero point back in the left and right border columns (conv kernels write their
+    /// junk columns there).
+    fn clear_side_borders(&mut self) {
+        let (pw, z) = (self.pw(), self.q.zero);
+        let planes = self.shape[0] * self.groups();
+        let plane = self.plane();
+        self.data[..planes * plane]
+            .par_chunks_mut(plane)
+            .for_each(|p| {
+                for row in p.chunks_exact_mut(pw * 4) {
+                    row[..4].fill(z);
+                    row[(pw - 1) * 4..].fill(z);
+                }
+            });
     }
 }
 
-/// Target columns of a conv tile (per thread task); tiles are whole padded rows.
+/// A conv ready for the kernels: weights as GEMM rows in the order the kernels read activations,
+/// and the requantization constants for its input's quantization.
+#[derive(Clone, Debug)]
+struct PConv {
+    /// GEMM rows.
+    m: usize,
+    /// Real output channels.
+    cout: usize,
+    kp: usize,
+    a: Vec<i8>,
+    bias: Vec<i32>,
+    mult: Vec<f32>,
+    out: QParams,
+    /// The kernels' lowest output: the zero point where a ReLU is fused, else 0.
+    lo: i32,
+}
+
+/// Requantization constants of one output channel (`kernels::Requant`): the float bias in
+/// accumulator units (s_x · s_w), rounded half to even, minus z_x · Σw; and s_x · s_w / s_out.
+fn requant_consts(bias: f32, w_scale: f32, w_sum: i32, x: QParams, out: QParams) -> (i32, f32) {
+    let unit = x.scale as f64 * w_scale as f64;
+    let limit = (1u32 << 30) as f64;
+    let b = (bias as f64 / unit).round_ties_even().clamp(-limit, limit) as i32;
+    (b - x.zero as i32 * w_sum, (unit / out.scale as f64) as f32)
+}
+
+impl PConv {
+    /// A 3×3 conv reading `parts` (channel counts, in order) as one GEMM: row `co`, k = (part,
+    /// channel group, tap, channel in group).
+    fn conv3x3(qc: &QConv, x: QParams, parts: &[usize]) -> PConv {
+        let [cout, cin, _, _] = qc.shape;
+        let kp: usize = parts.iter().map(|c| 36 * c.div_ceil(4)).sum();
+        let mut a = vec![0i8; cout * kp];
+        let mut bias = Vec::with_capacity(cout);
+        let mut mult = Vec::with_capacity(cout);
+        for co in 0..cout {
+            let (mut k, mut c0) = (co * kp, 0);
+            for &c in parts {
+                for g in 0..c.div_ceil(4) {
+                    for tap in 0..9 {
+                        for q in 0..4 {
+                            let ci = 4 * g + q;
+                            if ci < c {
+                                a[k] = qc.weight[(co * cin + c0 + ci) * 9 + tap];
+                            }
+                            k += 1;
+                        }
+                    }
+                }
+                c0 += c;
+            }
+            let sum = qc.weight[co * cin * 9..(co + 1) * cin * 9]
+                .iter()
+                .map(|&v| v as i32)
+                .sum();
+            let (b, m) = requant_consts(qc.bias[co], qc.w_scale[co], sum, x, qc.out);
+            bias.push(b);
+            mult.push(m);
+        }
+        PConv {
+            m: cout,
+            cout,
+            kp,
+            a,
+            bias,
+            mult,
+            out: qc.out,
+            lo: qc.out.zero as i32,
+        }
+    }
+
+    /// A 2×2 stride-2 transposed conv as one GEMM over its taps: row `tap · cout4 + co` (output
+    /// channels padded to a multiple of 4, padding rows all zero), k = input channel.
+    fn upconv(qc: &QConv, x: QParams) -> PConv {
+        let [cin, cout, _, _] = qc.shape;
+        let cout4 = cout.div_ceil(4) * 4;
+        let kp = cin.div_ceil(4) * 4;
+        let m = 4 * cout4;
+        let mut a = vec![0i8; m * kp];
+        let (mut bias, mut mult) = (vec![0; m], vec![0.0; m]);
+        for tap in 0..4 {
+            for co in 0..cout {
+                let r = tap * cout4 + co;
+                let mut sum = 0;
+                for ci in 0..cin {
+                    let v = qc.weight[(ci * cout + co) * 4 + tap];
+                    a[r * kp + ci] = v;
+                    sum += v as i32;
+                }
+                (bias[r], mult[r]) = requant_consts(qc.bias[co], qc.w_scale[co], sum, x, qc.out);
+            }
+        }
+        PConv {
+            m,
+            cout,
+            kp,
+            a,
+            bias,
+            mult,
+            out: qc.out,
+            lo: 0,
+        }
+    }
+
+    /// The kernels' view of rows `i0..i1`.
+    fn rows(&self, i0: usize, i1: usize) -> (&[i8], Requant<'_>) {
+        (
+            &self.a[i0 * self.kp..i1 * self.kp],
+            Requant {
+                bias: &self.bias[i0..i1],
+                mult: &self.mult[i0..i1],
+                zero: self.out.zero as i32,
+                lo: self.lo,
+            },
+        )
+    }
+}
+
+/// Target columns (output positions, junk columns included) of one conv task.
 const TILE: usize = 512;
 
-/// An output pointer shared by tasks that write disjoint rows.
+/// Split `m` GEMM rows into blocks (multiples of 8, at least 32 rows) so that `tiles` column
+/// tiles times the blocks give every thread several tasks: deep layers have few rows.
+fn row_blocks(m: usize, tiles: usize) -> usize {
+    let want = (4 * rayon::current_num_threads()).div_ceil(tiles);
+    let blocks = want.min(m.div_ceil(32)).max(1);
+    m.div_ceil(blocks).div_ceil(8) * 8
+}
+
+/// An output pointer shared by tasks that write disjoint bytes.
 #[derive(Clone, Copy)]
 struct SendPtr(*mut u8);
 unsafe impl Send for SendPtr {}
@@ -63,177 +278,112 @@ impl SendPtr {
     }
 }
 
-/// One image of `x` with a 1-pixel border at the zero point, plus 2 trailing elements.
-fn pad(x: &QTensor, n: usize) -> Vec<u8> {
-    let [_, c, h, w] = x.shape;
-    let (ph, pw) = (h + 2, w + 2);
-    let mut p = vec![x.q.zero; c * ph * pw + 2];
-    for ci in 0..c {
-        let src = &x.data[((n * c + ci) * h) * w..((n * c + ci + 1) * h) * w];
-        for y in 0..h {
-            let o = ci * ph * pw + (y + 1) * pw + 1;
-            p[o..o + w].copy_from_slice(&src[y * w..(y + 1) * w]);
-        }
-    }
-    p
-}
-
-/// Weights of input channels `c0..c0 + c` of a 3×3 conv as GEMM rows `[cout][kp]` (k = channel,
-/// tap; zero-padded to a multiple of 4), and each row's sum (for the zero-point correction).
-fn conv_rows(qc: &QConv, c0: usize, c: usize) -> (Vec<i8>, Vec<i32>, usize) {
-    let [cout, cin, _, _] = qc.shape;
-    let kp = (9 * c).div_ceil(4) * 4;
-    let mut a = vec![0i8; cout * kp];
-    let mut sums = vec![0i32; cout];
-    for co in 0..cout {
-        let src = &qc.weight[(co * cin + c0) * 9..(co * cin + c0 + c) * 9];
-        a[co * kp..co * kp + 9 * c].copy_from_slice(src);
-        sums[co] = src.iter().map(|&v| v as i32).sum();
-    }
-    (a, sums, kp)
-}
-
-/// int8 3×3 conv over the channels of `parts` in order; output quantized with `qc.out`.
-pub fn conv3x3(parts: &[&QTensor], qc: &QConv, relu: bool) -> QTensor {
+/// int8 3×3 conv (padding 1, ReLU fused) over the channels of `parts` in order, which share
+/// their quantization.
+fn conv3x3(parts: &[&QAct], pc: &PConv) -> QAct {
     let [nb, _, h, w] = parts[0].shape;
-    let cout = qc.shape[0];
-    let (ph, pw) = (h + 2, w + 2);
-    let mut c0 = 0;
-    let rows: Vec<_> = parts
+    debug_assert!(parts
         .iter()
-        .map(|p| {
-            let r = conv_rows(qc, c0, p.shape[1]);
-            c0 += p.shape[1];
-            r
-        })
-        .collect();
-    assert_eq!(c0, qc.shape[1], "int8 conv3x3 weight shape");
-    let mut out = QTensor {
-        shape: [nb, cout, h, w],
-        data: vec![0; nb * cout * h * w],
-        q: qc.out,
-    };
+        .all(|p| p.q == parts[0].q && p.shape[2..] == [h, w]));
+    let pw = w + 2;
+    let mut out = QAct::new([nb, pc.cout, h, w], pc.out);
+    let (oplane, oimage) = (out.plane(), out.image());
+    let rows_per_tile = (TILE / pw).max(1);
+    let tiles = h.div_ceil(rows_per_tile);
+    let mb = row_blocks(pc.m, tiles);
+    let mblocks = pc.m.div_ceil(mb);
     for n in 0..nb {
-        let padded: Vec<Vec<u8>> = parts.iter().map(|p| pad(p, n)).collect();
-        let rows_per_tile = (TILE / pw).max(1);
-        let dst = SendPtr(out.data[n * cout * h * w..].as_mut_ptr());
-        (0..h.div_ceil(rows_per_tile))
-            .into_par_iter()
-            .for_each(|t| {
-                let (y0, y1) = (t * rows_per_tile, ((t + 1) * rows_per_tile).min(h));
-                let (j0, j1) = (y0 * pw, y1 * pw);
-                let cols = j1 - j0;
-                let mut y = vec![0f32; cout * cols];
-                let mut acc = vec![0i32; cout * cols];
-                for ((part, pd), (a, sums, kp)) in parts.iter().zip(&padded).zip(&rows) {
-                    // Pack this part's im2col slice: [kp/4][cols][4], 4 rows (channel, tap) at a
-                    // time into one u32 per column; rows past 9·c stay zero.
-                    let mut b = vec![0u8; kp * cols];
-                    let krows = 9 * part.shape[1];
-                    let row = |r: usize| {
-                        let (ci, tap) = (r / 9, r % 9);
-                        let s = ci * ph * pw + (tap / 3) * pw + tap % 3 + j0;
-                        &pd[s..s + cols]
-                    };
-                    for (k4, dst) in b.chunks_exact_mut(4 * cols).enumerate() {
-                        let r0 = 4 * k4;
-                        let rs: [Option<&[u8]>; 4] =
-                            std::array::from_fn(|q| (r0 + q < krows).then(|| row(r0 + q)));
-                        for (j, d) in dst.chunks_exact_mut(4).enumerate() {
-                            for q in 0..4 {
-                                d[q] = rs[q].map_or(0, |r| r[j]);
-                            }
-                        }
-                    }
-                    kernels::qgemm_u8i8(cout, cols, *kp, a, &b, &mut acc);
-                    // Accumulate this part in real units: s_x · (acc − z_x · Σw).
-                    let (sx, zx) = (part.q.scale, part.q.zero as i32);
-                    for co in 0..cout {
-                        let corr = zx * sums[co];
-                        for j in 0..cols {
-                            y[co * cols + j] += sx * (acc[co * cols + j] - corr) as f32;
-                        }
+        let dst = SendPtr(out.data[n * oimage..].as_mut_ptr());
+        (0..tiles * mblocks).into_par_iter().for_each(|t| {
+            let (tile, blk) = (t / mblocks, t % mblocks);
+            let (y0, y1) = (tile * rows_per_tile, ((tile + 1) * rows_per_tile).min(h));
+            let (j0, j1) = (y0 * pw, y1 * pw);
+            let (i0, i1) = (blk * mb, ((blk + 1) * mb).min(pc.m));
+            // Output position j (= y · pw + x, x ≥ w are junk) reads the input window whose
+            // top-left padded pixel is j: each (group, tap) row is a plane shifted by the tap.
+            let mut b = Vec::with_capacity(pc.kp / 4);
+            for p in parts {
+                let base = &p.data[n * p.image()..];
+                for g in 0..p.groups() {
+                    for tap in 0..9 {
+                        b.push(
+                            base[g * p.plane() + ((tap / 3) * pw + tap % 3 + j0) * 4..].as_ptr(),
+                        );
                     }
                 }
-                // Requantize (weight scale, bias, ReLU, output scale and zero point) straight into
-                // this tile's output rows, dropping the 2 junk columns per row.
-                for co in 0..cout {
-                    let (ws, b) = (qc.w_scale[co], qc.bias[co]);
-                    for yy in y0..y1 {
-                        let src = &y[co * cols + (yy - y0) * pw..][..w];
-                        // SAFETY: rows y0..y1 of every channel belong to this task only.
-                        let o =
-                            unsafe { std::slice::from_raw_parts_mut(dst.at((co * h + yy) * w), w) };
-                        for (d, &v) in o.iter_mut().zip(src) {
-                            let v = ws * v + b;
-                            *d = qc.out.quantize(if relu { v.max(0.0) } else { v });
-                        }
-                    }
-                }
-            });
+            }
+            let (a, rq) = pc.rows(i0, i1);
+            let g = QGemm {
+                m: i1 - i0,
+                n: j1 - j0,
+                kp: pc.kp,
+                a,
+                b: &b,
+                rq,
+                // Position j lands on padded pixel j + pw + 1.
+                out: dst.at((i0 / 4) * oplane + (j0 + pw + 1) * 4),
+                plane: oplane,
+            };
+            // SAFETY: rows read at most 2 pixels past a plane (SLACK); this task writes rows
+            // i0..i1 (whole groups) of output positions j0..j1 only.
+            unsafe { kernels::qgemm_u8i8(&g) };
+        });
     }
+    out.clear_side_borders();
     out
 }
 
-/// int8 ConvTranspose2d(2, stride 2): one GEMM per tap, requantized and scattered.
-pub fn upconv2x2(x: &QTensor, qc: &QConv) -> QTensor {
-    let [nb, cin, h, w] = x.shape;
-    let cout = qc.shape[1];
-    let (oh, ow, hw) = (2 * h, 2 * w, h * w);
-    let kp = cin.div_ceil(4) * 4;
-    let mut out = QTensor {
-        shape: [nb, cout, oh, ow],
-        data: vec![0; nb * cout * oh * ow],
-        q: qc.out,
-    };
+/// int8 ConvTranspose2d(2, stride 2): one GEMM for the 4 taps into a scratch buffer, then
+/// each tap's pixels scattered to their places.
+fn upconv2x2(x: &QAct, pc: &PConv) -> QAct {
+    let [nb, _, h, w] = x.shape;
+    let (pw, npix) = (w + 2, h * (w + 2));
+    let mut out = QAct::new([nb, pc.cout, 2 * h, 2 * w], pc.out);
+    let (oplane, oimage, opw, ogroups) = (out.plane(), out.image(), out.pw(), out.groups());
+    let tplane = npix * 4;
+    let mut taps = vec![0u8; (pc.m / 4) * tplane];
+    let tiles = npix.div_ceil(TILE);
+    let mb = row_blocks(pc.m, tiles);
+    let mblocks = pc.m.div_ceil(mb);
     for n in 0..nb {
-        // Activations packed [kp/4][hw][4].
-        let mut b = vec![0u8; kp * hw];
-        for ci in 0..cin {
-            let src = &x.data[(n * cin + ci) * hw..(n * cin + ci + 1) * hw];
-            let dst = &mut b[(ci / 4) * hw * 4 + ci % 4..];
-            for (j, &v) in src.iter().enumerate() {
-                dst[4 * j] = v;
-            }
-        }
-        let taps: Vec<Vec<u8>> = (0..4)
-            .into_par_iter()
-            .map(|tap| {
-                let mut a = vec![0i8; cout * kp];
-                let mut sums = vec![0i32; cout];
-                for co in 0..cout {
-                    for ci in 0..cin {
-                        let v = qc.weight[(ci * cout + co) * 4 + tap];
-                        a[co * kp + ci] = v;
-                        sums[co] += v as i32;
-                    }
-                }
-                let mut acc = vec![0i32; cout * hw];
-                kernels::qgemm_u8i8(cout, hw, kp, &a, &b, &mut acc);
-                let (sx, zx) = (x.q.scale, x.q.zero as i32);
-                (0..cout * hw)
-                    .map(|i| {
-                        let co = i / hw;
-                        qc.out.quantize(
-                            qc.w_scale[co] * sx * (acc[i] - zx * sums[co]) as f32 + qc.bias[co],
-                        )
-                    })
-                    .collect()
-            })
-            .collect();
-        out.data[n * cout * oh * ow..(n + 1) * cout * oh * ow]
-            .par_chunks_mut(oh * ow)
+        let dst = SendPtr(taps.as_mut_ptr());
+        (0..tiles * mblocks).into_par_iter().for_each(|t| {
+            let (tile, blk) = (t / mblocks, t % mblocks);
+            let (j0, j1) = (tile * TILE, ((tile + 1) * TILE).min(npix));
+            let (i0, i1) = (blk * mb, ((blk + 1) * mb).min(pc.m));
+            // Columns: the padded rows 1..=h, border pixels included (their results unused).
+            let base = &x.data[n * x.image()..];
+            let b: Vec<*const u8> = (0..x.groups())
+                .map(|g| base[g * x.plane() + (pw + j0) * 4..].as_ptr())
+                .collect();
+            let (a, rq) = pc.rows(i0, i1);
+            let g = QGemm {
+                m: i1 - i0,
+                n: j1 - j0,
+                kp: pc.kp,
+                a,
+                b: &b,
+                rq,
+                out: dst.at((i0 / 4) * tplane + j0 * 4),
+                plane: tplane,
+            };
+            // SAFETY: rows stay inside the input's planes; this task writes rows i0..i1 of
+            // columns j0..j1 of the scratch buffer only.
+            unsafe { kernels::qgemm_u8i8(&g) };
+        });
+        let taps = &taps;
+        out.data[n * oimage..(n + 1) * oimage]
+            .par_chunks_mut(oplane)
             .enumerate()
-            .for_each(|(co, o)| {
-                for (tap, q) in taps.iter().enumerate() {
+            .for_each(|(g, o)| {
+                for tap in 0..4 {
                     let (dy, dx) = (tap / 2, tap % 2);
-                    for yy in 0..h {
-                        let row = &mut o[(2 * yy + dy) * ow..(2 * yy + dy + 1) * ow];
-                        for (xx, &v) in q[co * hw + yy * w..co * hw + (yy + 1) * w]
-                            .iter()
-                            .enumerate()
-                        {
-                            row[2 * xx + dx] = v;
+                    let src = &taps[(tap * ogroups + g) * tplane..][..tplane];
+                    for y in 0..h {
+                        let d = &mut o[((2 * y + dy + 1) * opw + 1 + dx) * 4..];
+                        let s = &src[(y * pw + 1) * 4..];
+                        for xx in 0..w {
+                            d[8 * xx..8 * xx + 4].copy_from_slice(&s[4 * xx..4 * xx + 4]);
                         }
                     }
                 }
@@ -243,72 +393,182 @@ pub fn upconv2x2(x: &QTensor, qc: &QConv) -> QTensor {
 }
 
 /// 2×2 max-pool on uint8 values (order-preserving, so the quantization is unchanged).
-pub fn maxpool2x2(x: &QTensor) -> QTensor {
+fn maxpool2x2(x: &QAct) -> QAct {
     let [n, c, h, w] = x.shape;
     let (oh, ow) = (h / 2, w / 2);
-    let mut data = vec![0u8; n * c * oh * ow];
-    data.par_chunks_mut(oh * ow)
+    let mut out = QAct::new([n, c, oh, ow], x.q);
+    let (iplane, oplane, ipw, opw) = (x.plane(), out.plane(), x.pw(), out.pw());
+    let planes = n * out.groups();
+    out.data[..planes * oplane]
+        .par_chunks_mut(oplane)
         .enumerate()
-        .for_each(|(plane, o)| {
-            let src = &x.data[plane * h * w..(plane + 1) * h * w];
+        .for_each(|(p, o)| {
+            let src = &x.data[p * iplane..(p + 1) * iplane];
             for y in 0..oh {
-                for xx in 0..ow {
-                    let (r0, r1) = (2 * y * w + 2 * xx, (2 * y + 1) * w + 2 * xx);
-                    o[y * ow + xx] = src[r0].max(src[r0 + 1]).max(src[r1].max(src[r1 + 1]));
+                let r0 = &src[((2 * y + 1) * ipw + 1) * 4..];
+                let r1 = &src[((2 * y + 2) * ipw + 1) * 4..];
+                let d = &mut o[((y + 1) * opw + 1) * 4..];
+                for (i, v) in d[..ow * 4].iter_mut().enumerate() {
+                    let s = (i / 4) * 8 + i % 4;
+                    *v = r0[s].max(r0[s + 4]).max(r1[s].max(r1[s + 4]));
                 }
             }
         });
-    QTensor {
-        shape: [n, c, oh, ow],
+    out
+}
+
+/// The float 1×1 head on uint8 activations: `b + s · Σ_c w_c · (x_c − z)`.
+fn head(x: &QAct, head: &ConvWeights) -> Tensor {
+    let [n, c, h, w] = x.shape;
+    let cout = head.shape[0];
+    let s = x.q.scale;
+    let ws: Vec<f32> = head.weight.iter().map(|v| s * v).collect();
+    let base: Vec<f32> = (0..cout)
+        .map(|o| {
+            let b = head.bias.as_ref().map_or(0.0, |b| b[o]);
+            b - x.q.zero as f32 * ws[o * c..(o + 1) * c].iter().sum::<f32>()
+        })
+        .collect();
+    let mut data = vec![0f32; n * cout * h * w];
+    data.par_chunks_mut(w).enumerate().for_each(|(row, dst)| {
+        let (img, o, y) = (row / (cout * h), (row / h) % cout, row % h);
+        dst.fill(base[o]);
+        for ch in 0..c {
+            let wv = ws[o * c + ch];
+            let src = &x.data[x.at(img, ch, y, 0)..];
+            for (xx, d) in dst.iter_mut().enumerate() {
+                *d += wv * src[4 * xx] as f32;
+            }
+        }
+    });
+    Tensor {
+        shape: [n, cout, h, w],
         data,
-        q: x.q,
     }
 }
 
-/// Run an int8 model on a float input (NCHW); returns the float logits.
+/// An int8 model prepared for the CPU engine.
+pub struct Int8Model {
+    spec: UNetSpec,
+    first: ConvWeights,
+    first_out: QParams,
+    convs: HashMap<ConvRef, PConv>,
+    ups: Vec<PConv>,
+    head: ConvWeights,
+}
+
+impl Int8Model {
+    /// Pack the weights and work out each layer's requantization from the quantization of
+    /// the tensor it reads (found by walking the graph once).
+    pub fn new(model: &QUNet) -> Result<Int8Model> {
+        let mut model = model.clone();
+        model.share_skip_quantization();
+        let side = 1usize << model.spec.depth();
+        let g = Graph::build(&model.spec, [1, model.spec.in_channels, side, side], true)?;
+        let mut qs: Vec<Option<QParams>> = vec![None; g.shapes.len()];
+        let mut convs = HashMap::new();
+        let mut ups = vec![None; model.ups.len()];
+        for op in &g.ops {
+            let q = |t: usize| qs[t].expect("graph order: inputs first");
+            let out = match op {
+                Op::Conv3x3 {
+                    conv: ConvRef::Down(0, 1),
+                    ..
+                } => model.first_out,
+                Op::Conv3x3 { a, b, conv, .. } => {
+                    let parts: Vec<usize> = std::iter::once(*a)
+                        .chain(*b)
+                        .map(|t| g.shapes[t][1])
+                        .collect();
+                    if b.is_some_and(|b| q(b) != q(*a)) {
+                        return Err(Error::InvalidArgument(format!(
+                            "{}: the skip and the upsampled tensor are quantized differently",
+                            conv.name()
+                        )));
+                    }
+                    let qc = &model.convs[conv];
+                    convs.insert(*conv, PConv::conv3x3(qc, q(*a), &parts));
+                    qc.out
+                }
+                Op::MaxPool { x, .. } | Op::Resize { x, .. } => q(*x),
+                Op::UpConv { x, level, .. } => {
+                    let qc = &model.ups[*level];
+                    ups[*level] = Some(PConv::upconv(qc, q(*x)));
+                    qc.out
+                }
+                Op::Head { .. } => continue,
+                Op::BnRelu { .. } => unreachable!("int8 graphs fold BatchNorm"),
+            };
+            qs[op.output()] = Some(out);
+        }
+        Ok(Int8Model {
+            spec: model.spec.clone(),
+            first: model.first,
+            first_out: model.first_out,
+            convs,
+            ups: ups
+                .into_iter()
+                .map(|u| u.expect("every level upsamples"))
+                .collect(),
+            head: model.head,
+        })
+    }
+
+    pub fn spec(&self) -> &UNetSpec {
+        &self.spec
+    }
+
+    /// Run on a float input (NCHW); returns the float logits.
+    pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
+        let g = Graph::build(&self.spec, input.shape, true)?;
+        let mut vals: Vec<Option<QAct>> = vec![None; g.shapes.len()];
+        let mut last_use = vec![0usize; g.shapes.len()];
+        for (i, op) in g.ops.iter().enumerate() {
+            for t in op.inputs() {
+                last_use[t] = i;
+            }
+        }
+        for (i, op) in g.ops.iter().enumerate() {
+            let get = |t: usize| {
+                vals[t]
+                    .as_ref()
+                    .expect("graph order: inputs computed first")
+            };
+            let out = match op {
+                Op::Conv3x3 {
+                    conv: ConvRef::Down(0, 1),
+                    ..
+                } => QAct::from_f32(
+                    &gemm_f32::conv3x3(input, None, &self.first, true),
+                    self.first_out,
+                ),
+                Op::Conv3x3 { a, b, conv, .. } => {
+                    let parts: Vec<&QAct> = std::iter::once(get(*a)).chain(b.map(get)).collect();
+                    conv3x3(&parts, &self.convs[conv])
+                }
+                Op::MaxPool { x, .. } => maxpool2x2(get(*x)),
+                Op::UpConv { x, level, .. } => upconv2x2(get(*x), &self.ups[*level]),
+                Op::Resize { x, out } => {
+                    let [_, _, h, w] = g.shapes[*out];
+                    let src = get(*x);
+                    QAct::from_f32(&generic::resize_bilinear_ac(&src.to_f32(), h, w), src.q)
+                }
+                Op::Head { x, .. } => return Ok(head(get(*x), &self.head)),
+                Op::BnRelu { .. } => unreachable!("int8 graphs fold BatchNorm"),
+            };
+            vals[op.output()] = Some(out);
+            for t in op.inputs() {
+                if last_use[t] == i {
+                    vals[t] = None;
+                }
+            }
+        }
+        unreachable!("the graph ends with the head")
+    }
+}
+
+/// Run an int8 model on a float input (NCHW) once; returns the float logits. To run a model
+/// more than once, prepare it with `Int8Model::new`.
 pub fn forward(model: &QUNet, input: &Tensor) -> Result<Tensor> {
-    let g = Graph::build(&model.spec, input.shape, true)?;
-    let mut vals: Vec<Option<QTensor>> = vec![None; g.shapes.len()];
-    let mut last_use = vec![0usize; g.shapes.len()];
-    for (i, op) in g.ops.iter().enumerate() {
-        for t in op.inputs() {
-            last_use[t] = i;
-        }
-    }
-    for (i, op) in g.ops.iter().enumerate() {
-        let get = |t: usize| {
-            vals[t]
-                .as_ref()
-                .expect("graph order: inputs computed first")
-        };
-        let out = match op {
-            Op::Conv3x3 {
-                conv: ConvRef::Down(0, 1),
-                ..
-            } => QTensor::quantize(
-                &gemm_f32::conv3x3(input, None, &model.first, true),
-                model.first_out,
-            ),
-            Op::Conv3x3 { a, b, conv, .. } => {
-                let parts: Vec<&QTensor> = std::iter::once(get(*a)).chain(b.map(get)).collect();
-                conv3x3(&parts, &model.convs[conv], true)
-            }
-            Op::MaxPool { x, .. } => maxpool2x2(get(*x)),
-            Op::UpConv { x, level, .. } => upconv2x2(get(*x), &model.ups[*level]),
-            Op::Resize { x, out } => {
-                let [_, _, h, w] = g.shapes[*out];
-                let src = get(*x);
-                QTensor::quantize(&generic::resize_bilinear_ac(&src.dequantize(), h, w), src.q)
-            }
-            Op::Head { x, .. } => return Ok(gemm_f32::conv1x1(&get(*x).dequantize(), &model.head)),
-            Op::BnRelu { .. } => unreachable!("int8 graphs fold BatchNorm"),
-        };
-        vals[op.output()] = Some(out);
-        for t in op.inputs() {
-            if last_use[t] == i {
-                vals[t] = None;
-            }
-        }
-    }
-    unreachable!("the graph ends with the head")
+    Int8Model::new(model)?.forward(input)
 }
