@@ -52,6 +52,12 @@ fn cpu_reference_matches_pytorch() {
                 d / m
             );
         }
+        // The engine `--device cpu` runs (the direct AVX-512 one where the CPU has it).
+        let engine = cpu::CpuModel::new(model, true);
+        let got = engine.forward(&x).unwrap();
+        common::assert_close(&format!("{} {name}", engine.kernel()), &got, &want, BUDGET);
+        let (d, m) = got.max_abs_diff(&want);
+        eprintln!("{} {name}: ratio {:.3e}", engine.kernel(), d / m);
     }
 }
 
@@ -147,7 +153,15 @@ fn demo_model_on_the_sample_matches_pytorch() {
     let model = UNet::load(root.join("assets/demo_unet.safetensors")).unwrap();
     let img = wunet::io::load_image(&root.join("assets/cells.png"), &model.spec).unwrap();
     let want = read_npy(&root.join("tests/fixtures/demo_cells_logits.npy")).unwrap();
-    let mut outs = vec![("cpu", cpu::forward(&model, &img.tensor, true).unwrap())];
+    let mut outs = vec![
+        ("cpu", cpu::forward(&model, &img.tensor, true).unwrap()),
+        (
+            "cpu engine",
+            cpu::CpuModel::new(model.clone(), true)
+                .forward(&img.tensor)
+                .unwrap(),
+        ),
+    ];
     if let Some(gpu) = common::gpu("demo_model_on_the_sample_matches_pytorch (gpu part)") {
         let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions::default()).unwrap();
         outs.push((

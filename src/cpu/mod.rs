@@ -1,17 +1,66 @@
-//! The CPU float32 engine: the same graph as the GPU plan. `forward` runs the convolutions as
-//! GEMMs (`gemm_f32`) and is what `--device cpu` and the no-GPU fallback run; `apply` runs one op
-//! with the plain `generic` kernels, the oracle of the kernel tests.
+//! The CPU float32 engines: the same graph as the GPU plan. `CpuModel` is what `--device cpu`
+//! and the no-GPU fallback run: the direct implicit-GEMM engine (`direct_f32`) on AVX-512
+//! machines, else `forward`, which runs the convolutions as GEMMs through the `gemm` crate
+//! (`gemm_f32`). `apply` runs one op with the plain `generic` kernels, the oracle of the tests.
 
+pub mod direct_f32;
 pub mod gemm_f32;
 pub mod generic;
 pub mod int8;
 
-use crate::model::{fold_bn, UNet};
+use crate::model::{fold_bn, UNet, UNetSpec};
 use crate::plan::{Graph, Op};
 use crate::tensor::Tensor;
 use crate::Result;
 
-/// Run `model` on `input` (NCHW). `fold` selects the folded or the standalone-BN graph.
+/// A float model prepared for the fastest CPU engine here.
+pub enum CpuModel {
+    /// BatchNorm folded, weights packed: AVX-512 machines.
+    Direct(Box<direct_f32::F32Model>),
+    /// `forward` on the `gemm` crate; `fold` selects the folded or the standalone-BN graph.
+    Gemm { model: UNet, fold: bool },
+}
+
+impl CpuModel {
+    /// The direct engine where the CPU has it and BatchNorm is folded, else the `gemm` one.
+    pub fn new(model: UNet, fold: bool) -> CpuModel {
+        if fold && direct_f32::available() {
+            CpuModel::Direct(Box::new(direct_f32::F32Model::new(&model)))
+        } else {
+            CpuModel::Gemm { model, fold }
+        }
+    }
+
+    /// Which engine runs, for reports.
+    pub fn kernel(&self) -> &'static str {
+        match self {
+            CpuModel::Direct(_) => "cpu f32 (direct, avx512)",
+            CpuModel::Gemm { .. } => "cpu f32 (gemm)",
+        }
+    }
+
+    pub fn spec(&self) -> &UNetSpec {
+        match self {
+            CpuModel::Direct(m) => m.spec(),
+            CpuModel::Gemm { model, .. } => &model.spec,
+        }
+    }
+
+    pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_timed(input)?.0)
+    }
+
+    /// `forward`, also returning each op's wall time in milliseconds (graph order).
+    pub fn forward_timed(&self, input: &Tensor) -> Result<(Tensor, Vec<f64>)> {
+        match self {
+            CpuModel::Direct(m) => m.forward_timed(input),
+            CpuModel::Gemm { model, fold } => forward_timed(model, input, *fold),
+        }
+    }
+}
+
+/// Run `model` on `input` (NCHW) with `gemm_f32`. `fold` selects the folded or the
+/// standalone-BN graph.
 pub fn forward(model: &UNet, input: &Tensor, fold: bool) -> Result<Tensor> {
     Ok(forward_timed(model, input, fold)?.0)
 }

@@ -53,12 +53,13 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
     let (device, adapter, peak, first_ms, weight_bytes, activation_bytes, mut times, layers, mode) =
         if a.cpu {
             let t = Instant::now();
-            cpu::forward(&model, &x, true)?;
+            let engine = cpu::CpuModel::new(model.clone(), true);
+            engine.forward(&x)?;
             let first = t.elapsed().as_secs_f64() * 1e3;
             let mut times = Vec::new();
             for i in 0..a.warmup + a.runs {
                 let t = Instant::now();
-                cpu::forward(&model, &x, true)?;
+                engine.forward(&x)?;
                 if i >= a.warmup {
                     times.push(t.elapsed().as_secs_f64() * 1e3);
                 }
@@ -67,7 +68,7 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
             // Per-op wall times: the median over a few runs.
             let mut per: Vec<Vec<f64>> = vec![Vec::new(); graph.ops.len()];
             for _ in 0..a.runs.clamp(1, 3) {
-                for (v, ms) in per.iter_mut().zip(cpu::forward_timed(&model, &x, true)?.1) {
+                for (v, ms) in per.iter_mut().zip(engine.forward_timed(&x)?.1) {
                     v.push(ms);
                 }
             }
@@ -77,7 +78,7 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
                 .zip(per)
                 .map(|(op, mut v)| Layer {
                     name: op.label(),
-                    kernel: "cpu f32 (gemm)".to_string(),
+                    kernel: engine.kernel().to_string(),
                     shape: graph.shapes[op.output()],
                     flops: graph.flops(op),
                     bytes: op

@@ -374,8 +374,7 @@ pub(crate) enum Engine {
         plans: HashMap<Shape, Plan>,
     },
     Cpu {
-        model: UNet,
-        fold: bool,
+        model: cpu::CpuModel,
     },
     /// The CPU int8 engine.
     Int8 {
@@ -399,7 +398,9 @@ impl Engine {
 
     fn new(model: UNet, device: Device, fold: bool) -> Result<Engine> {
         if device == Device::Cpu {
-            return Ok(Engine::Cpu { model, fold });
+            return Ok(Engine::Cpu {
+                model: cpu::CpuModel::new(model, fold),
+            });
         }
         match request_gpu() {
             // A software adapter (lavapipe, SwiftShader) runs shaders on this same CPU, several
@@ -409,7 +410,9 @@ impl Engine {
                     "wunet: the best GPU adapter is a software one ({}); running on the CPU engine (--device gpu to force it)",
                     gpu.info.name
                 );
-                Ok(Engine::Cpu { model, fold })
+                Ok(Engine::Cpu {
+                    model: cpu::CpuModel::new(model, fold),
+                })
             }
             Ok(gpu) => {
                 let gm = GpuModel::new(
@@ -429,7 +432,9 @@ impl Engine {
             }
             Err(Error::NoAdapter) if device == Device::Auto => {
                 eprintln!("wunet: no GPU adapter found, running on the CPU engine");
-                Ok(Engine::Cpu { model, fold })
+                Ok(Engine::Cpu {
+                    model: cpu::CpuModel::new(model, fold),
+                })
             }
             Err(e) => Err(e.into()),
         }
@@ -438,7 +443,7 @@ impl Engine {
     pub(crate) fn name(&self) -> String {
         match self {
             Engine::Gpu { name, .. } => name.clone(),
-            Engine::Cpu { .. } => "cpu".into(),
+            Engine::Cpu { model } => model.kernel().into(),
             Engine::Int8 { .. } => format!("cpu int8 ({})", qgemm_name()),
         }
     }
@@ -446,7 +451,7 @@ impl Engine {
     pub(crate) fn spec(&self) -> &UNetSpec {
         match self {
             Engine::Gpu { model, .. } => model.spec(),
-            Engine::Cpu { model, .. } => &model.spec,
+            Engine::Cpu { model } => model.spec(),
             Engine::Int8 { model } => model.spec(),
         }
     }
@@ -459,7 +464,7 @@ impl Engine {
                 }
                 Ok(plans[&x.shape].run(x)?)
             }
-            Engine::Cpu { model, fold } => Ok(cpu::forward(model, x, *fold)?),
+            Engine::Cpu { model } => Ok(model.forward(x)?),
             Engine::Int8 { model } => Ok(model.forward(x)?),
         }
     }
