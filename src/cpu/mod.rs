@@ -16,18 +16,21 @@ use crate::Result;
 /// A float model prepared for the fastest CPU engine here.
 pub enum CpuModel {
     /// BatchNorm folded, weights packed: AVX-512 machines.
-    Direct(Box<direct_f32::F32Model>),
+    Direct(direct_f32::F32Model),
     /// `forward` on the `gemm` crate; `fold` selects the folded or the standalone-BN graph.
-    Gemm { model: UNet, fold: bool },
+    Gemm { model: Box<UNet>, fold: bool },
 }
 
 impl CpuModel {
     /// The direct engine where the CPU has it and BatchNorm is folded, else the `gemm` one.
     pub fn new(model: UNet, fold: bool) -> CpuModel {
         if fold && direct_f32::available() {
-            CpuModel::Direct(Box::new(direct_f32::F32Model::new(&model)))
+            CpuModel::Direct(direct_f32::F32Model::new(&model))
         } else {
-            CpuModel::Gemm { model, fold }
+            CpuModel::Gemm {
+                model: Box::new(model),
+                fold,
+            }
         }
     }
 
