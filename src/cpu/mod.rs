@@ -16,7 +16,7 @@ use crate::Result;
 /// A float model prepared for the fastest CPU engine here.
 pub enum CpuModel {
     /// BatchNorm folded, weights packed: AVX-512 machines.
-    Direct(direct_f32::F32Model),
+    Direct(Box<direct_f32::F32Model>),
     /// `forward` on the `gemm` crate; `fold` selects the folded or the standalone-BN graph.
     Gemm { model: Box<UNet>, fold: bool },
 }
@@ -25,7 +25,7 @@ impl CpuModel {
     /// The direct engine where the CPU has it and BatchNorm is folded, else the `gemm` one.
     pub fn new(model: UNet, fold: bool) -> CpuModel {
         if fold && direct_f32::available() {
-            CpuModel::Direct(direct_f32::F32Model::new(&model))
+            CpuModel::Direct(Box::new(direct_f32::F32Model::new(&model)))
         } else {
             CpuModel::Gemm {
                 model: Box::new(model),
