@@ -382,3 +382,48 @@ fn eval_scores_the_default_model_on_its_test_set() {
         &["no image has a NAME_mask.png"],
     );
 }
+
+/// `bench --device cpu` on a float and an int8 model: the JSON fields users' scripts read, and
+/// `--threads` honoured.
+#[test]
+fn cpu_bench_reports_json_and_honours_threads() {
+    let f = write_model("bench_f32.safetensors", &small_model(vec![8, 16], 3));
+    let q = tmp("bench_q.safetensors");
+    let c = wunet(&["compress", "-m", s(&f), "--int8", "-o", s(&q)]);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    for (m, precision) in [(&f, "f32"), (&q, "int8")] {
+        let o = wunet(&[
+            "bench",
+            "-m",
+            s(m),
+            "--device",
+            "cpu",
+            "--size",
+            "32x48",
+            "--runs",
+            "2",
+            "--threads",
+            "1",
+            "--json",
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let j = String::from_utf8_lossy(&o.stdout);
+        for field in [
+            "\"device\":\"cpu\"".to_string(),
+            format!("\"precision\":\"{precision}\""),
+            "\"size\":\"32x48\"".to_string(),
+            "\"median_ms\":".to_string(),
+            "\"min_ms\":".to_string(),
+        ] {
+            assert!(j.contains(&field), "{precision}: {field} missing in {j}");
+        }
+        assert!(
+            j.contains("\"threads\":1,"),
+            "{precision}: --threads 1 not honoured: {j}"
+        );
+    }
+    expect_error(
+        &["bench", "-m", s(&q), "--device", "cpu", "--threads", "0"],
+        &["--threads"],
+    );
+}

@@ -186,11 +186,16 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
             })
             .collect();
         println!(
-            "{{\"device\":{},\"adapter\":{},\"precision\":\"f32\",\"model\":{},\"size\":\"{h}x{w}\",\"batch\":{},\"runs\":{},\"median_ms\":{med:.3},\"min_ms\":{min:.3},\"first_inference_ms\":{first_ms:.3},\"flops\":{flops},\"gflops\":{gflops:.3},\"peak_gflops\":{},\"pct_peak\":{},\"activation_bytes\":{activation_bytes},\"weight_bytes\":{weight_bytes},\"timing\":{},\"layers\":[{}]}}",
+            "{{\"device\":{},\"adapter\":{},\"precision\":\"f32\",\"model\":{},\"size\":\"{h}x{w}\",\"batch\":{},\"threads\":{},\"runs\":{},\"median_ms\":{med:.3},\"min_ms\":{min:.3},\"first_inference_ms\":{first_ms:.3},\"flops\":{flops},\"gflops\":{gflops:.3},\"peak_gflops\":{},\"pct_peak\":{},\"activation_bytes\":{activation_bytes},\"weight_bytes\":{weight_bytes},\"timing\":{},\"layers\":[{}]}}",
             json_str(&device),
             json_str(&adapter),
             json_str(&model_path.display().to_string()),
             a.batch,
+            if a.cpu {
+                rayon::current_num_threads().to_string()
+            } else {
+                "null".into()
+            },
             a.runs,
             opt(peak),
             opt(pct(gflops)),

@@ -33,6 +33,10 @@ const DEFAULT_MODEL: &str = "assets/demo_unet.safetensors";
 struct Cli {
     #[command(subcommand)]
     cmd: Cmd,
+    /// CPU threads for the CPU engines and image decoding (default: every core, or
+    /// RAYON_NUM_THREADS)
+    #[arg(long, global = true)]
+    threads: Option<usize>,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -198,6 +202,19 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if let Some(n) = cli.threads {
+        if n == 0 {
+            eprintln!("wunet: --threads must be at least 1");
+            return ExitCode::from(2);
+        }
+        if let Err(e) = rayon::ThreadPoolBuilder::new()
+            .num_threads(n)
+            .build_global()
+        {
+            eprintln!("wunet: cannot start {n} threads: {e}");
+            return ExitCode::from(2);
+        }
+    }
     let r = match cli.cmd {
         Cmd::Infer {
             inputs,
