@@ -7,7 +7,7 @@ mod common;
 
 use std::path::Path;
 
-use wunet::compress::{quantize, QUNet};
+use wunet::compress::{quantize, quantize_with, FirstConv, QUNet, QuantOptions};
 use wunet::cpu;
 use wunet::model::{init_random, InitOptions};
 use wunet::{UNet, UNetSpec};
@@ -26,8 +26,21 @@ fn simd_network_equals_generic_and_files_round_trip() {
             &InitOptions { seed: 4 },
         );
         let x = random(shape, 1);
-        let q = quantize(&m, std::slice::from_ref(&x)).unwrap();
+        // The first conv int8 (the default) for two models, float32 for the third.
+        let q = quantize_with(
+            &m,
+            std::slice::from_ref(&x),
+            &QuantOptions {
+                float_first: features[0] == 12,
+            },
+        )
+        .unwrap();
         let back = QUNet::from_safetensors(&q.to_safetensors().unwrap()).unwrap();
+        assert_eq!(
+            matches!(back.first, FirstConv::Float(_)),
+            features[0] == 12,
+            "the first conv's precision survives the file"
+        );
         let fast = cpu::int8::forward(&back, &x).unwrap();
         for kernel in ["avx2", "generic"] {
             cpu::int8::kernels::limit_kernels(kernel);

@@ -5,4 +5,7 @@ mod prune;
 mod quant;
 
 pub use prune::{prune, sparsity, PruneOptions, Scope};
-pub use quant::{is_int8_file, quantize, QConv, QParams, QUNet, FORMAT, FORMAT_VERSION};
+pub use quant::{
+    is_int8_file, quantize, quantize_with, FirstConv, QConv, QParams, QUNet, QuantOptions, FORMAT,
+    FORMAT_VERSION,
+};

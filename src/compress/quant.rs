@@ -70,12 +70,30 @@ pub struct QConv {
     pub out: QParams,
 }
 
+/// How a quantized model's first conv (`downs.0.conv1`) runs.
+#[derive(Clone, Debug)]
+pub enum FirstConv {
+    /// float32 (BatchNorm folded) on the float input; its output quantized with `first_out`.
+    Float(ConvWeights),
+    /// int8 like the others (in `QUNet::convs`), on the input quantized with these parameters:
+    /// the network is then integer from the input to the head.
+    Int8(QParams),
+}
+
+/// Options of `quantize_with`.
+#[derive(Clone, Debug, Default)]
+pub struct QuantOptions {
+    /// Keep the first conv in float32 (`FirstConv::Float`).
+    pub float_first: bool,
+}
+
 /// A quantized model.
 #[derive(Clone, Debug)]
 pub struct QUNet {
     pub spec: UNetSpec,
-    /// `downs.0.conv1`, float32 with BatchNorm folded, and its output's quantization.
-    pub first: ConvWeights,
+    /// How `downs.0.conv1` runs.
+    pub first: FirstConv,
+    /// The quantization of `downs.0.conv1`'s output.
     pub first_out: QParams,
     pub convs: HashMap<ConvRef, QConv>,
     /// Transposed convs, deepest first.
@@ -112,6 +130,11 @@ fn quantize_weights(
 
 /// Quantize `model` with activation ranges observed on `calib` (float inputs, NCHW).
 pub fn quantize(model: &UNet, calib: &[Tensor]) -> Result<QUNet> {
+    quantize_with(model, calib, &QuantOptions::default())
+}
+
+/// `quantize` with options.
+pub fn quantize_with(model: &UNet, calib: &[Tensor], opts: &QuantOptions) -> Result<QUNet> {
     if calib.is_empty() {
         return Err(Error::InvalidArgument(
             "quantization needs at least one calibration input".into(),
@@ -148,7 +171,7 @@ pub fn quantize(model: &UNet, calib: &[Tensor]) -> Result<QUNet> {
         .chain([ConvRef::Bottleneck(1), ConvRef::Bottleneck(2)])
         .chain((0..d).flat_map(|l| [ConvRef::Up(l, 1), ConvRef::Up(l, 2)]));
     for r in refs {
-        if r == ConvRef::Down(0, 1) {
+        if r == ConvRef::Down(0, 1) && opts.float_first {
             continue;
         }
         let (w, bn) = r.weights(model);
@@ -194,9 +217,18 @@ pub fn quantize(model: &UNet, calib: &[Tensor]) -> Result<QUNet> {
         .collect::<Result<Vec<_>>>()?;
     let (first_w, first_bn) = ConvRef::Down(0, 1).weights(model);
     let (lo, hi) = range(&ConvRef::Down(0, 1).name())?;
+    let first = if opts.float_first {
+        FirstConv::Float(fold_bn(first_w, first_bn, eps))
+    } else {
+        let (lo, hi) = calib
+            .iter()
+            .flat_map(|t| &t.data)
+            .fold((f32::MAX, f32::MIN), |(a, b), v| (a.min(*v), b.max(*v)));
+        FirstConv::Int8(QParams::from_range(lo, hi))
+    };
     Ok(QUNet {
         spec: model.spec.clone(),
-        first: fold_bn(first_w, first_bn, eps),
+        first,
         first_out: QParams::from_range(lo, hi),
         convs,
         ups,
@@ -287,24 +319,33 @@ impl QUNet {
             push_q(format!("ups.{}", 2 * l), u, &mut t);
         }
         let first = ConvRef::Down(0, 1).name();
-        t.push((
-            format!("{first}.weight"),
-            Dtype::F32,
-            self.first.shape.to_vec(),
-            f32s(&self.first.weight),
-        ));
-        t.push((
-            format!("{first}.bias"),
-            Dtype::F32,
-            vec![self.first.shape[0]],
-            f32s(self.first.bias.as_ref().expect("bias")),
-        ));
-        t.push((
-            format!("{first}.out_quant"),
-            Dtype::F32,
-            vec![2],
-            qp(&self.first_out),
-        ));
+        let float_layers = match &self.first {
+            FirstConv::Float(fw) => {
+                t.push((
+                    format!("{first}.weight"),
+                    Dtype::F32,
+                    fw.shape.to_vec(),
+                    f32s(&fw.weight),
+                ));
+                t.push((
+                    format!("{first}.bias"),
+                    Dtype::F32,
+                    vec![fw.shape[0]],
+                    f32s(fw.bias.as_ref().expect("bias")),
+                ));
+                t.push((
+                    format!("{first}.out_quant"),
+                    Dtype::F32,
+                    vec![2],
+                    qp(&self.first_out),
+                ));
+                format!("{first},final_conv")
+            }
+            FirstConv::Int8(input) => {
+                t.push(("input_quant".into(), Dtype::F32, vec![2], qp(input)));
+                "final_conv".to_string()
+            }
+        };
         t.push((
             "final_conv.weight".into(),
             Dtype::F32,
@@ -347,7 +388,7 @@ impl QUNet {
                     .collect::<Vec<_>>()
                     .join(","),
             ),
-            ("float_layers".to_string(), format!("{first},final_conv")),
+            ("float_layers".to_string(), float_layers),
             ("bn_folded".to_string(), "true".to_string()),
         ]);
         if let (Some(m), Some(sd)) = (&s.input_mean, &s.input_std) {
@@ -542,11 +583,25 @@ impl QUNet {
                 out: qparams(&format!("{name}.out_quant"))?,
             })
         };
+        let first_name = ConvRef::Down(0, 1).name();
+        let float_first = match get("float_layers")?.as_str() {
+            v if v == format!("{first_name},final_conv") => true,
+            "final_conv" => false,
+            v => {
+                return Err(Error::BadMetadata {
+                    key: "float_layers".into(),
+                    value: v.into(),
+                    reason: format!(
+                        "this build runs `{first_name},final_conv` or `final_conv` in float32"
+                    ),
+                })
+            }
+        };
         let mut convs = HashMap::new();
         let d = spec.depth();
         let mut cin = spec.in_channels;
         for (l, &f) in spec.features.iter().enumerate() {
-            if l > 0 {
+            if l > 0 || !float_first {
                 convs.insert(
                     ConvRef::Down(l, 1),
                     qconv(ConvRef::Down(l, 1).name(), [f, cin, 3, 3], f)?,
@@ -587,16 +642,22 @@ impl QUNet {
                 qconv(ConvRef::Up(l, 2).name(), [f, f, 3, 3], f)?,
             );
         }
-        let first = ConvRef::Down(0, 1).name();
+        let first = first_name;
         let f0 = spec.features[0];
-        let first_w = ConvWeights {
-            shape: [f0, spec.in_channels, 3, 3],
-            weight: f32v(
-                &format!("{first}.weight"),
-                &[f0, spec.in_channels, 3, 3],
-                false,
-            )?,
-            bias: Some(f32v(&format!("{first}.bias"), &[f0], false)?),
+        let (first_conv, first_out) = if float_first {
+            let w = ConvWeights {
+                shape: [f0, spec.in_channels, 3, 3],
+                weight: f32v(
+                    &format!("{first}.weight"),
+                    &[f0, spec.in_channels, 3, 3],
+                    false,
+                )?,
+                bias: Some(f32v(&format!("{first}.bias"), &[f0], false)?),
+            };
+            (FirstConv::Float(w), qparams(&format!("{first}.out_quant"))?)
+        } else {
+            let out = convs[&ConvRef::Down(0, 1)].out;
+            (FirstConv::Int8(qparams("input_quant")?), out)
         };
         let oc = spec.out_channels;
         let head = ConvWeights {
@@ -605,9 +666,9 @@ impl QUNet {
             bias: Some(f32v("final_conv.bias", &[oc], false)?),
         };
         Ok(QUNet {
-            first_out: qparams(&format!("{first}.out_quant"))?,
+            first_out,
             spec,
-            first: first_w,
+            first: first_conv,
             convs,
             ups,
             head,

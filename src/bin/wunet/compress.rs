@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use wunet::compress::{prune, quantize, PruneOptions, Scope};
+use wunet::compress::{prune, quantize_with, PruneOptions, QuantOptions, Scope};
 use wunet::io::{load_image, read_npy};
 use wunet::model::{save_safetensors, StoreDtype};
 use wunet::{Tensor, UNetSpec};
@@ -76,9 +76,13 @@ pub(crate) fn compress(
     scope: &str,
     transposed: bool,
     calibrate: Option<Option<&Path>>,
+    float_first: bool,
     out: &Path,
 ) -> Result<()> {
     let scope: Scope = scope.parse()?;
+    if float_first && calibrate.is_none() {
+        bail!("--float-first applies to --int8 only");
+    }
     if amount.is_none() && calibrate.is_none() {
         bail!("nothing to do: give --prune AMOUNT and/or --int8");
     }
@@ -102,7 +106,7 @@ pub(crate) fn compress(
         Some(dir) => {
             let calib = calibration_inputs(dir, &m.spec)?;
             eprintln!("calibrating int8 activations on {} input(s)", calib.len());
-            quantize(&m, &calib)?.to_safetensors()?
+            quantize_with(&m, &calib, &QuantOptions { float_first })?.to_safetensors()?
         }
     };
     write_atomic(out, &bytes)?;

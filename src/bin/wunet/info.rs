@@ -119,14 +119,25 @@ fn info_int8(q: &QUNet) -> Result<()> {
             sp
         );
     };
-    row(
-        "downs.0.conv1".into(),
-        "f32",
-        q.first.weight.len(),
-        4 * q.first.weight.len(),
-        100.0 * sparsity(&q.first.weight),
-        format!("{:.4e} / {}", q.first_out.scale, q.first_out.zero),
-    );
+    match &q.first {
+        wunet::compress::FirstConv::Float(w) => row(
+            "downs.0.conv1".into(),
+            "f32",
+            w.weight.len(),
+            4 * w.weight.len(),
+            100.0 * sparsity(&w.weight),
+            format!("{:.4e} / {}", q.first_out.scale, q.first_out.zero),
+        ),
+        wunet::compress::FirstConv::Int8(input) => println!(
+            "{:<22} {:>9} {:>10} {:>12} {:>10} {:>24}",
+            "input",
+            "uint8",
+            "",
+            "",
+            "",
+            format!("{:.4e} / {}", input.scale, input.zero)
+        ),
+    }
     let mut refs: Vec<_> = q.convs.keys().collect();
     refs.sort_by_key(|r| r.name());
     for r in refs {

@@ -8,9 +8,10 @@
 //! The decoder's first conv reads the skip and the upsampled tensor as one GEMM over both: the
 //! two share their quantization (`QUNet::share_skip_quantization`), so no concatenation and
 //! no float round trip. Transposed convs are one GEMM over their 4 taps, scattered; max-pool
-//! works on the uint8 values; the bilinear resize (odd sizes only) dequantizes, interpolates and
-//! requantizes with the same parameters; the first conv (float image in) and the head (logits
-//! out) run in float32.
+//! works on the uint8 values; the bilinear resize (odd sizes only) interpolates the uint8 values
+//! exactly (integer weights, rounded half to even). The input is quantized on the way in (or,
+//! in models that keep it float, the first conv runs in float32) and the head computes float
+//! logits from the uint8 activations.
 //!
 //! `Int8Model` prepares a model once (weights packed as GEMM rows, requantization constants);
 //! `forward` is the one-shot form.
@@ -21,8 +22,8 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use crate::compress::{QConv, QParams, QUNet};
-use crate::cpu::{gemm_f32, generic};
+use crate::compress::{FirstConv, QConv, QParams, QUNet};
+use crate::cpu::gemm_f32;
 use crate::model::{ConvWeights, UNetSpec};
 use crate::plan::{ConvRef, Graph, Op};
 use crate::tensor::Tensor;
@@ -417,6 +418,57 @@ fn maxpool2x2(x: &QAct) -> QAct {
     out
 }
 
+/// One axis of the align-corners bilinear resize as exact rationals: output `d` of `o` reads
+/// inputs `i0`, `i1` with weights `(den − f, f) / den`.
+pub fn resize_taps(d: usize, i: usize, o: usize) -> (usize, usize, u64, u64) {
+    let den = o.saturating_sub(1).max(1) as u64;
+    let num = if o > 1 { (d * (i - 1)) as u64 } else { 0 };
+    let i0 = (num / den) as usize;
+    let f = num - i0 as u64 * den;
+    (i0, (i0 + 1).min(i - 1), f, den)
+}
+
+/// Bilinear resize (align corners) on the uint8 values, exactly: the weighted sum of the 4
+/// neighbours as an integer over the product of the denominators, rounded half to even. (With one
+/// quantization in and out, interpolating the values is interpolating what they stand for.)
+fn resize_u8(x: &QAct, oh: usize, ow: usize) -> QAct {
+    let [n, c, h, w] = x.shape;
+    let mut out = QAct::new([n, c, oh, ow], x.q);
+    let (iplane, oplane, ipw, opw, planes) =
+        (x.plane(), out.plane(), x.pw(), out.pw(), n * out.groups());
+    out.data[..planes * oplane]
+        .par_chunks_mut(oplane)
+        .enumerate()
+        .for_each(|(p, o)| {
+            let src = &x.data[p * iplane..(p + 1) * iplane];
+            let at = |y: usize, xx: usize, k: usize| src[((y + 1) * ipw + xx + 1) * 4 + k] as u64;
+            for y in 0..oh {
+                let (y0, y1, fy, dy) = resize_taps(y, h, oh);
+                for xx in 0..ow {
+                    let (x0, x1, fx, dx) = resize_taps(xx, w, ow);
+                    for k in 0..4 {
+                        let top = (dx - fx) * at(y0, x0, k) + fx * at(y0, x1, k);
+                        let bot = (dx - fx) * at(y1, x0, k) + fx * at(y1, x1, k);
+                        let num = (dy - fy) * top + fy * bot;
+                        o[((y + 1) * opw + xx + 1) * 4 + k] =
+                            div_round_half_even(num, dy * dx) as u8;
+                    }
+                }
+            }
+        });
+    out
+}
+
+/// `num / den` rounded half to even.
+pub fn div_round_half_even(num: u64, den: u64) -> u64 {
+    let (q, r) = (num / den, num % den);
+    if 2 * r > den || (2 * r == den && q % 2 == 1) {
+        q + 1
+    } else {
+        q
+    }
+}
+
 /// The float 1×1 head on uint8 activations: `b + s · Σ_c w_c · (x_c − z)`.
 fn head(x: &QAct, head: &ConvWeights) -> Tensor {
     let [n, c, h, w] = x.shape;
@@ -450,7 +502,7 @@ fn head(x: &QAct, head: &ConvWeights) -> Tensor {
 /// An int8 model prepared for the CPU engine.
 pub struct Int8Model {
     spec: UNetSpec,
-    first: ConvWeights,
+    first: FirstConv,
     first_out: QParams,
     convs: HashMap<ConvRef, PConv>,
     ups: Vec<PConv>,
@@ -466,6 +518,9 @@ impl Int8Model {
         let side = 1usize << model.spec.depth();
         let g = Graph::build(&model.spec, [1, model.spec.in_channels, side, side], true)?;
         let mut qs: Vec<Option<QParams>> = vec![None; g.shapes.len()];
+        if let FirstConv::Int8(input) = model.first {
+            qs[g.input] = Some(input);
+        }
         let mut convs = HashMap::new();
         let mut ups = vec![None; model.ups.len()];
         for op in &g.ops {
@@ -474,7 +529,7 @@ impl Int8Model {
                 Op::Conv3x3 {
                     conv: ConvRef::Down(0, 1),
                     ..
-                } => model.first_out,
+                } if matches!(model.first, FirstConv::Float(_)) => model.first_out,
                 Op::Conv3x3 { a, b, conv, .. } => {
                     let parts: Vec<usize> = std::iter::once(*a)
                         .chain(*b)
@@ -522,6 +577,9 @@ impl Int8Model {
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
         let g = Graph::build(&self.spec, input.shape, true)?;
         let mut vals: Vec<Option<QAct>> = vec![None; g.shapes.len()];
+        if let FirstConv::Int8(q) = self.first {
+            vals[g.input] = Some(QAct::from_f32(input, q));
+        }
         let mut last_use = vec![0usize; g.shapes.len()];
         for (i, op) in g.ops.iter().enumerate() {
             for t in op.inputs() {
@@ -534,27 +592,26 @@ impl Int8Model {
                     .as_ref()
                     .expect("graph order: inputs computed first")
             };
-            let out = match op {
-                Op::Conv3x3 {
-                    conv: ConvRef::Down(0, 1),
-                    ..
-                } => QAct::from_f32(
-                    &gemm_f32::conv3x3(input, None, &self.first, true),
-                    self.first_out,
-                ),
-                Op::Conv3x3 { a, b, conv, .. } => {
+            let out = match (op, &self.first) {
+                (
+                    Op::Conv3x3 {
+                        conv: ConvRef::Down(0, 1),
+                        ..
+                    },
+                    FirstConv::Float(first),
+                ) => QAct::from_f32(&gemm_f32::conv3x3(input, None, first, true), self.first_out),
+                (Op::Conv3x3 { a, b, conv, .. }, _) => {
                     let parts: Vec<&QAct> = std::iter::once(get(*a)).chain(b.map(get)).collect();
                     conv3x3(&parts, &self.convs[conv])
                 }
-                Op::MaxPool { x, .. } => maxpool2x2(get(*x)),
-                Op::UpConv { x, level, .. } => upconv2x2(get(*x), &self.ups[*level]),
-                Op::Resize { x, out } => {
+                (Op::MaxPool { x, .. }, _) => maxpool2x2(get(*x)),
+                (Op::UpConv { x, level, .. }, _) => upconv2x2(get(*x), &self.ups[*level]),
+                (Op::Resize { x, out }, _) => {
                     let [_, _, h, w] = g.shapes[*out];
-                    let src = get(*x);
-                    QAct::from_f32(&generic::resize_bilinear_ac(&src.to_f32(), h, w), src.q)
+                    resize_u8(get(*x), h, w)
                 }
-                Op::Head { x, .. } => return Ok(head(get(*x), &self.head)),
-                Op::BnRelu { .. } => unreachable!("int8 graphs fold BatchNorm"),
+                (Op::Head { x, .. }, _) => return Ok(head(get(*x), &self.head)),
+                (Op::BnRelu { .. }, _) => unreachable!("int8 graphs fold BatchNorm"),
             };
             vals[op.output()] = Some(out);
             for t in op.inputs() {
@@ -571,4 +628,50 @@ impl Int8Model {
 /// more than once, prepare it with `Int8Model::new`.
 pub fn forward(model: &QUNet, input: &Tensor) -> Result<Tensor> {
     Int8Model::new(model)?.forward(input)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu::generic;
+
+    /// The exact uint8 resize against the float one on dequantized values: within half a step
+    /// plus float rounding, so at most 1 apart; and exact where the float one is exact.
+    #[test]
+    fn resize_u8_is_the_exact_bilinear() {
+        let q = QParams {
+            scale: 0.1,
+            zero: 7,
+        };
+        for (h, w, oh, ow) in [(3, 5, 7, 9), (4, 4, 9, 8), (5, 3, 5, 3), (1, 6, 1, 11)] {
+            let t = Tensor {
+                shape: [1, 5, h, w],
+                data: (0..5 * h * w)
+                    .map(|i| ((i * 37) % 251) as f32 * 0.1 - 0.7)
+                    .collect(),
+            };
+            let x = QAct::from_f32(&t, q);
+            let got = resize_u8(&x, oh, ow);
+            let want = generic::resize_bilinear_ac(&x.to_f32(), oh, ow);
+            for c in 0..5 {
+                for y in 0..oh {
+                    for xx in 0..ow {
+                        let g = got.data[got.at(0, c, y, xx)] as f32;
+                        let f = want.data[(c * oh + y) * ow + xx] / q.scale + q.zero as f32;
+                        assert!((g - f).abs() <= 0.5 + 1e-3, "{h}x{w}→{oh}x{ow}: {g} vs {f}");
+                    }
+                }
+            }
+            // Corners are copied.
+            assert_eq!(got.data[got.at(0, 3, 0, 0)], x.data[x.at(0, 3, 0, 0)]);
+            assert_eq!(
+                got.data[got.at(0, 3, oh - 1, ow - 1)],
+                x.data[x.at(0, 3, h - 1, w - 1)]
+            );
+        }
+        assert_eq!(div_round_half_even(5, 2), 2);
+        assert_eq!(div_round_half_even(7, 2), 4);
+        assert_eq!(div_round_half_even(7, 3), 2);
+        assert_eq!(div_round_half_even(8, 3), 3);
+    }
 }
