@@ -12,3 +12,24 @@ pub fn source(name: &str) -> &'static str {
         .map(|(_, s)| *s)
         .unwrap_or_else(|| panic!("no shader named {name:?} in shaders/"))
 }
+
+/// Whether kernel source `src` calls the int8 library (`lib/int8_common.wgsl`).
+pub fn needs_int8_lib(src: &str) -> bool {
+    src.contains("dot4x4(") || src.contains("requant4(") || src.contains("dot4i8(")
+}
+
+/// The source of kernel `name` ready to compile: kernels calling the int8 library get it
+/// prepended, after the dot-product variant: `packed_dot` selects WGSL's
+/// `packed_4x8_integer_dot_product` builtin, else the unpacking fallback.
+pub fn compose(name: &str, packed_dot: bool) -> String {
+    let src = source(name);
+    if !needs_int8_lib(src) {
+        return src.to_string();
+    }
+    let dot = if packed_dot {
+        "lib/int8_dot4_builtin"
+    } else {
+        "lib/int8_dot4_unpacked"
+    };
+    format!("{}\n{}\n{}", source(dot), source("lib/int8_common"), src)
+}

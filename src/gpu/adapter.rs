@@ -8,6 +8,8 @@ pub struct Gpu {
     pub device: wgpu::Device,
     pub queue: wgpu::Queue,
     pub info: wgpu::AdapterInfo,
+    /// The WGSL language extensions of the instance (which dot product the int8 kernels use).
+    pub wgsl: wgpu::WgslLanguageFeatures,
 }
 
 /// Request the best adapter (honouring `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`) and a device with
@@ -49,5 +51,6 @@ pub async fn request_gpu_async() -> Result<Gpu> {
         device,
         queue,
         info,
+        wgsl: instance.wgsl_language_features(),
     })
 }

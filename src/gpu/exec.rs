@@ -43,7 +43,26 @@ impl Plan {
             self.mem.sizes[self.graph.output],
         );
         let (data, _) = self.execute(input, offset, bytes, None)?;
-        Tensor::new(self.output_shape(), data)
+        Tensor::new(self.output_shape(), bytemuck::pod_collect_to_vec(&data))
+    }
+
+    /// Run one inference and read back the raw bytes of every tensor of the graph (indexed by
+    /// `TensorId`; int8 plans keep activations packed, see `cpu::int8::QAct`). Needs a plan made
+    /// with `keep_intermediates`.
+    pub fn run_all_raw(&self, input: &Tensor) -> Result<Vec<Vec<u8>>> {
+        let end = self.graph.ops.len();
+        if self.mem.lifetimes.iter().any(|l| l.1 != end) {
+            return Err(Error::InvalidArgument(
+                "run_all_raw needs a plan made with keep_intermediates".into(),
+            ));
+        }
+        let (data, _) = self.execute(input, 0, self.mem.arena_bytes, None)?;
+        Ok((0..self.graph.shapes.len())
+            .map(|t| {
+                let o = self.mem.offsets[t] as usize;
+                data[o..o + self.mem.sizes[t] as usize].to_vec()
+            })
+            .collect())
     }
 
     /// Run one inference and read back every tensor of the graph (indexed by `TensorId`).
@@ -55,7 +74,13 @@ impl Plan {
                 "run_all needs a plan made with keep_intermediates".into(),
             ));
         }
+        if self.input_quant.is_some() {
+            return Err(Error::InvalidArgument(
+                "run_all reads float tensors: use run_all_raw on an int8 plan".into(),
+            ));
+        }
         let (data, _) = self.execute(input, 0, self.mem.arena_bytes, None)?;
+        let data: Vec<f32> = bytemuck::pod_collect_to_vec(&data);
         (0..self.graph.shapes.len())
             .map(|t| {
                 let o = (self.mem.offsets[t] / 4) as usize;
@@ -132,7 +157,7 @@ impl Plan {
             })
             .collect();
         Ok((
-            Tensor::new(self.output_shape(), data)?,
+            Tensor::new(self.output_shape(), bytemuck::pod_collect_to_vec(&data))?,
             Profile { mode, step_ms },
         ))
     }
@@ -145,7 +170,7 @@ impl Plan {
         offset: u64,
         bytes: u64,
         timing: Option<&Timing>,
-    ) -> Result<(Vec<f32>, Option<Vec<u64>>)> {
+    ) -> Result<(Vec<u8>, Option<Vec<u64>>)> {
         if input.shape != self.input_shape() {
             return Err(Error::BadInput {
                 shape: input.shape.to_vec(),
@@ -164,11 +189,17 @@ impl Plan {
             })
         };
         scoped(&self.device, "running the plan", || {
-            self.queue.write_buffer(
-                &self.arena,
-                self.mem.offsets[self.graph.input],
-                bytemuck::cast_slice(&input.data),
-            );
+            let packed;
+            let input_bytes: &[u8] = match self.input_quant {
+                // int8 plans take the input quantized and packed (`QAct`) by the host.
+                Some(q) => {
+                    packed = crate::cpu::int8::QAct::from_f32(input, q).data;
+                    &packed[..self.mem.sizes[self.graph.input] as usize]
+                }
+                None => bytemuck::cast_slice(&input.data),
+            };
+            self.queue
+                .write_buffer(&self.arena, self.mem.offsets[self.graph.input], input_bytes);
             let mut enc = self
                 .device
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
@@ -222,7 +253,7 @@ impl Plan {
         let mut out = map_read(&self.device, &bufs)?;
         let ticks = timing
             .map(|_| bytemuck::pod_collect_to_vec::<u8, u64>(&out.pop().expect("timestamps")));
-        Ok((bytemuck::pod_collect_to_vec::<u8, f32>(&out[0]), ticks))
+        Ok((out.swap_remove(0), ticks))
     }
 
     fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, s: &super::Step) {

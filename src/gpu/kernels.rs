@@ -16,6 +16,15 @@ pub enum Kernel {
     UpConv,
     Resize,
     Head,
+    /// int8 kernels (`shaders/int8/`): dense 3×3 conv, 4 px × 8 output channels per invocation.
+    Conv3x3I8,
+    UpConvI8,
+    MaxPoolI8,
+    ResizeI8,
+    /// Zero point into the borders of a packed int8 tensor.
+    BorderI8,
+    /// float32 logits from packed uint8 activations.
+    HeadI8,
 }
 
 /// Invocations per workgroup of the element-wise kernels (WebGPU's default limit is 256).
@@ -36,9 +45,25 @@ impl Kernel {
         Kernel::Head,
     ];
 
+    /// The kernels of the int8 plan.
+    pub const INT8: [Kernel; 6] = [
+        Kernel::Conv3x3I8,
+        Kernel::UpConvI8,
+        Kernel::MaxPoolI8,
+        Kernel::ResizeI8,
+        Kernel::BorderI8,
+        Kernel::HeadI8,
+    ];
+
     /// Path under `shaders/` without extension.
     pub fn shader(self) -> &'static str {
         match self {
+            Kernel::Conv3x3I8 => "int8/conv3x3_i8",
+            Kernel::UpConvI8 => "int8/upconv2x2_i8",
+            Kernel::MaxPoolI8 => "int8/maxpool2x2_i8",
+            Kernel::ResizeI8 => "int8/resize_i8",
+            Kernel::BorderI8 => "int8/border_i8",
+            Kernel::HeadI8 => "int8/head_i8",
             Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 => "conv/conv3x3_bn_relu_f32",
             Kernel::BnRelu => "norm/bn_relu_f32",
             Kernel::MaxPool => "pool/maxpool2x2_f32",
@@ -68,7 +93,9 @@ impl Kernel {
     /// Values of the shader's `override` constants.
     fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::UpConv => vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)],
+            Kernel::UpConv | Kernel::Conv3x3I8 | Kernel::UpConvI8 => {
+                vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)]
+            }
             Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 => vec![
                 ("WG_X", CONV_WG.0 as f64),
                 ("WG_Y", CONV_WG.1 as f64),
@@ -79,9 +106,19 @@ impl Kernel {
     }
 
     pub(crate) fn pipeline(self, device: &wgpu::Device) -> wgpu::ComputePipeline {
+        self.pipeline_with(device, true)
+    }
+
+    /// The pipeline; int8 kernels with WGSL's packed dot product (`packed_dot`) or the
+    /// unpacking fallback.
+    pub(crate) fn pipeline_with(
+        self,
+        device: &wgpu::Device,
+        packed_dot: bool,
+    ) -> wgpu::ComputePipeline {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(self.shader()),
-            source: wgpu::ShaderSource::Wgsl(shaders::source(self.shader()).into()),
+            source: wgpu::ShaderSource::Wgsl(shaders::compose(self.shader(), packed_dot).into()),
         });
         let constants = self.constants();
         device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

@@ -4,12 +4,14 @@
 
 mod adapter;
 mod exec;
+mod int8;
 mod kernels;
 mod peak;
 mod plan;
 
 pub use adapter::{request_gpu, request_gpu_async, Gpu};
 pub use exec::{Profile, TimingMode};
+pub use int8::{Dot4, GpuInt8Model, GpuInt8Options};
 pub use kernels::{packed_weight_bytes, Kernel};
 pub use peak::measure_fma_peak;
 pub use plan::{GpuModel, GpuOptions, Plan, Step};

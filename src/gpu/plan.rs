@@ -228,16 +228,6 @@ impl GpuModel {
     fn build_plan(&self, graph: Graph, mem: MemoryPlan) -> Result<Plan> {
         let device = &self.device;
         let limits = device.limits();
-        let arena = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("activation arena"),
-            size: mem.arena_bytes.max(4),
-            usage: wgpu::BufferUsages::STORAGE
-                | wgpu::BufferUsages::COPY_DST
-                | wgpu::BufferUsages::COPY_SRC,
-            mapped_at_creation: false,
-        });
-        let ustride = (limits.min_uniform_buffer_offset_alignment as u64).max(32);
-        let mut uniforms = vec![0u8; (ustride * graph.ops.len() as u64) as usize];
         let maxd = limits.max_compute_workgroups_per_dimension;
 
         // Per op: kernel, params (8 words), workgroups, and bind group entries.
@@ -380,11 +370,67 @@ impl GpuModel {
                     max: maxd as u64,
                 });
             }
-            specs.push((kernel, params, groups, bufs));
+            specs.push(StepSpec {
+                kernel,
+                params,
+                groups,
+                bufs,
+                label: op.label(),
+                flops: graph.flops(op),
+                tensors: op.inputs().into_iter().chain([op.output()]).collect(),
+            });
         }
-        for (i, (_, params, _, _)) in specs.iter().enumerate() {
+        Ok(assemble(
+            device,
+            &self.queue,
+            graph,
+            mem,
+            specs,
+            &self.pipelines,
+            None,
+        ))
+    }
+}
+
+/// One dispatch to be: its kernel, 8 words of parameters, workgroups, bindings (after the
+/// uniform at binding 0), and what the reports say about it.
+pub(super) struct StepSpec<'a> {
+    pub(super) kernel: Kernel,
+    pub(super) params: [u32; 8],
+    pub(super) groups: [u32; 3],
+    pub(super) bufs: Vec<Binding<'a>>,
+    pub(super) label: String,
+    pub(super) flops: u64,
+    /// Tensors it reads and writes (for the bytes-moved report).
+    pub(super) tensors: Vec<usize>,
+}
+
+/// A `Plan` from its dispatches: one uniform buffer for all parameters, a bind group per step,
+/// the readback buffer for the output.
+pub(super) fn assemble(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    graph: Graph,
+    mem: MemoryPlan,
+    specs: Vec<StepSpec>,
+    pipelines: &HashMap<Kernel, wgpu::ComputePipeline>,
+    input_quant: Option<crate::compress::QParams>,
+) -> Plan {
+    let limits = device.limits();
+    let ustride = (limits.min_uniform_buffer_offset_alignment as u64).max(32);
+    let mut uniforms = vec![0u8; (ustride * specs.len().max(1) as u64) as usize];
+    let arena = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("activation arena"),
+        size: mem.arena_bytes.max(4),
+        usage: wgpu::BufferUsages::STORAGE
+            | wgpu::BufferUsages::COPY_DST
+            | wgpu::BufferUsages::COPY_SRC,
+        mapped_at_creation: false,
+    });
+    {
+        for (i, spec) in specs.iter().enumerate() {
             let o = i * ustride as usize;
-            uniforms[o..o + 32].copy_from_slice(bytemuck::cast_slice(params));
+            uniforms[o..o + 32].copy_from_slice(bytemuck::cast_slice(&spec.params));
         }
         let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
             label: Some("plan uniforms"),
@@ -393,10 +439,18 @@ impl GpuModel {
         });
         let steps = specs
             .into_iter()
-            .zip(&graph.ops)
             .enumerate()
-            .map(|(i, ((kernel, _, groups, bufs), op))| {
-                let pipeline = self.pipelines[&kernel].clone();
+            .map(|(i, spec)| {
+                let StepSpec {
+                    kernel,
+                    groups,
+                    bufs,
+                    label,
+                    flops,
+                    tensors,
+                    ..
+                } = spec;
+                let pipeline = pipelines[&kernel].clone();
                 let mut entries = vec![wgpu::BindGroupEntry {
                     binding: 0,
                     resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -431,17 +485,12 @@ impl GpuModel {
                         Binding::Arena(_) => 0,
                     })
                     .sum();
-                let act_bytes: u64 = op
-                    .inputs()
-                    .iter()
-                    .chain([&op.output()])
-                    .map(|&t| mem.sizes[t])
-                    .sum();
+                let act_bytes: u64 = tensors.iter().map(|&t| mem.sizes[t]).sum();
                 Step {
                     kernel,
-                    label: op.label(),
+                    label,
                     workgroups: groups,
-                    flops: graph.flops(op),
+                    flops,
                     bytes: act_bytes + weight_bytes,
                     pipeline,
                     bind_group,
@@ -455,9 +504,9 @@ impl GpuModel {
             usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
             mapped_at_creation: false,
         });
-        Ok(Plan {
+        Plan {
             device: device.clone(),
-            queue: self.queue.clone(),
+            queue: queue.clone(),
             graph,
             mem,
             arena,
@@ -465,18 +514,19 @@ impl GpuModel {
             steps,
             submits: AtomicU64::new(0),
             run_lock: Mutex::new(()),
-        })
+            input_quant,
+        }
     }
 }
 
-enum Binding<'a> {
+pub(super) enum Binding<'a> {
     Arena(usize),
     Weights(&'a wgpu::Buffer),
 }
 
 /// Every tensor binding within `max_storage_buffer_binding_size`, the arena within
 /// `max_buffer_size`.
-fn check_limits(limits: &wgpu::Limits, g: &Graph, mem: &MemoryPlan) -> Result<()> {
+pub(super) fn check_limits(limits: &wgpu::Limits, g: &Graph, mem: &MemoryPlan) -> Result<()> {
     let max_bind = limits.max_storage_buffer_binding_size;
     for (t, &size) in mem.sizes.iter().enumerate() {
         if size > max_bind {
@@ -522,6 +572,8 @@ pub struct Plan {
     pub(super) steps: Vec<Step>,
     pub(super) submits: AtomicU64,
     pub(super) run_lock: Mutex<()>,
+    /// int8 plans: the input's quantization (the host quantizes and packs it on upload).
+    pub(super) input_quant: Option<crate::compress::QParams>,
 }
 
 impl Plan {

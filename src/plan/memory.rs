@@ -37,6 +37,13 @@ pub fn plan_memory(g: &Graph, alignment: u64) -> MemoryPlan {
 /// As `plan_memory`; with `keep_all`, every tensor lives to the end (no reuse), so all
 /// intermediate values can be read back after a run (debugging, per-kernel tests).
 pub fn plan_memory_with(g: &Graph, alignment: u64, keep_all: bool) -> MemoryPlan {
+    let sizes = (0..g.shapes.len()).map(|t| g.bytes(t)).collect();
+    plan_memory_sized(g, alignment, keep_all, sizes)
+}
+
+/// As `plan_memory_with`, with each tensor's size in bytes given (layouts other than float32
+/// NCHW: the int8 plan's packed, padded activations).
+pub fn plan_memory_sized(g: &Graph, alignment: u64, keep_all: bool, sizes: Vec<u64>) -> MemoryPlan {
     let nt = g.shapes.len();
     let end = g.ops.len();
     let mut life = vec![(usize::MAX, 0usize); nt];
@@ -53,7 +60,6 @@ pub fn plan_memory_with(g: &Graph, alignment: u64, keep_all: bool) -> MemoryPlan
     if keep_all {
         life.iter_mut().for_each(|l| l.1 = end);
     }
-    let sizes: Vec<u64> = (0..nt).map(|t| g.bytes(t)).collect();
 
     let mut order: Vec<TensorId> = (0..nt).collect();
     order.sort_by_key(|&t| (std::cmp::Reverse(sizes[t]), t));

@@ -4,7 +4,7 @@
 
 mod memory;
 
-pub use memory::{plan_memory, plan_memory_with, MemoryPlan, ARENA_ALIGN};
+pub use memory::{plan_memory, plan_memory_sized, plan_memory_with, MemoryPlan, ARENA_ALIGN};
 
 use crate::model::{BatchNorm, ConvWeights, UNet, UNetSpec};
 use crate::{Error, Result};

@@ -140,18 +140,18 @@ impl QAct {
 /// A conv ready for the kernels: weights as GEMM rows in the order the kernels read activations,
 /// and the requantization constants for its input's quantization.
 #[derive(Clone, Debug)]
-struct PConv {
+pub(crate) struct PConv {
     /// GEMM rows.
-    m: usize,
+    pub(crate) m: usize,
     /// Real output channels.
-    cout: usize,
-    kp: usize,
-    a: Vec<i8>,
-    bias: Vec<i32>,
-    mult: Vec<f32>,
-    out: QParams,
+    pub(crate) cout: usize,
+    pub(crate) kp: usize,
+    pub(crate) a: Vec<i8>,
+    pub(crate) bias: Vec<i32>,
+    pub(crate) mult: Vec<f32>,
+    pub(crate) out: QParams,
     /// The kernels' lowest output: the zero point where a ReLU is fused, else 0.
-    lo: i32,
+    pub(crate) lo: i32,
 }
 
 /// Requantization constants of one output channel (`kernels::Requant`): the float bias in
@@ -501,12 +501,14 @@ fn head(x: &QAct, head: &ConvWeights) -> Tensor {
 
 /// An int8 model prepared for the CPU engine.
 pub struct Int8Model {
-    spec: UNetSpec,
-    first: FirstConv,
-    first_out: QParams,
-    convs: HashMap<ConvRef, PConv>,
-    ups: Vec<PConv>,
-    head: ConvWeights,
+    pub(crate) spec: UNetSpec,
+    pub(crate) first: FirstConv,
+    pub(crate) first_out: QParams,
+    pub(crate) convs: HashMap<ConvRef, PConv>,
+    pub(crate) ups: Vec<PConv>,
+    pub(crate) head: ConvWeights,
+    /// The quantization of the head's input.
+    pub(crate) head_in: QParams,
 }
 
 impl Int8Model {
@@ -523,6 +525,7 @@ impl Int8Model {
         }
         let mut convs = HashMap::new();
         let mut ups = vec![None; model.ups.len()];
+        let mut head_in = None;
         for op in &g.ops {
             let q = |t: usize| qs[t].expect("graph order: inputs first");
             let out = match op {
@@ -551,7 +554,10 @@ impl Int8Model {
                     ups[*level] = Some(PConv::upconv(qc, q(*x)));
                     qc.out
                 }
-                Op::Head { .. } => continue,
+                Op::Head { x, .. } => {
+                    head_in = Some(q(*x));
+                    continue;
+                }
                 Op::BnRelu { .. } => unreachable!("int8 graphs fold BatchNorm"),
             };
             qs[op.output()] = Some(out);
@@ -566,6 +572,7 @@ impl Int8Model {
                 .map(|u| u.expect("every level upsamples"))
                 .collect(),
             head: model.head,
+            head_in: head_in.expect("the graph ends with the head"),
         })
     }
 
@@ -575,6 +582,16 @@ impl Int8Model {
 
     /// Run on a float input (NCHW); returns the float logits.
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
+        Ok(self.run(input, false)?.0)
+    }
+
+    /// `forward`, also returning every uint8 tensor of the graph (indexed by `TensorId`; `None`
+    /// for float ones): the reference the GPU int8 kernels are tested against.
+    pub fn forward_all(&self, input: &Tensor) -> Result<(Tensor, Vec<Option<QAct>>)> {
+        self.run(input, true)
+    }
+
+    fn run(&self, input: &Tensor, keep: bool) -> Result<(Tensor, Vec<Option<QAct>>)> {
         let g = Graph::build(&self.spec, input.shape, true)?;
         let mut vals: Vec<Option<QAct>> = vec![None; g.shapes.len()];
         if let FirstConv::Int8(q) = self.first {
@@ -610,12 +627,12 @@ impl Int8Model {
                     let [_, _, h, w] = g.shapes[*out];
                     resize_u8(get(*x), h, w)
                 }
-                (Op::Head { x, .. }, _) => return Ok(head(get(*x), &self.head)),
+                (Op::Head { x, .. }, _) => return Ok((head(get(*x), &self.head), vals)),
                 (Op::BnRelu { .. }, _) => unreachable!("int8 graphs fold BatchNorm"),
             };
             vals[op.output()] = Some(out);
             for t in op.inputs() {
-                if last_use[t] == i {
+                if last_use[t] == i && !keep {
                     vals[t] = None;
                 }
             }

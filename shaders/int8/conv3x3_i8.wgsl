@@ -1,0 +1,118 @@
+// Dense int8 3×3 convolution, padding 1, on packed uint8 activations (lib/int8_common.wgsl), with
+// the requantization and ReLU fused: int8 in, int8 out. The input channel groups are those of
+// `src_a` then `src_b` (the decoder's skip and upsampled tensors, which share one quantization):
+// no concatenation.
+//
+// Each invocation computes 4 consecutive pixels of a row × 8 output channels (two output words)
+// in named accumulators. Per input group and kernel row it loads one 6-word row segment (no
+// bounds checks: the border holds the zero point) and reuses it for the 3 taps; each tap's
+// weights are 2 vec4<u32> (8 output channels × 4 input channels), uniform across the
+// workgroup because the channel block comes from the workgroup id. 32 dot4 per 2 weight loads.
+//
+// Weights: vec4 index (k · blocks + block) · 2 + {0, 1}, k = group · 9 + tap over both inputs'
+// groups. `rq`: per block, bias (i32 bits) for channels 0–3 and 4–7, then multipliers (f32 bits).
+
+struct Params {
+    n: u32,
+    ga: u32,     // input groups of src_a
+    gb: u32,     // input groups of src_b (0: none)
+    h: u32,
+    w: u32,
+    gout: u32,   // output groups
+    blocks: u32, // output blocks of 8 channels
+    zl: u32,     // output zero point | lowest output value << 8
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+// Activations live in one arena that several bindings alias, so all are read_write.
+@group(0) @binding(1) var<storage, read_write> src_a: array<u32>;
+@group(0) @binding(2) var<storage, read_write> src_b: array<u32>;
+@group(0) @binding(3) var<storage, read> weights: array<vec4<u32>>;
+@group(0) @binding(4) var<storage, read> rq: array<vec4<u32>>;
+@group(0) @binding(5) var<storage, read_write> dst: array<u32>;
+
+override WG_X: u32 = 8u;
+override WG_Y: u32 = 8u;
+
+// Word `i` of group `g` of image `n` (over both inputs), flipped to signed.
+fn load(n: u32, g: u32, i: u32, plane: u32) -> u32 {
+    if (g < p.ga) {
+        return src_a[(n * p.ga + g) * plane + i] ^ FLIP;
+    }
+    return src_b[(n * p.gb + g - p.ga) * plane + i] ^ FLIP;
+}
+
+@compute @workgroup_size(WG_X, WG_Y, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>) {
+    let x0 = gid.x * 4u;
+    let y = gid.y;
+    let n = wid.z / p.blocks;
+    let blk = wid.z % p.blocks;
+    if (x0 >= p.w || y >= p.h) {
+        return;
+    }
+    let pw = p.w + 2u;
+    let plane = (p.h + 2u) * pw;
+    var a0l = vec4<i32>(0); var a0h = vec4<i32>(0);
+    var a1l = vec4<i32>(0); var a1h = vec4<i32>(0);
+    var a2l = vec4<i32>(0); var a2h = vec4<i32>(0);
+    var a3l = vec4<i32>(0); var a3h = vec4<i32>(0);
+    let groups = p.ga + p.gb;
+    for (var g = 0u; g < groups; g++) {
+        for (var ky = 0u; ky < 3u; ky++) {
+            // The window of output pixel x starts at padded pixel x (row y + ky).
+            let r = (y + ky) * pw + x0;
+            let s0 = load(n, g, r, plane);
+            let s1 = load(n, g, r + 1u, plane);
+            let s2 = load(n, g, r + 2u, plane);
+            let s3 = load(n, g, r + 3u, plane);
+            let s4 = load(n, g, r + 4u, plane);
+            let s5 = load(n, g, r + 5u, plane);
+            let k = ((g * 9u + ky * 3u) * p.blocks + blk) * 2u;
+            let step = p.blocks * 2u;
+            // kx = 0
+            var wl = weights[k];
+            var wh = weights[k + 1u];
+            a0l += dot4x4(s0, wl); a0h += dot4x4(s0, wh);
+            a1l += dot4x4(s1, wl); a1h += dot4x4(s1, wh);
+            a2l += dot4x4(s2, wl); a2h += dot4x4(s2, wh);
+            a3l += dot4x4(s3, wl); a3h += dot4x4(s3, wh);
+            // kx = 1
+            wl = weights[k + step];
+            wh = weights[k + step + 1u];
+            a0l += dot4x4(s1, wl); a0h += dot4x4(s1, wh);
+            a1l += dot4x4(s2, wl); a1h += dot4x4(s2, wh);
+            a2l += dot4x4(s3, wl); a2h += dot4x4(s3, wh);
+            a3l += dot4x4(s4, wl); a3h += dot4x4(s4, wh);
+            // kx = 2
+            wl = weights[k + 2u * step];
+            wh = weights[k + 2u * step + 1u];
+            a0l += dot4x4(s2, wl); a0h += dot4x4(s2, wh);
+            a1l += dot4x4(s3, wl); a1h += dot4x4(s3, wh);
+            a2l += dot4x4(s4, wl); a2h += dot4x4(s4, wh);
+            a3l += dot4x4(s5, wl); a3h += dot4x4(s5, wh);
+        }
+    }
+    let bl = bitcast<vec4<i32>>(rq[blk * 4u]);
+    let bh = bitcast<vec4<i32>>(rq[blk * 4u + 1u]);
+    let ml = bitcast<vec4<f32>>(rq[blk * 4u + 2u]);
+    let mh = bitcast<vec4<f32>>(rq[blk * 4u + 3u]);
+    let zero = i32(p.zl & 0xFFu);
+    let lo = i32(p.zl >> 8u);
+    let o = (n * p.gout + 2u * blk) * plane + (y + 1u) * pw + x0 + 1u;
+    let hi = 2u * blk + 1u < p.gout;
+    dst[o] = requant4(a0l, bl, ml, zero, lo);
+    if (hi) { dst[o + plane] = requant4(a0h, bh, mh, zero, lo); }
+    if (x0 + 1u < p.w) {
+        dst[o + 1u] = requant4(a1l, bl, ml, zero, lo);
+        if (hi) { dst[o + plane + 1u] = requant4(a1h, bh, mh, zero, lo); }
+    }
+    if (x0 + 2u < p.w) {
+        dst[o + 2u] = requant4(a2l, bl, ml, zero, lo);
+        if (hi) { dst[o + plane + 2u] = requant4(a2h, bh, mh, zero, lo); }
+    }
+    if (x0 + 3u < p.w) {
+        dst[o + 3u] = requant4(a3l, bl, ml, zero, lo);
+        if (hi) { dst[o + plane + 3u] = requant4(a3h, bh, mh, zero, lo); }
+    }
+}

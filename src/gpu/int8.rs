@@ -1,0 +1,460 @@
+//! The int8 GPU engine: the int8 model of `compress --int8` run as integer shaders end to end,
+//! bit-exact with the CPU int8 engine.
+//!
+//! Activations stay uint8 on the device in the CPU engine's layout (`cpu::int8::QAct`: 4
+//! channels per u32, planes with a border of the zero point), so the host quantizes and packs the
+//! input once and reads back float logits from the head. Weights are the CPU engine's prepared
+//! GEMM rows (`Int8Model`) regrouped for the shaders: one u32 per (output channel, 4 input
+//! channels, tap). Every kernel requantizes with the CPU rule (`lib/int8_common.wgsl`); the
+//! kernels write tensor interiors, and a border pass puts the zero point around each tensor
+//! (arena memory is reused). The plan is the float engine's: one command buffer, one submit.
+
+use std::collections::HashMap;
+
+use wgpu::util::DeviceExt;
+
+use super::kernels::{linear_groups, Kernel, CONV_PX, CONV_WG};
+use super::plan::{assemble, check_limits, Binding, Plan, StepSpec};
+use super::scoped;
+use crate::compress::{FirstConv, QParams, QUNet};
+use crate::cpu::int8::{Int8Model, PConv};
+use crate::model::UNetSpec;
+use crate::plan::{plan_memory_sized, ConvRef, Graph, Op, Shape, ARENA_ALIGN};
+use crate::{Error, Result};
+
+/// How the int8 kernels take 4-lane dot products.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dot4 {
+    /// WGSL's `dot4I8Packed` (the `packed_4x8_integer_dot_product` language extension).
+    Packed,
+    /// Unpacked with shifts: for implementations without the extension. Same results.
+    Unpacked,
+}
+
+impl Dot4 {
+    /// `Packed` where the WGSL implementation has the extension.
+    pub fn detect(features: wgpu::WgslLanguageFeatures) -> Dot4 {
+        if features.contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct) {
+            Dot4::Packed
+        } else {
+            Dot4::Unpacked
+        }
+    }
+}
+
+/// Options of the int8 GPU engine.
+#[derive(Clone, Debug)]
+pub struct GpuInt8Options {
+    pub dot4: Dot4,
+    /// Give every tensor its own memory so `Plan::run_all_raw` can read back all of them.
+    pub keep_intermediates: bool,
+}
+
+impl Default for GpuInt8Options {
+    fn default() -> Self {
+        GpuInt8Options {
+            dot4: Dot4::Packed,
+            keep_intermediates: false,
+        }
+    }
+}
+
+/// A layer's weights and requantization constants on the device.
+struct Layer {
+    weights: wgpu::Buffer,
+    rq: wgpu::Buffer,
+    /// Output blocks (conv: of 8 channels) or groups (transposed conv: of 4).
+    blocks: u32,
+    /// Output zero point | lowest output << 8.
+    zl: u32,
+}
+
+/// An int8 model's weights uploaded and its pipelines created, ready to plan for any input shape.
+pub struct GpuInt8Model {
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    spec: UNetSpec,
+    opts: GpuInt8Options,
+    pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    input: QParams,
+    convs: HashMap<ConvRef, Layer>,
+    ups: Vec<Layer>,
+    head_w: wgpu::Buffer,
+    head_base: wgpu::Buffer,
+    weight_bytes: u64,
+}
+
+/// The word of 4 consecutive int8 weights.
+fn word(a: &[i8]) -> u32 {
+    u32::from_le_bytes([a[0] as u8, a[1] as u8, a[2] as u8, a[3] as u8])
+}
+
+/// A prepared CPU row's bias for the shaders, which compute Σ (x − 128) · w: plus 128 · Σw.
+fn shader_bias(pc: &PConv, row: usize) -> i32 {
+    let sum: i32 = pc.a[row * pc.kp..(row + 1) * pc.kp]
+        .iter()
+        .map(|&v| v as i32)
+        .sum();
+    pc.bias[row] + 128 * sum
+}
+
+/// 3×3 conv rows → `conv3x3_i8` weights `[k][blocks][8]` and per-block constants.
+fn pack_conv3x3(pc: &PConv) -> (Vec<u32>, Vec<u32>, u32) {
+    let blocks = pc.cout.div_ceil(8);
+    let kw = pc.kp / 4;
+    let mut w = vec![0u32; kw * blocks * 8];
+    let mut rq = vec![0u32; blocks * 16];
+    for co in 0..pc.cout {
+        let (blk, j) = (co / 8, co % 8);
+        for k in 0..kw {
+            w[(k * blocks + blk) * 8 + j] = word(&pc.a[co * pc.kp + 4 * k..]);
+        }
+        rq[blk * 16 + j] = shader_bias(pc, co) as u32;
+        rq[blk * 16 + 8 + j] = pc.mult[co].to_bits();
+    }
+    (w, rq, blocks as u32)
+}
+
+/// Transposed conv rows (`tap · cout4 + co`) → `upconv2x2_i8` weights `[g][tap][gout][4]` and
+/// per-(tap, group) constants.
+fn pack_upconv(pc: &PConv) -> (Vec<u32>, Vec<u32>, u32) {
+    let cout4 = pc.m / 4;
+    let gout = cout4 / 4;
+    let gin = pc.kp / 4;
+    let mut w = vec![0u32; gin * 4 * cout4];
+    let mut rq = vec![0u32; 4 * gout * 8];
+    for tap in 0..4 {
+        for co in 0..cout4 {
+            let row = tap * cout4 + co;
+            let (grp, j) = (co / 4, co % 4);
+            for g in 0..gin {
+                w[((g * 4 + tap) * gout + grp) * 4 + j] = word(&pc.a[row * pc.kp + 4 * g..]);
+            }
+            let r = (tap * gout + grp) * 8;
+            rq[r + j] = shader_bias(pc, row) as u32;
+            rq[r + 4 + j] = pc.mult[row].to_bits();
+        }
+    }
+    (w, rq, gout as u32)
+}
+
+/// Bytes of a packed uint8 tensor (`QAct` without its slack).
+fn packed_bytes([n, c, h, w]: Shape) -> u64 {
+    (n * c.div_ceil(4) * (h + 2) * (w + 2) * 4) as u64
+}
+
+impl GpuInt8Model {
+    pub fn new(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        model: &QUNet,
+        opts: GpuInt8Options,
+    ) -> Result<GpuInt8Model> {
+        let FirstConv::Int8(input) = model.first else {
+            return Err(Error::InvalidArgument(
+                "the GPU int8 engine runs models whose first conv is int8 (what `wunet compress --int8` writes by default); this one keeps it float32 (--float-first): run it with --device cpu".into(),
+            ));
+        };
+        let prepared = Int8Model::new(model)?;
+        scoped(device, "uploading the int8 model", || {
+            GpuInt8Model::build(device, queue, &prepared, input, opts)
+        })?
+    }
+
+    fn build(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        m: &Int8Model,
+        input: QParams,
+        opts: GpuInt8Options,
+    ) -> Result<GpuInt8Model> {
+        let max = device.limits().max_storage_buffer_binding_size;
+        let mut weight_bytes = 0u64;
+        let mut upload = |label: &str, data: &[u8]| -> Result<wgpu::Buffer> {
+            let bytes = data.len() as u64;
+            if bytes > max {
+                return Err(Error::ExceedsLimit {
+                    what: format!("weights of {label}"),
+                    needed: bytes,
+                    limit: "max_storage_buffer_binding_size",
+                    max,
+                });
+            }
+            weight_bytes += bytes;
+            Ok(
+                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some(label),
+                    contents: data,
+                    usage: wgpu::BufferUsages::STORAGE,
+                }),
+            )
+        };
+        let mut convs = HashMap::new();
+        for (r, pc) in &m.convs {
+            let (w, rq, blocks) = pack_conv3x3(pc);
+            let name = r.name();
+            convs.insert(
+                *r,
+                Layer {
+                    weights: upload(&name, bytemuck::cast_slice(&w))?,
+                    rq: upload(&name, bytemuck::cast_slice(&rq))?,
+                    blocks,
+                    zl: pc.out.zero as u32 | (pc.lo as u32) << 8,
+                },
+            );
+        }
+        let ups = m
+            .ups
+            .iter()
+            .enumerate()
+            .map(|(l, pc)| {
+                let (w, rq, gout) = pack_upconv(pc);
+                let name = format!("ups.{}", 2 * l);
+                Ok(Layer {
+                    weights: upload(&name, bytemuck::cast_slice(&w))?,
+                    rq: upload(&name, bytemuck::cast_slice(&rq))?,
+                    blocks: gout,
+                    zl: pc.out.zero as u32,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        // The head: y_o = base_o + Σ_c (s · w_oc) · q_c, as the CPU engine computes it.
+        let [cout, cin, _, _] = m.head.shape;
+        let gin = cin.div_ceil(4);
+        let s = m.head_in.scale;
+        let mut ws = vec![0f32; cout * gin * 4];
+        let mut base = vec![0f32; cout];
+        for o in 0..cout {
+            let row: Vec<f32> = m.head.weight[o * cin..(o + 1) * cin]
+                .iter()
+                .map(|v| s * v)
+                .collect();
+            ws[o * gin * 4..o * gin * 4 + cin].copy_from_slice(&row);
+            let b = m.head.bias.as_ref().map_or(0.0, |b| b[o]);
+            base[o] = b - m.head_in.zero as f32 * row.iter().sum::<f32>();
+        }
+        let head_w = upload("final_conv", bytemuck::cast_slice(&ws))?;
+        let head_base = upload("final_conv", bytemuck::cast_slice(&base))?;
+        let packed = opts.dot4 == Dot4::Packed;
+        let pipelines = Kernel::INT8
+            .iter()
+            .map(|&k| (k, k.pipeline_with(device, packed)))
+            .collect();
+        Ok(GpuInt8Model {
+            device: device.clone(),
+            queue: queue.clone(),
+            spec: m.spec.clone(),
+            opts,
+            pipelines,
+            input,
+            convs,
+            ups,
+            head_w,
+            head_base,
+            weight_bytes,
+        })
+    }
+
+    pub fn spec(&self) -> &UNetSpec {
+        &self.spec
+    }
+
+    /// Bytes of weights (and requantization constants) on the device.
+    pub fn weight_bytes(&self) -> u64 {
+        self.weight_bytes
+    }
+
+    /// The dot-product variant the kernels were built with.
+    pub fn dot4(&self) -> Dot4 {
+        self.opts.dot4
+    }
+
+    /// Compile the network for one NCHW input shape.
+    pub fn plan(&self, input: Shape) -> Result<Plan> {
+        let graph = Graph::build(&self.spec, input, true)?;
+        let sizes = (0..graph.shapes.len())
+            .map(|t| {
+                if t == graph.output {
+                    graph.bytes(t)
+                } else {
+                    packed_bytes(graph.shapes[t])
+                }
+            })
+            .collect();
+        let align =
+            ARENA_ALIGN.max(self.device.limits().min_storage_buffer_offset_alignment as u64);
+        let mem = plan_memory_sized(&graph, align, self.opts.keep_intermediates, sizes);
+        check_limits(&self.device.limits(), &graph, &mem)?;
+        // The exact resize sums 255 · Dy · Dx in a u32.
+        for op in &graph.ops {
+            if let Op::Resize { out, .. } = op {
+                let [_, _, h, w] = graph.shapes[*out];
+                let d = (h.max(2) - 1) as u64 * (w.max(2) - 1) as u64;
+                if 255 * d > u32::MAX as u64 {
+                    return Err(Error::ExceedsLimit {
+                        what: format!("the int8 resize to {h}×{w}"),
+                        needed: 255 * d,
+                        limit: "u32 range of the exact int8 resize",
+                        max: u32::MAX as u64,
+                    });
+                }
+            }
+        }
+        scoped(&self.device, "compiling the int8 plan", || {
+            self.build_plan(graph, mem)
+        })?
+    }
+
+    fn build_plan(&self, graph: Graph, mem: crate::plan::MemoryPlan) -> Result<Plan> {
+        let maxd = self.device.limits().max_compute_workgroups_per_dimension;
+        let mut specs = Vec::new();
+        for op in &graph.ops {
+            let shape = |t: usize| graph.shapes[t].map(|v| v as u32);
+            let [n, c, h, w] = shape(op.output());
+            let g4 = |c: u32| c.div_ceil(4);
+            let words = |v: u32| n as u64 * g4(c) as u64 * v as u64;
+            let (kernel, params, groups, bufs): (Kernel, [u32; 8], [u32; 3], Vec<Binding>) =
+                match op {
+                    Op::Conv3x3 {
+                        a, b, out, conv, ..
+                    } => {
+                        let l = &self.convs[conv];
+                        let ga = g4(shape(*a)[1]);
+                        let gb = b.map_or(0, |b| g4(shape(b)[1]));
+                        (
+                            Kernel::Conv3x3I8,
+                            [n, ga, gb, h, w, g4(c), l.blocks, l.zl],
+                            [
+                                w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
+                                h.div_ceil(CONV_WG.1),
+                                n * l.blocks,
+                            ],
+                            vec![
+                                Binding::Arena(*a),
+                                Binding::Arena(b.unwrap_or(*a)),
+                                Binding::Weights(&l.weights),
+                                Binding::Weights(&l.rq),
+                                Binding::Arena(*out),
+                            ],
+                        )
+                    }
+                    Op::UpConv { x, out, level } => {
+                        let l = &self.ups[*level];
+                        let [_, cin, ih, iw] = shape(*x);
+                        (
+                            Kernel::UpConvI8,
+                            [n, g4(cin), ih, iw, l.blocks, l.zl, 0, 0],
+                            [iw.div_ceil(CONV_WG.0), ih.div_ceil(CONV_WG.1), n * l.blocks],
+                            vec![
+                                Binding::Arena(*x),
+                                Binding::Weights(&l.weights),
+                                Binding::Weights(&l.rq),
+                                Binding::Arena(*out),
+                            ],
+                        )
+                    }
+                    Op::MaxPool { x, out } => {
+                        let [_, _, ih, iw] = shape(*x);
+                        let t = words(h * w);
+                        (
+                            Kernel::MaxPoolI8,
+                            [t as u32, ih, iw, 0, 0, 0, 0, 0],
+                            linear_groups(t, maxd),
+                            vec![Binding::Arena(*x), Binding::Arena(*out)],
+                        )
+                    }
+                    Op::Resize { x, out } => {
+                        let [_, _, ih, iw] = shape(*x);
+                        let t = words(h * w);
+                        (
+                            Kernel::ResizeI8,
+                            [t as u32, ih, iw, h, w, 0, 0, 0],
+                            linear_groups(t, maxd),
+                            vec![Binding::Arena(*x), Binding::Arena(*out)],
+                        )
+                    }
+                    Op::Head { x, out } => {
+                        let t = n as u64 * h as u64 * w as u64;
+                        (
+                            Kernel::HeadI8,
+                            [t as u32, g4(shape(*x)[1]), h, w, c, 0, 0, 0],
+                            linear_groups(t, maxd),
+                            vec![
+                                Binding::Arena(*x),
+                                Binding::Weights(&self.head_w),
+                                Binding::Weights(&self.head_base),
+                                Binding::Arena(*out),
+                            ],
+                        )
+                    }
+                    Op::BnRelu { .. } => unreachable!("int8 graphs fold BatchNorm"),
+                };
+            if groups.iter().any(|&g| g > maxd) {
+                return Err(Error::ExceedsLimit {
+                    what: format!("{} dispatch of {groups:?} workgroups", op.label()),
+                    needed: *groups.iter().max().unwrap() as u64,
+                    limit: "max_compute_workgroups_per_dimension",
+                    max: maxd as u64,
+                });
+            }
+            specs.push(StepSpec {
+                kernel,
+                params,
+                groups,
+                bufs,
+                label: op.label(),
+                flops: graph.flops(op),
+                tensors: op.inputs().into_iter().chain([op.output()]).collect(),
+            });
+            // The border of every packed output (the head's is float and has none).
+            if !matches!(op, Op::Head { .. }) {
+                let t = words(2 * (w + 2) + 2 * h);
+                let zero = match op {
+                    Op::Conv3x3 { conv, .. } => self.convs[conv].zl & 0xFF,
+                    Op::UpConv { level, .. } => self.ups[*level].zl,
+                    Op::MaxPool { x, .. } | Op::Resize { x, .. } => {
+                        // The zero point of the input, found at the producer of x.
+                        self.zero_of(&graph, *x)
+                    }
+                    _ => unreachable!(),
+                };
+                specs.push(StepSpec {
+                    kernel: Kernel::BorderI8,
+                    params: [t as u32, h, w, zero * 0x0101_0101, 0, 0, 0, 0],
+                    groups: linear_groups(t, maxd),
+                    bufs: vec![Binding::Arena(op.output())],
+                    label: format!("{} border", op.label()),
+                    flops: 0,
+                    tensors: vec![op.output()],
+                });
+            }
+        }
+        Ok(assemble(
+            &self.device,
+            &self.queue,
+            graph,
+            mem,
+            specs,
+            &self.pipelines,
+            Some(self.input),
+        ))
+    }
+
+    /// The zero point of tensor `t` (through pools and resizes, which keep it).
+    fn zero_of(&self, g: &Graph, t: usize) -> u32 {
+        if t == g.input {
+            return self.input.zero as u32;
+        }
+        let op = g
+            .ops
+            .iter()
+            .find(|op| op.output() == t)
+            .expect("every tensor but the input has a producer");
+        match op {
+            Op::Conv3x3 { conv, .. } => self.convs[conv].zl & 0xFF,
+            Op::UpConv { level, .. } => self.ups[*level].zl,
+            Op::MaxPool { x, .. } | Op::Resize { x, .. } => self.zero_of(g, *x),
+            _ => unreachable!("float tensors have no zero point"),
+        }
+    }
+}
