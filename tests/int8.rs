@@ -144,22 +144,52 @@ fn bad_int8_files_and_calibration_folders() {
         &["no usable images"],
     );
     assert!(!out.exists());
-    // An int8 model on the GPU is refused clearly (GPU int8 is not built yet).
+    // On the GPU (where there is one) the CLI runs the int8 GPU engine: the logits match the
+    // CPU int8 engine's; a model that keeps its first conv float32 is refused clearly there.
     let good = tmp("good.safetensors");
     std::fs::write(&good, &bytes).unwrap();
-    expect_error(
-        &[
+    let run = |dev: &str, out: &str| {
+        wunet(&[
             "infer",
             "-m",
             good.to_str().unwrap(),
             x.to_str().unwrap(),
             "-o",
-            tmp("o3.npy").to_str().unwrap(),
+            tmp(out).to_str().unwrap(),
             "--device",
-            "gpu",
-        ],
-        &["int8"],
-    );
+            dev,
+        ])
+    };
+    let c = run("cpu", "o_cpu.npy");
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    if common::gpu("int8 infer on the GPU").is_some() {
+        let g = run("gpu", "o_gpu.npy");
+        assert!(g.status.success(), "{}", String::from_utf8_lossy(&g.stderr));
+        let a = wunet::io::read_npy(&tmp("o_cpu.npy")).unwrap();
+        let b = wunet::io::read_npy(&tmp("o_gpu.npy")).unwrap();
+        common::assert_close("int8 infer gpu vs cpu", &b, &a, 1e-5);
+        let ff = quantize_with(
+            &m,
+            &[random([1, 3, 24, 24], 3)],
+            &QuantOptions { float_first: true },
+        )
+        .unwrap();
+        let ffp = tmp("float_first.safetensors");
+        std::fs::write(&ffp, ff.to_safetensors().unwrap()).unwrap();
+        expect_error(
+            &[
+                "infer",
+                "-m",
+                ffp.to_str().unwrap(),
+                x.to_str().unwrap(),
+                "-o",
+                tmp("o4.npy").to_str().unwrap(),
+                "--device",
+                "gpu",
+            ],
+            &["float32", "--device cpu"],
+        );
+    }
 }
 
 #[test]

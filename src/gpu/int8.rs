@@ -32,8 +32,12 @@ pub enum Dot4 {
 }
 
 impl Dot4 {
-    /// `Packed` where the WGSL implementation has the extension.
+    /// `Packed` where the WGSL implementation has the extension (`WUNET_DOT4=unpacked` forces
+    /// the fallback, for comparisons).
     pub fn detect(features: wgpu::WgslLanguageFeatures) -> Dot4 {
+        if std::env::var("WUNET_DOT4").is_ok_and(|v| v == "unpacked") {
+            return Dot4::Unpacked;
+        }
         if features.contains(wgpu::WgslLanguageFeatures::Packed4x8IntegerDotProduct) {
             Dot4::Packed
         } else {

@@ -489,6 +489,7 @@ pub(super) fn assemble(
                 Step {
                     kernel,
                     label,
+                    output: *tensors.last().expect("a step writes a tensor"),
                     workgroups: groups,
                     flops,
                     bytes: act_bytes + weight_bytes,
@@ -553,6 +554,8 @@ pub(super) fn check_limits(limits: &wgpu::Limits, g: &Graph, mem: &MemoryPlan) -
 pub struct Step {
     pub kernel: Kernel,
     pub label: String,
+    /// The tensor it writes.
+    pub output: usize,
     pub workgroups: [u32; 3],
     pub flops: u64,
     /// Bytes the dispatch must read or write at least once: its tensors and weights.

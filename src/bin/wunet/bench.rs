@@ -6,9 +6,14 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 
-use wunet::gpu::{measure_fma_peak, request_gpu, GpuModel, GpuOptions, Kernel, TimingMode};
+use wunet::gpu::{
+    measure_fma_peak, request_gpu, Dot4, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions,
+    Kernel, TimingMode,
+};
 use wunet::plan::Graph;
 use wunet::{cpu, Tensor, UNet};
+
+use crate::AnyModel;
 
 pub struct BenchArgs {
     pub size: (usize, usize),
@@ -41,17 +46,27 @@ fn input(shape: [usize; 4]) -> Tensor {
     Tensor::new(shape, data).expect("shape matches")
 }
 
-pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
+/// A float model on the CPU or the GPU, or an int8 model on the GPU (the CPU int8 engine has
+/// `bench_int8`).
+pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
     if a.runs == 0 {
         bail!("--runs must be at least 1");
     }
     let (h, w) = a.size;
-    let shape = [a.batch, model.spec.in_channels, h, w];
-    let graph = Graph::build(&model.spec, shape, true)?;
+    let spec = model.spec().clone();
+    let precision = match model {
+        AnyModel::Float(_) => "f32",
+        AnyModel::Int8(_) => "int8",
+    };
+    let shape = [a.batch, spec.in_channels, h, w];
+    let graph = Graph::build(&spec, shape, true)?;
     let flops = graph.total_flops() as f64;
     let x = input(shape);
     let (device, adapter, peak, first_ms, weight_bytes, activation_bytes, mut times, layers, mode) =
         if a.cpu {
+            let AnyModel::Float(model) = model else {
+                bail!("the CPU int8 engine is benchmarked by bench_int8");
+            };
             let t = Instant::now();
             let engine = cpu::CpuModel::new(model.clone(), true);
             engine.forward(&x)?;
@@ -113,8 +128,27 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
             }
             let peak = measure_fma_peak(&gpu.device, &gpu.queue)?;
             let t = Instant::now();
-            let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions::default())?;
-            let plan = gm.plan(shape)?;
+            let (plan, weight_bytes) = match &model {
+                AnyModel::Float(m) => {
+                    let gm = GpuModel::new(&gpu.device, &gpu.queue, m, GpuOptions::default())?;
+                    (gm.plan(shape)?, gm.weight_bytes())
+                }
+                AnyModel::Int8(q) => {
+                    let gm = GpuInt8Model::new(
+                        &gpu.device,
+                        &gpu.queue,
+                        q,
+                        GpuInt8Options {
+                            dot4: Dot4::detect(gpu.wgsl),
+                            ..Default::default()
+                        },
+                    )?;
+                    if !a.json {
+                        eprintln!("int8 kernels: {:?} dot products", gm.dot4());
+                    }
+                    (gm.plan(shape)?, gm.weight_bytes())
+                }
+            };
             let compile = t.elapsed().as_secs_f64() * 1e3;
             plan.run(&x)?;
             let first = t.elapsed().as_secs_f64() * 1e3;
@@ -140,11 +174,11 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
                         v.push(ms);
                     }
                 }
-                for ((s, op), mut v) in plan.steps().iter().zip(&plan.graph().ops).zip(per_step) {
+                for (s, mut v) in plan.steps().iter().zip(per_step) {
                     layers.push(Layer {
                         name: s.label.clone(),
                         kernel: s.kernel.shader().to_string(),
-                        shape: plan.graph().shapes[op.output()],
+                        shape: plan.graph().shapes[s.output],
                         flops: s.flops,
                         bytes: s.bytes,
                         ms: median(&mut v),
@@ -156,7 +190,7 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
                 adapter,
                 Some(peak),
                 first,
-                gm.weight_bytes(),
+                weight_bytes,
                 plan.planned_bytes(),
                 times,
                 layers,
@@ -186,7 +220,7 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
             })
             .collect();
         println!(
-            "{{\"device\":{},\"adapter\":{},\"precision\":\"f32\",\"model\":{},\"size\":\"{h}x{w}\",\"batch\":{},\"threads\":{},\"runs\":{},\"median_ms\":{med:.3},\"min_ms\":{min:.3},\"first_inference_ms\":{first_ms:.3},\"flops\":{flops},\"gflops\":{gflops:.3},\"peak_gflops\":{},\"pct_peak\":{},\"activation_bytes\":{activation_bytes},\"weight_bytes\":{weight_bytes},\"timing\":{},\"layers\":[{}]}}",
+            "{{\"device\":{},\"adapter\":{},\"precision\":\"{precision}\",\"model\":{},\"size\":\"{h}x{w}\",\"batch\":{},\"threads\":{},\"runs\":{},\"median_ms\":{med:.3},\"min_ms\":{min:.3},\"first_inference_ms\":{first_ms:.3},\"flops\":{flops},\"gflops\":{gflops:.3},\"peak_gflops\":{},\"pct_peak\":{},\"activation_bytes\":{activation_bytes},\"weight_bytes\":{weight_bytes},\"timing\":{},\"layers\":[{}]}}",
             json_str(&device),
             json_str(&adapter),
             json_str(&model_path.display().to_string()),
@@ -209,10 +243,10 @@ pub fn bench(model_path: &Path, model: UNet, a: &BenchArgs) -> Result<()> {
         return Ok(());
     }
     println!(
-        "model {} at {}x{}x{h}x{w}, f32, {device}: {adapter}",
+        "model {} at {}x{}x{h}x{w}, {precision}, {device}: {adapter}",
         model_path.display(),
         a.batch,
-        model.spec.in_channels
+        spec.in_channels
     );
     if let Some(p) = peak {
         println!("measured FMA peak: {p:.1} GFLOP/s");

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use wunet::compress::{is_int8_file, QUNet};
 use wunet::cpu::int8::kernels::qgemm_name;
-use wunet::gpu::{request_gpu, GpuModel, GpuOptions, Plan};
+use wunet::gpu::{request_gpu, Dot4, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions, Plan};
 use wunet::io::{load_image, mask_image, overlay, read_npy, save_image, write_npy};
 use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
 use wunet::plan::Shape;
@@ -308,14 +308,10 @@ fn main() -> ExitCode {
                 json,
                 cpu,
             };
-            let m = match any {
-                AnyModel::Int8(q) if cpu => return bench::bench_int8(&path, &q, &args),
-                AnyModel::Int8(_) => {
-                    bail!("int8 models run on the CPU int8 engine for now: use --device cpu")
-                }
-                AnyModel::Float(m) => m,
-            };
-            bench::bench(&path, m, &args)
+            match any {
+                AnyModel::Int8(q) if cpu => bench::bench_int8(&path, &q, &args),
+                any => bench::bench(&path, any, &args),
+            }
         }),
         Cmd::Init {
             features,
@@ -403,19 +399,67 @@ pub(crate) enum Engine {
     Int8 {
         model: cpu::int8::Int8Model,
     },
+    /// The GPU int8 engine.
+    GpuInt8 {
+        name: String,
+        model: GpuInt8Model,
+        plans: HashMap<Shape, Plan>,
+    },
 }
 
 impl Engine {
-    /// A float model on `device`; an int8 model on the CPU int8 engine (GPU int8 is not built yet).
+    /// A float model on `device`; an int8 model on the GPU int8 engine (`--device gpu`, or auto
+    /// with a hardware adapter) or the CPU int8 engine.
     pub(crate) fn for_model(model: AnyModel, device: Device, fold: bool) -> Result<Engine> {
-        match model {
-            AnyModel::Float(m) => Engine::new(m, device, fold),
-            AnyModel::Int8(_) if device == Device::Gpu => {
-                bail!("int8 models run on the CPU int8 engine for now: use --device cpu or auto")
+        let q = match model {
+            AnyModel::Float(m) => return Engine::new(m, device, fold),
+            AnyModel::Int8(q) => q,
+        };
+        let cpu = || -> Result<Engine> {
+            Ok(Engine::Int8 {
+                model: cpu::int8::Int8Model::new(&q)?,
+            })
+        };
+        if device == Device::Cpu {
+            return cpu();
+        }
+        let float_first = matches!(q.first, wunet::compress::FirstConv::Float(_));
+        match request_gpu() {
+            Ok(gpu)
+                if device == Device::Auto
+                    && (gpu.info.device_type == wgpu::DeviceType::Cpu || float_first) =>
+            {
+                eprintln!(
+                    "wunet: running on the CPU int8 engine ({})",
+                    if float_first {
+                        "this model keeps its first conv float32, which the GPU int8 engine does not run"
+                    } else {
+                        "the best GPU adapter is a software one; --device gpu to force it"
+                    }
+                );
+                cpu()
             }
-            AnyModel::Int8(model) => Ok(Engine::Int8 {
-                model: cpu::int8::Int8Model::new(&model)?,
-            }),
+            Ok(gpu) => {
+                let model = GpuInt8Model::new(
+                    &gpu.device,
+                    &gpu.queue,
+                    &q,
+                    GpuInt8Options {
+                        dot4: Dot4::detect(gpu.wgsl),
+                        ..Default::default()
+                    },
+                )?;
+                Ok(Engine::GpuInt8 {
+                    name: format!("gpu int8 {}", gpu.info.name),
+                    model,
+                    plans: HashMap::new(),
+                })
+            }
+            Err(Error::NoAdapter) if device == Device::Auto => {
+                eprintln!("wunet: no GPU adapter found, running on the CPU int8 engine");
+                cpu()
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
@@ -468,6 +512,7 @@ impl Engine {
             Engine::Gpu { name, .. } => name.clone(),
             Engine::Cpu { model } => model.kernel().into(),
             Engine::Int8 { .. } => format!("cpu int8 ({})", qgemm_name()),
+            Engine::GpuInt8 { name, .. } => name.clone(),
         }
     }
 
@@ -476,6 +521,7 @@ impl Engine {
             Engine::Gpu { model, .. } => model.spec(),
             Engine::Cpu { model } => model.spec(),
             Engine::Int8 { model } => model.spec(),
+            Engine::GpuInt8 { model, .. } => model.spec(),
         }
     }
 
@@ -489,6 +535,12 @@ impl Engine {
             }
             Engine::Cpu { model } => Ok(model.forward(x)?),
             Engine::Int8 { model } => Ok(model.forward(x)?),
+            Engine::GpuInt8 { model, plans, .. } => {
+                if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
+                    e.insert(model.plan(x.shape)?);
+                }
+                Ok(plans[&x.shape].run(x)?)
+            }
         }
     }
 }
