@@ -8,7 +8,8 @@ mod common;
 
 use wunet::compress::{prune, quantize, PruneOptions, Scope};
 use wunet::cpu::int8::Int8Model;
-use wunet::gpu::{Dot4, GpuInt8Model, GpuInt8Options};
+use wunet::compress::Block;
+use wunet::gpu::{ConvChoice, Dot4, GpuInt8Model, GpuInt8Options, Kernel};
 use wunet::model::{init_random, InitOptions};
 use wunet::plan::{Graph, Op};
 use wunet::UNetSpec;
@@ -20,11 +21,12 @@ fn gpu_int8_equals_cpu_int8_bit_for_bit() {
     let Some(gpu) = common::gpu("gpu_int8_equals_cpu_int8_bit_for_bit") else {
         return;
     };
-    for (features, shape, sparsity) in [
-        (vec![5, 10, 20], [2, 3, 37, 29], 0.0),
-        (vec![3, 6], [1, 3, 18, 23], 0.3),
-        (vec![12, 24, 48], [1, 3, 33, 35], 0.8),
-        (vec![8, 16], [1, 1, 16, 20], 0.95),
+    for (features, shape, sparsity, block) in [
+        (vec![5, 10, 20], [2, 3, 37, 29], 0.0, Block::Weight),
+        (vec![3, 6], [1, 3, 18, 23], 0.3, Block::Weight),
+        (vec![12, 24, 48], [1, 3, 33, 35], 0.8, Block::Co8Ci4),
+        (vec![8, 16], [1, 1, 16, 20], 0.95, Block::Co8Ci4),
+        (vec![6, 12], [1, 3, 21, 17], 0.8, Block::Weight),
     ] {
         let mut m = init_random(
             &UNetSpec::new(shape[1], 2, features.clone()),
@@ -37,6 +39,7 @@ fn gpu_int8_equals_cpu_int8_bit_for_bit() {
                     amount: sparsity,
                     scope: Scope::Global,
                     prune_transposed: true,
+                    block,
                 },
             )
             .unwrap();
@@ -45,8 +48,13 @@ fn gpu_int8_equals_cpu_int8_bit_for_bit() {
         let q = quantize(&m, std::slice::from_ref(&x)).unwrap();
         let (want_logits, want) = Int8Model::new(&q).unwrap().forward_all(&x).unwrap();
         let g = Graph::build(&q.spec, shape, true).unwrap();
-        for dot4 in [Dot4::Packed, Dot4::Unpacked] {
-            let what = format!("{features:?} {shape:?} sparsity {sparsity} {dot4:?}");
+        for (dot4, conv) in [
+            (Dot4::Packed, ConvChoice::Dense),
+            (Dot4::Unpacked, ConvChoice::Dense),
+            (Dot4::Packed, ConvChoice::Sparse),
+            (Dot4::Unpacked, ConvChoice::Sparse),
+        ] {
+            let what = format!("{features:?} {shape:?} sparsity {sparsity} {block:?} {dot4:?} {conv:?}");
             let gm = GpuInt8Model::new(
                 &gpu.device,
                 &gpu.queue,
@@ -54,9 +62,16 @@ fn gpu_int8_equals_cpu_int8_bit_for_bit() {
                 GpuInt8Options {
                     dot4,
                     keep_intermediates: true,
+                    conv,
+                    ..Default::default()
                 },
             )
             .unwrap();
+            let want_kernel = match conv {
+                ConvChoice::Sparse => Kernel::Conv3x3SparseI8,
+                _ => Kernel::Conv3x3I8,
+            };
+            assert!(gm.choices().iter().all(|c| c.kernel == want_kernel), "{what}");
             let plan = gm.plan(shape).unwrap();
             let got = plan.run_all_raw(&x).unwrap();
             for (t, w) in want.iter().enumerate() {
@@ -78,14 +93,15 @@ fn gpu_int8_equals_cpu_int8_bit_for_bit() {
             }
             let logits = plan.run(&x).unwrap();
             common::assert_close(&what, &logits, &want_logits, 1e-5);
-            // A plan that reuses memory gives the same logits.
+            // A plan that reuses memory, with kernels picked by measurement, gives the same logits.
             let lean = GpuInt8Model::new(
                 &gpu.device,
                 &gpu.queue,
                 &q,
                 GpuInt8Options {
                     dot4,
-                    keep_intermediates: false,
+                    probe: (shape[2], shape[3]),
+                    ..Default::default()
                 },
             )
             .unwrap();

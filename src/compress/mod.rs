@@ -4,7 +4,7 @@
 mod prune;
 mod quant;
 
-pub use prune::{prune, sparsity, PruneOptions, Scope};
+pub use prune::{prune, sparsity, Block, PruneOptions, Scope};
 pub use quant::{
     is_int8_file, quantize, quantize_with, FirstConv, QConv, QParams, QUNet, QuantOptions, FORMAT,
     FORMAT_VERSION,

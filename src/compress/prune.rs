@@ -34,12 +34,36 @@ impl std::str::FromStr for Scope {
     }
 }
 
+/// What global pruning ranks and zeroes: single weights, or blocks of 8 output × 4 input
+/// channels at one tap (the unit the GPU's sparse int8 kernel skips: two `vec4<u32>` of weights).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Block {
+    #[default]
+    Weight,
+    Co8Ci4,
+}
+
+impl std::str::FromStr for Block {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "1" | "weight" => Ok(Block::Weight),
+            "8x4" => Ok(Block::Co8Ci4),
+            _ => Err(Error::InvalidArgument(format!(
+                "unknown prune block {s:?} (1, 8x4)"
+            ))),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct PruneOptions {
     /// Fraction of weights to zero, in [0, 1).
     pub amount: f64,
     pub scope: Scope,
     pub prune_transposed: bool,
+    /// The unit of global pruning.
+    pub block: Block,
 }
 
 /// Python's `round`: halves go to the even neighbour.
@@ -123,6 +147,11 @@ pub fn prune(model: &mut UNet, opts: &PruneOptions) -> Result<(usize, usize)> {
         }
     }
     let total: usize = targets.iter().map(|t| t.w.weight.len()).sum();
+    if opts.block != Block::Weight && opts.scope == Scope::Layer {
+        return Err(Error::InvalidArgument(
+            "block pruning ranks globally: use --prune-scope global".into(),
+        ));
+    }
     let mut zeroed = 0;
     match opts.scope {
         Scope::Layer => {
@@ -131,6 +160,9 @@ pub fn prune(model: &mut UNet, opts: &PruneOptions) -> Result<(usize, usize)> {
                 let k = round_half_even(opts.amount * n as f64);
                 zeroed += zero_smallest(&mut t.w.weight, k);
             }
+        }
+        Scope::Global if opts.block == Block::Co8Ci4 => {
+            zeroed = prune_blocks(&mut targets, round_half_even(opts.amount * total as f64));
         }
         Scope::Global => {
             // (magnitude, tensor, index) of every weight; the k smallest become zero.
@@ -153,6 +185,69 @@ pub fn prune(model: &mut UNet, opts: &PruneOptions) -> Result<(usize, usize)> {
         }
     }
     Ok((zeroed, total))
+}
+
+/// The indices of every block of 8 output × 4 input channels at one tap of `w` (fewer at
+/// channel tails): PyTorch layouts `[cout, cin, kh, kw]`, or `[cin, cout, kh, kw]` (`transposed`).
+fn blocks(w: &ConvWeights, transposed: bool) -> Vec<Vec<u32>> {
+    let [a, b, kh, kw] = w.shape;
+    let (cout, cin) = if transposed { (b, a) } else { (a, b) };
+    let taps = kh * kw;
+    let mut out = Vec::new();
+    for co0 in (0..cout).step_by(8) {
+        for ci0 in (0..cin).step_by(4) {
+            for tap in 0..taps {
+                let mut blk = Vec::with_capacity(32);
+                for co in co0..(co0 + 8).min(cout) {
+                    for ci in ci0..(ci0 + 4).min(cin) {
+                        let i = if transposed {
+                            (ci * cout + co) * taps + tap
+                        } else {
+                            (co * cin + ci) * taps + tap
+                        };
+                        blk.push(i as u32);
+                    }
+                }
+                out.push(blk);
+            }
+        }
+    }
+    out
+}
+
+/// Global block pruning: blocks ranked by their mean BatchNorm-folded magnitude, the smallest
+/// zeroed until `k` weights are zero (the last block may overshoot by up to 31). Returns the
+/// weights zeroed.
+fn prune_blocks(targets: &mut [Target], k: usize) -> usize {
+    let mut all: Vec<(f32, u32, Vec<u32>)> = Vec::new();
+    for (ti, t) in targets.iter().enumerate() {
+        // Transposed convs are the 2×2 targets without a BatchNorm scale.
+        let transposed = t.scale.is_none() && t.w.shape[2] == 2;
+        let per_out = per_output(t.w);
+        for blk in blocks(t.w, transposed) {
+            let sum: f32 = blk
+                .iter()
+                .map(|&i| {
+                    let co = i as usize / per_out;
+                    let s = t.scale.as_ref().map_or(1.0, |s| s[co].abs());
+                    (t.w.weight[i as usize] * s).abs()
+                })
+                .sum();
+            all.push((sum / blk.len() as f32, ti as u32, blk));
+        }
+    }
+    all.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let mut zeroed = 0;
+    for (_, ti, blk) in all {
+        if zeroed >= k {
+            break;
+        }
+        for i in blk {
+            targets[ti as usize].w.weight[i as usize] = 0.0;
+            zeroed += 1;
+        }
+    }
+    zeroed
 }
 
 /// Weights per output channel (the BatchNorm scale's unit). For a transposed conv (no BN) any
@@ -207,6 +302,7 @@ mod tests {
                 amount: 0.3,
                 scope: Scope::Layer,
                 prune_transposed: false,
+                block: Default::default(),
             },
         )
         .unwrap();
@@ -245,6 +341,7 @@ mod tests {
                 amount: 0.8,
                 scope: Scope::Global,
                 prune_transposed: true,
+                block: Default::default(),
             },
         )
         .unwrap();

@@ -699,6 +699,7 @@ mod tests {
                 amount: 0.85,
                 scope: Scope::Global,
                 prune_transposed: true,
+                block: Default::default(),
             },
         )
         .unwrap();

@@ -46,12 +46,25 @@ impl Dot4 {
     }
 }
 
+/// How a 3×3 conv layer picks its kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConvChoice {
+    /// Time the dense and the sparse kernel on the layer (at `GpuInt8Options::probe`) and keep
+    /// the faster; layers without a zero 4×4 block stay dense.
+    Measure,
+    Dense,
+    Sparse,
+}
+
 /// Options of the int8 GPU engine.
 #[derive(Clone, Debug)]
 pub struct GpuInt8Options {
     pub dot4: Dot4,
     /// Give every tensor its own memory so `Plan::run_all_raw` can read back all of them.
     pub keep_intermediates: bool,
+    pub conv: ConvChoice,
+    /// The input size (h, w) at which `ConvChoice::Measure` times each layer's kernels.
+    pub probe: (usize, usize),
 }
 
 impl Default for GpuInt8Options {
@@ -59,6 +72,8 @@ impl Default for GpuInt8Options {
         GpuInt8Options {
             dot4: Dot4::Packed,
             keep_intermediates: false,
+            conv: ConvChoice::Measure,
+            probe: (256, 256),
         }
     }
 }
@@ -67,10 +82,23 @@ impl Default for GpuInt8Options {
 struct Layer {
     weights: wgpu::Buffer,
     rq: wgpu::Buffer,
-    /// Output blocks (conv: of 8 channels) or groups (transposed conv: of 4).
+    /// The sparse kernel's entry lists; `None`: the dense kernel.
+    entries: Option<wgpu::Buffer>,
+    /// Output blocks (dense conv: of 8 channels) or groups (sparse conv, transposed conv: of 4).
     blocks: u32,
     /// Output zero point | lowest output << 8.
     zl: u32,
+}
+
+/// What `GpuInt8Model` chose for one 3×3 conv layer.
+#[derive(Clone, Debug)]
+pub struct LayerChoice {
+    pub name: String,
+    pub kernel: Kernel,
+    /// Fraction of its 4×4 weight blocks that are nonzero.
+    pub density: f64,
+    /// Measured milliseconds of (dense, sparse) at the probe size, where measured.
+    pub ms: Option<(f64, f64)>,
 }
 
 /// An int8 model's weights uploaded and its pipelines created, ready to plan for any input shape.
@@ -86,6 +114,7 @@ pub struct GpuInt8Model {
     head_w: wgpu::Buffer,
     head_base: wgpu::Buffer,
     weight_bytes: u64,
+    choices: Vec<LayerChoice>,
 }
 
 /// The word of 4 consecutive int8 weights.
@@ -142,6 +171,49 @@ fn pack_upconv(pc: &PConv) -> (Vec<u32>, Vec<u32>, u32) {
     (w, rq, gout as u32)
 }
 
+/// 3×3 conv rows → `conv3x3_sparse_i8` data: the nonzero 4×4 blocks' vec4s, the entry table
+/// (offsets per output group, then k = input group · 9 + tap per entry), per-group constants;
+/// and the density of nonzero blocks.
+fn pack_sparse(pc: &PConv) -> (Vec<u32>, Vec<u32>, Vec<u32>, u32, f64) {
+    let gout = pc.cout.div_ceil(4);
+    let kw = pc.kp / 4;
+    let mut w = Vec::new();
+    let mut ks = Vec::new();
+    let mut offsets = vec![0u32];
+    let mut rq = vec![0u32; gout * 8];
+    for grp in 0..gout {
+        for k in 0..kw {
+            let v: [u32; 4] = std::array::from_fn(|j| {
+                let co = grp * 4 + j;
+                if co < pc.cout {
+                    word(&pc.a[co * pc.kp + 4 * k..])
+                } else {
+                    0
+                }
+            });
+            if v != [0; 4] {
+                w.extend_from_slice(&v);
+                ks.push(k as u32);
+            }
+        }
+        offsets.push(ks.len() as u32);
+        for j in 0..4 {
+            let co = grp * 4 + j;
+            if co < pc.cout {
+                rq[grp * 8 + j] = shader_bias(pc, co) as u32;
+                rq[grp * 8 + 4 + j] = pc.mult[co].to_bits();
+            }
+        }
+    }
+    let density = ks.len() as f64 / (gout * kw).max(1) as f64;
+    if w.is_empty() {
+        // Bindings may not be empty: one unused all-zero entry.
+        w = vec![0; 4];
+    }
+    offsets.extend(ks);
+    (w, offsets, rq, gout as u32, density)
+}
+
 /// Bytes of a packed uint8 tensor (`QAct` without its slack).
 fn packed_bytes([n, c, h, w]: Shape) -> u64 {
     (n * c.div_ceil(4) * (h + 2) * (w + 2) * 4) as u64
@@ -174,6 +246,81 @@ impl GpuInt8Model {
     ) -> Result<GpuInt8Model> {
         let max = device.limits().max_storage_buffer_binding_size;
         let mut weight_bytes = 0u64;
+        let packed = opts.dot4 == Dot4::Packed;
+        let pipelines: HashMap<Kernel, wgpu::ComputePipeline> = Kernel::INT8
+            .iter()
+            .map(|&k| (k, k.pipeline_with(device, packed)))
+            .collect();
+        // Each layer's shapes at the probe size, for timing its kernels.
+        let probe = Graph::build(
+            &m.spec,
+            [1, m.spec.in_channels, opts.probe.0, opts.probe.1],
+            true,
+        )?;
+        let mut convs = HashMap::new();
+        let mut choices = Vec::new();
+        let mut refs: Vec<&ConvRef> = m.convs.keys().collect();
+        refs.sort_by_key(|r| r.name());
+        for r in refs {
+            let pc = &m.convs[r];
+            let name = r.name();
+            let zl = pc.out.zero as u32 | (pc.lo as u32) << 8;
+            let (dw, drq, blocks) = pack_conv3x3(pc);
+            let (sw, se, srq, gout, density) = pack_sparse(pc);
+            let dense = || Layer {
+                weights: make(device, &name, bytemuck::cast_slice(&dw)),
+                rq: make(device, &name, bytemuck::cast_slice(&drq)),
+                entries: None,
+                blocks,
+                zl,
+            };
+            let sparse = || Layer {
+                weights: make(device, &name, bytemuck::cast_slice(&sw)),
+                rq: make(device, &name, bytemuck::cast_slice(&srq)),
+                entries: Some(make(device, &name, bytemuck::cast_slice(&se))),
+                blocks: gout,
+                zl,
+            };
+            let (layer, ms) = match opts.conv {
+                ConvChoice::Dense => (dense(), None),
+                ConvChoice::Sparse => (sparse(), None),
+                ConvChoice::Measure if density >= 1.0 => (dense(), None),
+                ConvChoice::Measure => {
+                    let op = probe
+                        .ops
+                        .iter()
+                        .find(|op| matches!(op, Op::Conv3x3 { conv, .. } if conv == r))
+                        .expect("every conv is in the graph");
+                    let (d, sp) = (dense(), sparse());
+                    let td = time_conv(device, queue, &pipelines, &probe, op, &d)?;
+                    let ts = time_conv(device, queue, &pipelines, &probe, op, &sp)?;
+                    (if ts < td { sp } else { d }, Some((td, ts)))
+                }
+            };
+            let bytes = layer.weights.size()
+                + layer.rq.size()
+                + layer.entries.as_ref().map_or(0, |e| e.size());
+            if bytes > max {
+                return Err(Error::ExceedsLimit {
+                    what: format!("weights of {name}"),
+                    needed: bytes,
+                    limit: "max_storage_buffer_binding_size",
+                    max,
+                });
+            }
+            weight_bytes += bytes;
+            choices.push(LayerChoice {
+                name,
+                kernel: if layer.entries.is_some() {
+                    Kernel::Conv3x3SparseI8
+                } else {
+                    Kernel::Conv3x3I8
+                },
+                density,
+                ms,
+            });
+            convs.insert(*r, layer);
+        }
         let mut upload = |label: &str, data: &[u8]| -> Result<wgpu::Buffer> {
             let bytes = data.len() as u64;
             if bytes > max {
@@ -185,28 +332,8 @@ impl GpuInt8Model {
                 });
             }
             weight_bytes += bytes;
-            Ok(
-                device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some(label),
-                    contents: data,
-                    usage: wgpu::BufferUsages::STORAGE,
-                }),
-            )
+            Ok(make(device, label, data))
         };
-        let mut convs = HashMap::new();
-        for (r, pc) in &m.convs {
-            let (w, rq, blocks) = pack_conv3x3(pc);
-            let name = r.name();
-            convs.insert(
-                *r,
-                Layer {
-                    weights: upload(&name, bytemuck::cast_slice(&w))?,
-                    rq: upload(&name, bytemuck::cast_slice(&rq))?,
-                    blocks,
-                    zl: pc.out.zero as u32 | (pc.lo as u32) << 8,
-                },
-            );
-        }
         let ups = m
             .ups
             .iter()
@@ -217,6 +344,7 @@ impl GpuInt8Model {
                 Ok(Layer {
                     weights: upload(&name, bytemuck::cast_slice(&w))?,
                     rq: upload(&name, bytemuck::cast_slice(&rq))?,
+                    entries: None,
                     blocks: gout,
                     zl: pc.out.zero as u32,
                 })
@@ -239,11 +367,6 @@ impl GpuInt8Model {
         }
         let head_w = upload("final_conv", bytemuck::cast_slice(&ws))?;
         let head_base = upload("final_conv", bytemuck::cast_slice(&base))?;
-        let packed = opts.dot4 == Dot4::Packed;
-        let pipelines = Kernel::INT8
-            .iter()
-            .map(|&k| (k, k.pipeline_with(device, packed)))
-            .collect();
         Ok(GpuInt8Model {
             device: device.clone(),
             queue: queue.clone(),
@@ -256,7 +379,13 @@ impl GpuInt8Model {
             head_w,
             head_base,
             weight_bytes,
+            choices,
         })
+    }
+
+    /// The kernel each 3×3 conv runs (name order), with its block density and timings.
+    pub fn choices(&self) -> &[LayerChoice] {
+        &self.choices
     }
 
     pub fn spec(&self) -> &UNetSpec {
@@ -321,27 +450,7 @@ impl GpuInt8Model {
                 match op {
                     Op::Conv3x3 {
                         a, b, out, conv, ..
-                    } => {
-                        let l = &self.convs[conv];
-                        let ga = g4(shape(*a)[1]);
-                        let gb = b.map_or(0, |b| g4(shape(b)[1]));
-                        (
-                            Kernel::Conv3x3I8,
-                            [n, ga, gb, h, w, g4(c), l.blocks, l.zl],
-                            [
-                                w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
-                                h.div_ceil(CONV_WG.1),
-                                n * l.blocks,
-                            ],
-                            vec![
-                                Binding::Arena(*a),
-                                Binding::Arena(b.unwrap_or(*a)),
-                                Binding::Weights(&l.weights),
-                                Binding::Weights(&l.rq),
-                                Binding::Arena(*out),
-                            ],
-                        )
-                    }
+                    } => conv_dispatch(&self.convs[conv], &graph, *a, *b, *out),
                     Op::UpConv { x, out, level } => {
                         let l = &self.ups[*level];
                         let [_, cin, ih, iw] = shape(*x);
@@ -461,4 +570,137 @@ impl GpuInt8Model {
             _ => unreachable!("float tensors have no zero point"),
         }
     }
+}
+
+/// A storage buffer holding `data`.
+fn make(device: &wgpu::Device, label: &str, data: &[u8]) -> wgpu::Buffer {
+    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some(label),
+        contents: data,
+        usage: wgpu::BufferUsages::STORAGE,
+    })
+}
+
+/// Kernel, parameters, workgroups and bindings of a 3×3 conv reading `a` (and `b`) into `out`.
+fn conv_dispatch<'a>(
+    l: &'a Layer,
+    g: &Graph,
+    a: usize,
+    b: Option<usize>,
+    out: usize,
+) -> (Kernel, [u32; 8], [u32; 3], Vec<Binding<'a>>) {
+    let [n, c, h, w] = g.shapes[out].map(|v| v as u32);
+    let g4 = |t: usize| (g.shapes[t][1] as u32).div_ceil(4);
+    let (ga, gb) = (g4(a), b.map_or(0, g4));
+    let src = [Binding::Arena(a), Binding::Arena(b.unwrap_or(a))];
+    match &l.entries {
+        None => (
+            Kernel::Conv3x3I8,
+            [n, ga, gb, h, w, c.div_ceil(4), l.blocks, l.zl],
+            [
+                w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
+                h.div_ceil(CONV_WG.1),
+                n * l.blocks,
+            ],
+            src.into_iter()
+                .chain([
+                    Binding::Weights(&l.weights),
+                    Binding::Weights(&l.rq),
+                    Binding::Arena(out),
+                ])
+                .collect(),
+        ),
+        Some(entries) => (
+            Kernel::Conv3x3SparseI8,
+            [n, ga, gb, h, w, l.blocks, l.zl, 0],
+            [
+                w.div_ceil(8).div_ceil(CONV_WG.0),
+                h.div_ceil(CONV_WG.1),
+                n * l.blocks,
+            ],
+            src.into_iter()
+                .chain([
+                    Binding::Weights(&l.weights),
+                    Binding::Weights(entries),
+                    Binding::Weights(&l.rq),
+                    Binding::Arena(out),
+                ])
+                .collect(),
+        ),
+    }
+}
+
+/// Milliseconds of one dispatch of `op` (a 3×3 conv of `g`) with layer `l` on scratch
+/// activations: the best of 3 timed submissions after a warm-up, each waited for on the host.
+fn time_conv(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    pipelines: &HashMap<Kernel, wgpu::ComputePipeline>,
+    g: &Graph,
+    op: &Op,
+    l: &Layer,
+) -> Result<f64> {
+    let Op::Conv3x3 { a, b, out, .. } = op else {
+        unreachable!("a conv")
+    };
+    // Scratch tensors, each its own buffer (bound whole): any contents will do.
+    let bufs: HashMap<usize, wgpu::Buffer> = [*a]
+        .into_iter()
+        .chain(*b)
+        .chain([*out])
+        .map(|t| {
+            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("kernel probe"),
+                size: packed_bytes(g.shapes[t]).max(4),
+                usage: wgpu::BufferUsages::STORAGE,
+                mapped_at_creation: false,
+            });
+            (t, buffer)
+        })
+        .collect();
+    let (kernel, params, groups, bindings) = conv_dispatch(l, g, *a, *b, *out);
+    let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+        label: Some("kernel probe params"),
+        contents: bytemuck::cast_slice(&params),
+        usage: wgpu::BufferUsages::UNIFORM,
+    });
+    let pipeline = &pipelines[&kernel];
+    let mut entries = vec![wgpu::BindGroupEntry {
+        binding: 0,
+        resource: ubuf.as_entire_binding(),
+    }];
+    for (i, bnd) in bindings.iter().enumerate() {
+        let buffer = match bnd {
+            Binding::Arena(t) => &bufs[t],
+            Binding::Weights(w) => *w,
+        };
+        entries.push(wgpu::BindGroupEntry {
+            binding: i as u32 + 1,
+            resource: buffer.as_entire_binding(),
+        });
+    }
+    let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: Some("kernel probe"),
+        layout: &pipeline.get_bind_group_layout(0),
+        entries: &entries,
+    });
+    let mut best = f64::INFINITY;
+    for i in 0..4 {
+        let t = std::time::Instant::now();
+        let mut enc = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(pipeline);
+            pass.set_bind_group(0, &bind, &[]);
+            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        }
+        queue.submit([enc.finish()]);
+        device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu(format!("timing a kernel: {e}")))?;
+        if i > 0 {
+            best = best.min(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(best)
 }

@@ -18,6 +18,8 @@ pub enum Kernel {
     Head,
     /// int8 kernels (`shaders/int8/`): dense 3×3 conv, 4 px × 8 output channels per invocation.
     Conv3x3I8,
+    /// Sparse int8 3×3 conv: lists of nonzero 4×4 weight blocks, 8 px × 4 channels per invocation.
+    Conv3x3SparseI8,
     UpConvI8,
     MaxPoolI8,
     ResizeI8,
@@ -46,8 +48,9 @@ impl Kernel {
     ];
 
     /// The kernels of the int8 plan.
-    pub const INT8: [Kernel; 6] = [
+    pub const INT8: [Kernel; 7] = [
         Kernel::Conv3x3I8,
+        Kernel::Conv3x3SparseI8,
         Kernel::UpConvI8,
         Kernel::MaxPoolI8,
         Kernel::ResizeI8,
@@ -59,6 +62,7 @@ impl Kernel {
     pub fn shader(self) -> &'static str {
         match self {
             Kernel::Conv3x3I8 => "int8/conv3x3_i8",
+            Kernel::Conv3x3SparseI8 => "int8/conv3x3_sparse_i8",
             Kernel::UpConvI8 => "int8/upconv2x2_i8",
             Kernel::MaxPoolI8 => "int8/maxpool2x2_i8",
             Kernel::ResizeI8 => "int8/resize_i8",
@@ -93,7 +97,7 @@ impl Kernel {
     /// Values of the shader's `override` constants.
     fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::UpConv | Kernel::Conv3x3I8 | Kernel::UpConvI8 => {
+            Kernel::UpConv | Kernel::Conv3x3I8 | Kernel::Conv3x3SparseI8 | Kernel::UpConvI8 => {
                 vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)]
             }
             Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 => vec![

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 
-use wunet::compress::{prune, quantize_with, PruneOptions, QuantOptions, Scope};
+use wunet::compress::{prune, quantize_with, Block, PruneOptions, QuantOptions, Scope};
 use wunet::io::{load_image, read_npy};
 use wunet::model::{save_safetensors, StoreDtype};
 use wunet::{Tensor, UNetSpec};
@@ -74,12 +74,14 @@ pub(crate) fn compress(
     model: Option<&Path>,
     amount: Option<f64>,
     scope: &str,
+    block: &str,
     transposed: bool,
     calibrate: Option<Option<&Path>>,
     float_first: bool,
     out: &Path,
 ) -> Result<()> {
     let scope: Scope = scope.parse()?;
+    let block: Block = block.parse()?;
     if float_first && calibrate.is_none() {
         bail!("--float-first applies to --int8 only");
     }
@@ -94,6 +96,7 @@ pub(crate) fn compress(
                 amount,
                 scope,
                 prune_transposed: transposed,
+                block,
             },
         )?;
         eprintln!(

@@ -126,6 +126,10 @@ enum Cmd {
         /// Prune the transposed convolutions too (left dense by default, as in the article).
         #[arg(long)]
         prune_transposed: bool,
+        /// The unit of global pruning: `1` (single weights) or `8x4` (blocks of 8 output × 4
+        /// input channels at one tap, which the GPU's sparse int8 kernel skips whole).
+        #[arg(long, default_value = "1")]
+        prune_block: String,
         /// Quantize to int8 (after pruning), writing the int8 format (docs/FORMAT.md).
         #[arg(long)]
         int8: bool,
@@ -251,6 +255,7 @@ fn main() -> ExitCode {
             prune,
             prune_scope,
             prune_transposed,
+            prune_block,
             int8,
             calibrate,
             float_first,
@@ -259,6 +264,7 @@ fn main() -> ExitCode {
             model.as_deref(),
             prune,
             &prune_scope,
+            &prune_block,
             prune_transposed,
             int8.then_some(calibrate.as_deref()),
             float_first,
