@@ -4,10 +4,11 @@
 // no concatenation.
 //
 // Each invocation computes 4 consecutive pixels of a row × 8 output channels (two output words)
-// in named accumulators. Per input group and kernel row it loads one 6-word row segment (no
-// bounds checks: the border holds the zero point) and reuses it for the 3 taps; each tap's
-// weights are 2 vec4<u32> (8 output channels × 4 input channels), uniform across the
-// workgroup because the channel block comes from the workgroup id. 32 dot4 per 2 weight loads.
+// in named accumulators. Per input group and tap it loads 4 activation words (no bounds checks:
+// the border holds the zero point) and the tap's weights, 2 vec4<u32> (8 output channels × 4
+// input channels) uniform across the workgroup because the channel block comes from the
+// workgroup id: 32 dot4 per step. (Loading a 6-word row segment once for the 3 taps of a kernel
+// row, 96 dot4 per step, measured 1.8× slower on llvmpipe: docs/PERF.md.)
 //
 // Weights: vec4 index (k · blocks + block) · 2 + {0, 1}, k = group · 9 + tap over both inputs'
 // groups. `rq`: per block, bias (i32 bits) for channels 0–3 and 4–7, then multipliers (f32 bits).
@@ -59,38 +60,20 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     var a3l = vec4<i32>(0); var a3h = vec4<i32>(0);
     let groups = p.ga + p.gb;
     for (var g = 0u; g < groups; g++) {
-        for (var ky = 0u; ky < 3u; ky++) {
+        for (var tap = 0u; tap < 9u; tap++) {
             // The window of output pixel x starts at padded pixel x (row y + ky).
-            let r = (y + ky) * pw + x0;
+            let r = (y + tap / 3u) * pw + x0 + tap % 3u;
+            let k = ((g * 9u + tap) * p.blocks + blk) * 2u;
+            let wl = weights[k];
+            let wh = weights[k + 1u];
             let s0 = load(n, g, r, plane);
             let s1 = load(n, g, r + 1u, plane);
             let s2 = load(n, g, r + 2u, plane);
             let s3 = load(n, g, r + 3u, plane);
-            let s4 = load(n, g, r + 4u, plane);
-            let s5 = load(n, g, r + 5u, plane);
-            let k = ((g * 9u + ky * 3u) * p.blocks + blk) * 2u;
-            let step = p.blocks * 2u;
-            // kx = 0
-            var wl = weights[k];
-            var wh = weights[k + 1u];
             a0l += dot4x4(s0, wl); a0h += dot4x4(s0, wh);
             a1l += dot4x4(s1, wl); a1h += dot4x4(s1, wh);
             a2l += dot4x4(s2, wl); a2h += dot4x4(s2, wh);
             a3l += dot4x4(s3, wl); a3h += dot4x4(s3, wh);
-            // kx = 1
-            wl = weights[k + step];
-            wh = weights[k + step + 1u];
-            a0l += dot4x4(s1, wl); a0h += dot4x4(s1, wh);
-            a1l += dot4x4(s2, wl); a1h += dot4x4(s2, wh);
-            a2l += dot4x4(s3, wl); a2h += dot4x4(s3, wh);
-            a3l += dot4x4(s4, wl); a3h += dot4x4(s4, wh);
-            // kx = 2
-            wl = weights[k + 2u * step];
-            wh = weights[k + 2u * step + 1u];
-            a0l += dot4x4(s2, wl); a0h += dot4x4(s2, wh);
-            a1l += dot4x4(s3, wl); a1h += dot4x4(s3, wh);
-            a2l += dot4x4(s4, wl); a2h += dot4x4(s4, wh);
-            a3l += dot4x4(s5, wl); a3h += dot4x4(s5, wh);
         }
     }
     let bl = bitcast<vec4<i32>>(rq[blk * 4u]);

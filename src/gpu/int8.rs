@@ -50,7 +50,7 @@ impl Dot4 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConvChoice {
     /// Time the dense and the sparse kernel on the layer (at `GpuInt8Options::probe`) and keep
-    /// the faster; layers without a zero 4×4 block stay dense.
+    /// the faster; layers without a zero 8×4 block stay dense.
     Measure,
     Dense,
     Sparse,
@@ -84,7 +84,7 @@ struct Layer {
     rq: wgpu::Buffer,
     /// The sparse kernel's entry lists; `None`: the dense kernel.
     entries: Option<wgpu::Buffer>,
-    /// Output blocks (dense conv: of 8 channels) or groups (sparse conv, transposed conv: of 4).
+    /// Output blocks (3×3 convs: of 8 channels) or groups (transposed conv: of 4).
     blocks: u32,
     /// Output zero point | lowest output << 8.
     zl: u32,
@@ -95,7 +95,7 @@ struct Layer {
 pub struct LayerChoice {
     pub name: String,
     pub kernel: Kernel,
-    /// Fraction of its 4×4 weight blocks that are nonzero.
+    /// Fraction of its 8×4 weight blocks (8 output × 4 input channels, one tap) that are nonzero.
     pub density: f64,
     /// Measured milliseconds of (dense, sparse) at the probe size, where measured.
     pub ms: Option<(f64, f64)>,
@@ -171,47 +171,39 @@ fn pack_upconv(pc: &PConv) -> (Vec<u32>, Vec<u32>, u32) {
     (w, rq, gout as u32)
 }
 
-/// 3×3 conv rows → `conv3x3_sparse_i8` data: the nonzero 4×4 blocks' vec4s, the entry table
-/// (offsets per output group, then k = input group · 9 + tap per entry), per-group constants;
-/// and the density of nonzero blocks.
-fn pack_sparse(pc: &PConv) -> (Vec<u32>, Vec<u32>, Vec<u32>, u32, f64) {
-    let gout = pc.cout.div_ceil(4);
+/// 3×3 conv rows → `conv3x3_sparse_i8` data: the nonzero 8×4 blocks' vec4 pairs and the entry
+/// table (offsets per block of 8 output channels, then k = input group · 9 + tap per entry); and
+/// the density of nonzero blocks. The requantization constants are the dense kernel's.
+fn pack_sparse(pc: &PConv) -> (Vec<u32>, Vec<u32>, f64) {
+    let blocks = pc.cout.div_ceil(8);
     let kw = pc.kp / 4;
     let mut w = Vec::new();
     let mut ks = Vec::new();
     let mut offsets = vec![0u32];
-    let mut rq = vec![0u32; gout * 8];
-    for grp in 0..gout {
+    for blk in 0..blocks {
         for k in 0..kw {
-            let v: [u32; 4] = std::array::from_fn(|j| {
-                let co = grp * 4 + j;
+            let v: [u32; 8] = std::array::from_fn(|j| {
+                let co = blk * 8 + j;
                 if co < pc.cout {
                     word(&pc.a[co * pc.kp + 4 * k..])
                 } else {
                     0
                 }
             });
-            if v != [0; 4] {
+            if v != [0; 8] {
                 w.extend_from_slice(&v);
                 ks.push(k as u32);
             }
         }
         offsets.push(ks.len() as u32);
-        for j in 0..4 {
-            let co = grp * 4 + j;
-            if co < pc.cout {
-                rq[grp * 8 + j] = shader_bias(pc, co) as u32;
-                rq[grp * 8 + 4 + j] = pc.mult[co].to_bits();
-            }
-        }
     }
-    let density = ks.len() as f64 / (gout * kw).max(1) as f64;
+    let density = ks.len() as f64 / (blocks * kw).max(1) as f64;
     if w.is_empty() {
         // Bindings may not be empty: one unused all-zero entry.
-        w = vec![0; 4];
+        w = vec![0; 8];
     }
     offsets.extend(ks);
-    (w, offsets, rq, gout as u32, density)
+    (w, offsets, density)
 }
 
 /// Bytes of a packed uint8 tensor (`QAct` without its slack).
@@ -266,7 +258,7 @@ impl GpuInt8Model {
             let name = r.name();
             let zl = pc.out.zero as u32 | (pc.lo as u32) << 8;
             let (dw, drq, blocks) = pack_conv3x3(pc);
-            let (sw, se, srq, gout, density) = pack_sparse(pc);
+            let (sw, se, density) = pack_sparse(pc);
             let dense = || Layer {
                 weights: make(device, &name, bytemuck::cast_slice(&dw)),
                 rq: make(device, &name, bytemuck::cast_slice(&drq)),
@@ -276,9 +268,9 @@ impl GpuInt8Model {
             };
             let sparse = || Layer {
                 weights: make(device, &name, bytemuck::cast_slice(&sw)),
-                rq: make(device, &name, bytemuck::cast_slice(&srq)),
+                rq: make(device, &name, bytemuck::cast_slice(&drq)),
                 entries: Some(make(device, &name, bytemuck::cast_slice(&se))),
-                blocks: gout,
+                blocks,
                 zl,
             };
             let (layer, ms) = match opts.conv {
@@ -612,9 +604,9 @@ fn conv_dispatch<'a>(
         ),
         Some(entries) => (
             Kernel::Conv3x3SparseI8,
-            [n, ga, gb, h, w, l.blocks, l.zl, 0],
+            [n, ga, gb, h, w, c.div_ceil(4), l.blocks, l.zl],
             [
-                w.div_ceil(8).div_ceil(CONV_WG.0),
+                w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
                 h.div_ceil(CONV_WG.1),
                 n * l.blocks,
             ],
@@ -703,4 +695,120 @@ fn time_conv(
         }
     }
     Ok(best)
+}
+
+/// One layer of `time_conv_kernels`.
+#[derive(Clone, Debug)]
+pub struct KernelTiming {
+    pub layer: String,
+    /// Output shape.
+    pub shape: Shape,
+    pub flops: u64,
+    /// Fraction of the 8×4 weight blocks set to zero.
+    pub sparsity: f64,
+    pub dense_ms: f64,
+    pub sparse_ms: f64,
+}
+
+/// Time the dense and the sparse int8 conv kernels on every 3×3 conv of `spec` at input size
+/// `(h, w)`, with random int8 weights of which exactly `sparsity` of the 8×4 blocks (per layer)
+/// are zero: the kernel comparison of `wunet bench --kernels --int8`.
+pub fn time_conv_kernels(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    dot4: Dot4,
+    spec: &UNetSpec,
+    (h, w): (usize, usize),
+    sparsity: f64,
+) -> Result<Vec<KernelTiming>> {
+    use crate::compress::QConv;
+    let packed = dot4 == Dot4::Packed;
+    let pipelines: HashMap<Kernel, wgpu::ComputePipeline> = [Kernel::Conv3x3I8, Kernel::Conv3x3SparseI8]
+        .iter()
+        .map(|&k| (k, k.pipeline_with(device, packed)))
+        .collect();
+    let g = Graph::build(spec, [1, spec.in_channels, h, w], true)?;
+    let mut rng = crate::model::init::Rng::new(7);
+    let q = QParams {
+        scale: 0.02,
+        zero: 3,
+    };
+    let mut out = Vec::new();
+    for op in &g.ops {
+        let Op::Conv3x3 { a, b, out: o, conv, .. } = op else {
+            continue;
+        };
+        let parts: Vec<usize> = [*a].into_iter().chain(*b).map(|t| g.shapes[t][1]).collect();
+        let cin: usize = parts.iter().sum();
+        let cout = g.shapes[*o][1];
+        let mut weight: Vec<i8> = (0..cout * cin * 9)
+            .map(|_| rng.range(-127.0, 127.0) as i8)
+            .collect();
+        // Zero a random `sparsity` of the 8×4 blocks (in the kernels' channel grouping).
+        let mut units: Vec<(usize, usize, usize)> = Vec::new();
+        let mut c0 = 0;
+        for &c in &parts {
+            for co0 in (0..cout).step_by(8) {
+                for ci0 in (c0..c0 + c).step_by(4) {
+                    for tap in 0..9 {
+                        units.push((co0, ci0, tap));
+                    }
+                }
+            }
+            c0 += c;
+        }
+        let zero_units = (sparsity * units.len() as f64).round() as usize;
+        for i in 0..zero_units {
+            let j = i + (rng.next_u64() as usize) % (units.len() - i);
+            units.swap(i, j);
+            let (co0, ci0, tap) = units[i];
+            let c_end = parts
+                .iter()
+                .scan(0, |s, &c| {
+                    *s += c;
+                    Some(*s)
+                })
+                .find(|&e| e > ci0)
+                .unwrap_or(cin);
+            for co in co0..(co0 + 8).min(cout) {
+                for ci in ci0..(ci0 + 4).min(c_end) {
+                    weight[(co * cin + ci) * 9 + tap] = 0;
+                }
+            }
+        }
+        let qc = QConv {
+            shape: [cout, cin, 3, 3],
+            weight,
+            w_scale: vec![0.01; cout],
+            bias: vec![0.1; cout],
+            out: q,
+        };
+        let pc = PConv::conv3x3(&qc, q, &parts);
+        let (dw, drq, blocks) = pack_conv3x3(&pc);
+        let (sw, se, _) = pack_sparse(&pc);
+        let zl = q.zero as u32 | (q.zero as u32) << 8;
+        let dense = Layer {
+            weights: make(device, "probe", bytemuck::cast_slice(&dw)),
+            rq: make(device, "probe", bytemuck::cast_slice(&drq)),
+            entries: None,
+            blocks,
+            zl,
+        };
+        let sparse = Layer {
+            weights: make(device, "probe", bytemuck::cast_slice(&sw)),
+            rq: make(device, "probe", bytemuck::cast_slice(&drq)),
+            entries: Some(make(device, "probe", bytemuck::cast_slice(&se))),
+            blocks,
+            zl,
+        };
+        out.push(KernelTiming {
+            layer: conv.name(),
+            shape: g.shapes[*o],
+            flops: g.flops(op),
+            sparsity,
+            dense_ms: time_conv(device, queue, &pipelines, &g, op, &dense)?,
+            sparse_ms: time_conv(device, queue, &pipelines, &g, op, &sparse)?,
+        });
+    }
+    Ok(out)
 }

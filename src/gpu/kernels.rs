@@ -18,7 +18,7 @@ pub enum Kernel {
     Head,
     /// int8 kernels (`shaders/int8/`): dense 3×3 conv, 4 px × 8 output channels per invocation.
     Conv3x3I8,
-    /// Sparse int8 3×3 conv: lists of nonzero 4×4 weight blocks, 8 px × 4 channels per invocation.
+    /// Sparse int8 3×3 conv: lists of nonzero 8×4 weight blocks, 4 px × 8 channels per invocation.
     Conv3x3SparseI8,
     UpConvI8,
     MaxPoolI8,

@@ -11,7 +11,9 @@ mod plan;
 
 pub use adapter::{request_gpu, request_gpu_async, Gpu};
 pub use exec::{Profile, TimingMode};
-pub use int8::{ConvChoice, Dot4, GpuInt8Model, GpuInt8Options, LayerChoice};
+pub use int8::{
+    time_conv_kernels, ConvChoice, Dot4, GpuInt8Model, GpuInt8Options, KernelTiming, LayerChoice,
+};
 pub use kernels::{packed_weight_bytes, Kernel};
 pub use peak::measure_fma_peak;
 pub use plan::{GpuModel, GpuOptions, Plan, Step};

@@ -1,7 +1,7 @@
 //! The reference U-Net: its shape (`UNetSpec`), its weights (`UNet`), loading from and saving to
 //! a PyTorch `state_dict` stored as safetensors, and random initialization for benchmarks.
 
-mod init;
+pub(crate) mod init;
 mod spec;
 mod weights;
 

@@ -480,3 +480,94 @@ pub fn bench_int8(model_path: &Path, model: &wunet::compress::QUNet, a: &BenchAr
     );
     Ok(())
 }
+
+/// `bench --kernels --int8`: the dense and the sparse int8 conv kernels on every 3×3 conv of
+/// `spec` at `size`, per sparsity of the weights' 8×4 blocks; and which the per-layer choice
+/// (the faster) takes.
+pub fn bench_kernels_int8(
+    spec: &wunet::UNetSpec,
+    size: (usize, usize),
+    sparsities: &[f64],
+    json: bool,
+) -> Result<()> {
+    let gpu = request_gpu()?;
+    let dot4 = Dot4::detect(gpu.wgsl);
+    let adapter = format!("{} ({:?})", gpu.info.name, gpu.info.backend);
+    let mut all = Vec::new();
+    for &s in sparsities {
+        if !(0.0..=1.0).contains(&s) {
+            bail!("--sparsity {s} is outside [0, 1]");
+        }
+        all.push(wunet::gpu::time_conv_kernels(
+            &gpu.device,
+            &gpu.queue,
+            dot4,
+            spec,
+            size,
+            s,
+        )?);
+    }
+    if json {
+        let rows: Vec<String> = all
+            .iter()
+            .flatten()
+            .map(|t| {
+                format!(
+                    "{{\"name\":{},\"shape\":{:?},\"flops\":{},\"sparsity\":{},\"dense_ms\":{:.4},\"sparse_ms\":{:.4}}}",
+                    json_str(&t.layer),
+                    t.shape,
+                    t.flops,
+                    t.sparsity,
+                    t.dense_ms,
+                    t.sparse_ms
+                )
+            })
+            .collect();
+        println!(
+            "{{\"adapter\":{},\"dot4\":\"{dot4:?}\",\"size\":\"{}x{}\",\"layers\":[{}]}}",
+            json_str(&adapter),
+            size.0,
+            size.1,
+            rows.join(",")
+        );
+        return Ok(());
+    }
+    println!(
+        "int8 conv kernels at {}x{} on {adapter} ({dot4:?} dot products); ms per dispatch, best of 3",
+        size.0, size.1
+    );
+    for timings in &all {
+        let s = timings.first().map_or(0.0, |t| t.sparsity);
+        println!("\nsparsity {:.0} % (8×4 blocks)", 100.0 * s);
+        println!(
+            "{:<20} {:>16} {:>10} {:>10} {:>10} {:>8} {:>8}",
+            "layer", "output", "GOP", "dense", "sparse", "speedup", "picked"
+        );
+        let (mut d, mut sp, mut best) = (0.0, 0.0, 0.0);
+        for t in timings {
+            d += t.dense_ms;
+            sp += t.sparse_ms;
+            best += t.dense_ms.min(t.sparse_ms);
+            println!(
+                "{:<20} {:>16} {:>10.3} {:>10.2} {:>10.2} {:>7.2}× {:>8}",
+                t.layer,
+                format!("{:?}", t.shape),
+                t.flops as f64 / 1e9,
+                t.dense_ms,
+                t.sparse_ms,
+                t.dense_ms / t.sparse_ms,
+                if t.sparse_ms < t.dense_ms { "sparse" } else { "dense" }
+            );
+        }
+        println!(
+            "{:<20} {:>16} {:>10} {:>10.2} {:>10.2} {:>7.2}×  per-layer choice: {best:.2} ms",
+            "all 3×3 convs",
+            "",
+            "",
+            d,
+            sp,
+            d / sp
+        );
+    }
+    Ok(())
+}

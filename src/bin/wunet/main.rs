@@ -111,6 +111,12 @@ enum Cmd {
         /// features 64–512, random weights) instead of the whole network.
         #[arg(long)]
         kernels: bool,
+        /// With --kernels: the int8 dense and sparse conv kernels instead, on every layer with
+        /// random int8 weights at each --sparsity (fraction of zero 8×4 blocks).
+        #[arg(long)]
+        int8: bool,
+        #[arg(long, value_delimiter = ',', default_value = "0,0.3,0.8,0.95")]
+        sparsity: Vec<f64>,
     },
     /// Prune a model's convolution weights by magnitude (writes a float32 safetensors file).
     Compress {
@@ -273,6 +279,21 @@ fn main() -> ExitCode {
         Cmd::Bench {
             model,
             size,
+            json,
+            kernels: true,
+            int8: true,
+            sparsity,
+            ..
+        } => {
+            let spec = match model.as_deref() {
+                Some(p) => load_any(Some(p)).map(|(_, m)| m.spec().clone()),
+                None => Ok(UNetSpec::new(3, 1, vec![64, 128, 256, 512])),
+            };
+            spec.and_then(|s| bench::bench_kernels_int8(&s, size, &sparsity, json))
+        }
+        Cmd::Bench {
+            model,
+            size,
             batch,
             json,
             kernels: true,
@@ -297,6 +318,7 @@ fn main() -> ExitCode {
             json,
             device,
             kernels: false,
+            ..
         } => load_any(model.as_deref()).and_then(|(path, any)| {
             let cpu = match device {
                 Device::Cpu => true,

@@ -166,7 +166,7 @@ fn requant_consts(bias: f32, w_scale: f32, w_sum: i32, x: QParams, out: QParams)
 impl PConv {
     /// A 3×3 conv reading `parts` (channel counts, in order) as one GEMM: row `co`, k = (part,
     /// channel group, tap, channel in group).
-    fn conv3x3(qc: &QConv, x: QParams, parts: &[usize]) -> PConv {
+    pub(crate) fn conv3x3(qc: &QConv, x: QParams, parts: &[usize]) -> PConv {
         let [cout, cin, _, _] = qc.shape;
         let kp: usize = parts.iter().map(|c| 36 * c.div_ceil(4)).sum();
         let mut a = vec![0i8; cout * kp];
