@@ -73,7 +73,7 @@ impl Default for GpuInt8Options {
             dot4: Dot4::Packed,
             keep_intermediates: false,
             conv: ConvChoice::Measure,
-            probe: (256, 256),
+            probe: (128, 128),
         }
     }
 }

@@ -13,7 +13,7 @@ use crate::{load_any, mib, AnyModel};
 
 pub(crate) fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()> {
     let m = match load_any(model)?.1 {
-        AnyModel::Int8(q) => return info_int8(&q),
+        AnyModel::Int8(q) => return info_int8(&q, (h, w)),
         AnyModel::Float(m) => m,
     };
     let s = &m.spec;
@@ -95,7 +95,7 @@ pub(crate) fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -
 }
 
 /// `info` of an int8 model: per layer, precision, weight bytes and sparsity.
-fn info_int8(q: &QUNet) -> Result<()> {
+fn info_int8(q: &QUNet, size: (usize, usize)) -> Result<()> {
     let s = &q.spec;
     println!(
         "int8 U-Net (format {} v{}): in {} → out {}, features {:?}",
@@ -170,5 +170,57 @@ fn info_int8(q: &QUNet) -> Result<()> {
         "(float logits)".into(),
     );
     println!("weights and scales: {}", mib(total as u64));
+    gpu_kernels(q, size);
     Ok(())
+}
+
+/// Where a GPU adapter exists, the int8 GPU engine's kernel per 3×3 conv: dense or sparse, picked
+/// by timing both on the layer (at `size`, at most 128×128 to keep `info` quick).
+fn gpu_kernels(q: &QUNet, (h, w): (usize, usize)) {
+    if matches!(q.first, wunet::compress::FirstConv::Float(_)) {
+        println!("GPU int8 engine: not for this model (its first conv is float32)");
+        return;
+    }
+    let Ok(gpu) = wunet::gpu::request_gpu() else {
+        println!("GPU int8 kernels: no GPU adapter here");
+        return;
+    };
+    let probe = (h.min(128), w.min(128));
+    let opts = wunet::gpu::GpuInt8Options {
+        dot4: wunet::gpu::Dot4::detect(gpu.wgsl),
+        probe,
+        ..Default::default()
+    };
+    let gm = match wunet::gpu::GpuInt8Model::new(&gpu.device, &gpu.queue, q, opts) {
+        Ok(gm) => gm,
+        Err(e) => {
+            println!("GPU int8 engine: {e}");
+            return;
+        }
+    };
+    println!(
+        "GPU int8 kernels on {} ({:?} dot products; picked by timing at {}x{}), weights on the device {}:",
+        gpu.info.name,
+        gm.dot4(),
+        probe.0,
+        probe.1,
+        mib(gm.weight_bytes())
+    );
+    println!(
+        "{:<22} {:>24} {:>14} {:>10} {:>10}",
+        "layer", "kernel", "nonzero 8×4", "dense ms", "sparse ms"
+    );
+    for c in gm.choices() {
+        let (d, s) = c
+            .ms
+            .map_or(("-".into(), "-".into()), |(d, s)| (format!("{d:.2}"), format!("{s:.2}")));
+        println!(
+            "{:<22} {:>24} {:>13.1}% {:>10} {:>10}",
+            c.name,
+            c.kernel.shader(),
+            100.0 * c.density,
+            d,
+            s
+        );
+    }
 }
