@@ -6,9 +6,9 @@
 
 mod common;
 
+use wunet::compress::Block;
 use wunet::compress::{prune, quantize, PruneOptions, Scope};
 use wunet::cpu::int8::Int8Model;
-use wunet::compress::Block;
 use wunet::gpu::{ConvChoice, Dot4, GpuInt8Model, GpuInt8Options, Kernel};
 use wunet::model::{init_random, InitOptions};
 use wunet::plan::{Graph, Op};
@@ -54,7 +54,8 @@ fn gpu_int8_equals_cpu_int8_bit_for_bit() {
             (Dot4::Packed, ConvChoice::Sparse),
             (Dot4::Unpacked, ConvChoice::Sparse),
         ] {
-            let what = format!("{features:?} {shape:?} sparsity {sparsity} {block:?} {dot4:?} {conv:?}");
+            let what =
+                format!("{features:?} {shape:?} sparsity {sparsity} {block:?} {dot4:?} {conv:?}");
             let gm = GpuInt8Model::new(
                 &gpu.device,
                 &gpu.queue,
@@ -71,7 +72,10 @@ fn gpu_int8_equals_cpu_int8_bit_for_bit() {
                 ConvChoice::Sparse => Kernel::Conv3x3SparseI8,
                 _ => Kernel::Conv3x3I8,
             };
-            assert!(gm.choices().iter().all(|c| c.kernel == want_kernel), "{what}");
+            assert!(
+                gm.choices().iter().all(|c| c.kernel == want_kernel),
+                "{what}"
+            );
             let plan = gm.plan(shape).unwrap();
             let got = plan.run_all_raw(&x).unwrap();
             for (t, w) in want.iter().enumerate() {

@@ -723,10 +723,11 @@ pub fn time_conv_kernels(
 ) -> Result<Vec<KernelTiming>> {
     use crate::compress::QConv;
     let packed = dot4 == Dot4::Packed;
-    let pipelines: HashMap<Kernel, wgpu::ComputePipeline> = [Kernel::Conv3x3I8, Kernel::Conv3x3SparseI8]
-        .iter()
-        .map(|&k| (k, k.pipeline_with(device, packed)))
-        .collect();
+    let pipelines: HashMap<Kernel, wgpu::ComputePipeline> =
+        [Kernel::Conv3x3I8, Kernel::Conv3x3SparseI8]
+            .iter()
+            .map(|&k| (k, k.pipeline_with(device, packed)))
+            .collect();
     let g = Graph::build(spec, [1, spec.in_channels, h, w], true)?;
     let mut rng = crate::model::init::Rng::new(7);
     let q = QParams {
@@ -735,7 +736,10 @@ pub fn time_conv_kernels(
     };
     let mut out = Vec::new();
     for op in &g.ops {
-        let Op::Conv3x3 { a, b, out: o, conv, .. } = op else {
+        let Op::Conv3x3 {
+            a, b, out: o, conv, ..
+        } = op
+        else {
             continue;
         };
         let parts: Vec<usize> = [*a].into_iter().chain(*b).map(|t| g.shapes[t][1]).collect();

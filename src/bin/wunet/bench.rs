@@ -556,7 +556,11 @@ pub fn bench_kernels_int8(
                 t.dense_ms,
                 t.sparse_ms,
                 t.dense_ms / t.sparse_ms,
-                if t.sparse_ms < t.dense_ms { "sparse" } else { "dense" }
+                if t.sparse_ms < t.dense_ms {
+                    "sparse"
+                } else {
+                    "dense"
+                }
             );
         }
         println!(

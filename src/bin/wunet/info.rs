@@ -211,9 +211,9 @@ fn gpu_kernels(q: &QUNet, (h, w): (usize, usize)) {
         "layer", "kernel", "nonzero 8×4", "dense ms", "sparse ms"
     );
     for c in gm.choices() {
-        let (d, s) = c
-            .ms
-            .map_or(("-".into(), "-".into()), |(d, s)| (format!("{d:.2}"), format!("{s:.2}")));
+        let (d, s) = c.ms.map_or(("-".into(), "-".into()), |(d, s)| {
+            (format!("{d:.2}"), format!("{s:.2}"))
+        });
         println!(
             "{:<22} {:>24} {:>13.1}% {:>10} {:>10}",
             c.name,
