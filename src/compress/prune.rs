@@ -351,7 +351,8 @@ mod tests {
             &PruneOptions {
                 amount: 1.0,
                 scope: Scope::Global,
-                prune_transposed: false
+                prune_transposed: false,
+                block: Block::Weight,
             }
         )
         .is_err());
@@ -360,7 +361,39 @@ mod tests {
             &PruneOptions {
                 amount: -0.1,
                 scope: Scope::Layer,
-                prune_transposed: false
+                prune_transposed: false,
+                block: Block::Weight,
+            }
+        )
+        .is_err());
+    }
+
+    /// Block pruning zeroes whole 8 × 4 blocks (a block is all zero or untouched) and reaches
+    /// the requested amount; it refuses the per-layer scope.
+    #[test]
+    fn block_pruning_zeroes_whole_blocks() {
+        let mut m = init_random(&UNetSpec::new(3, 1, vec![8, 16]), &InitOptions { seed: 3 });
+        let opts = PruneOptions {
+            amount: 0.6,
+            scope: Scope::Global,
+            prune_transposed: false,
+            block: Block::Co8Ci4,
+        };
+        let (z, t) = prune(&mut m, &opts).unwrap();
+        assert!(z >= round_half_even(0.6 * t as f64) && z < round_half_even(0.6 * t as f64) + 32);
+        for dc in m.double_convs() {
+            for w in [&dc.conv1, &dc.conv2] {
+                for blk in blocks(w, false) {
+                    let zeros = blk.iter().filter(|&&i| w.weight[i as usize] == 0.0).count();
+                    assert!(zeros == 0 || zeros == blk.len(), "a partly zeroed block");
+                }
+            }
+        }
+        assert!(prune(
+            &mut m,
+            &PruneOptions {
+                scope: Scope::Layer,
+                ..opts
             }
         )
         .is_err());

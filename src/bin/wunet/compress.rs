@@ -69,17 +69,30 @@ fn calibration_inputs(dir: Option<&Path>, spec: &UNetSpec) -> Result<Vec<Tensor>
     Ok(out)
 }
 
-/// `calibrate`: `None` keeps float32; `Some(dir)` quantizes to int8 with inputs from `dir`.
-pub(crate) fn compress(
-    model: Option<&Path>,
-    amount: Option<f64>,
-    scope: &str,
-    block: &str,
-    transposed: bool,
-    calibrate: Option<Option<&Path>>,
-    float_first: bool,
-    out: &Path,
-) -> Result<()> {
+/// What `compress` was asked, as the command line spells it.
+pub(crate) struct CompressArgs<'a> {
+    pub model: Option<&'a Path>,
+    pub amount: Option<f64>,
+    pub scope: &'a str,
+    pub block: &'a str,
+    pub transposed: bool,
+    /// `None` keeps float32; `Some(dir)` quantizes to int8 with inputs from `dir`.
+    pub calibrate: Option<Option<&'a Path>>,
+    pub float_first: bool,
+    pub out: &'a Path,
+}
+
+pub(crate) fn compress(a: CompressArgs) -> Result<()> {
+    let CompressArgs {
+        model,
+        amount,
+        scope,
+        block,
+        transposed,
+        calibrate,
+        float_first,
+        out,
+    } = a;
     let scope: Scope = scope.parse()?;
     let block: Block = block.parse()?;
     if float_first && calibrate.is_none() {
