@@ -27,6 +27,8 @@ pub mod model;
 pub mod plan;
 pub mod shaders;
 mod tensor;
+#[cfg(all(feature = "web", target_arch = "wasm32"))]
+pub mod web;
 
 pub use error::{Error, Result};
 pub use model::{UNet, UNetSpec};

@@ -14,6 +14,8 @@
 //!
 //! Machines without AVX-512 run `gemm_f32` (the `gemm` crate over a tiled im2col) instead.
 
+#![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+
 use std::collections::HashMap;
 
 use rayon::prelude::*;
@@ -150,6 +152,20 @@ impl Packed {
 ///
 /// # Safety
 /// Every `b[k]` readable for `cols` floats; `c` writable for rows `i0..i1` × `cols`.
+#[cfg(not(target_arch = "x86_64"))]
+unsafe fn gemm_task(
+    _: &Packed,
+    _: (usize, usize),
+    _: &[*const f32],
+    _: usize,
+    _: *mut f32,
+    _: usize,
+    _: bool,
+) {
+    unreachable!("the direct float32 engine runs on x86-64 with AVX-512 only")
+}
+
+#[cfg(target_arch = "x86_64")]
 unsafe fn gemm_task(
     p: &Packed,
     (i0, i1): (usize, usize),
@@ -169,7 +185,6 @@ unsafe fn gemm_task(
             let a = p.a.as_ptr().add(((rb / MR) * k + k0) * MR);
             let bias = (k0 == 0).then(|| p.bias.as_ptr().add(rb));
             for j in (0..cols).step_by(NR) {
-                #[cfg(target_arch = "x86_64")]
                 x86_64::kernel_8x48(
                     kc,
                     a,
@@ -182,8 +197,6 @@ unsafe fn gemm_task(
                     bias,
                     relu && last,
                 );
-                #[cfg(not(target_arch = "x86_64"))]
-                unreachable!("the AVX-512 engine runs on x86-64 only");
             }
         }
         k0 += kc;
@@ -419,7 +432,7 @@ impl F32Model {
                     .as_ref()
                     .expect("graph order: inputs computed first")
             };
-            let t0 = std::time::Instant::now();
+            let t0 = web_time::Instant::now();
             let out = match op {
                 Op::Conv3x3 { a, b, conv, .. } => {
                     let parts: Vec<&FAct> = std::iter::once(get(*a)).chain(b.map(get)).collect();

@@ -102,7 +102,7 @@ pub fn forward_observed(
                     .expect("graph order: inputs computed first")
             })
             .collect();
-        let t0 = std::time::Instant::now();
+        let t0 = web_time::Instant::now();
         let out = apply_with(model, &g, op, &args, true);
         times.push(t0.elapsed().as_secs_f64() * 1e3);
         observe(op, &out);

@@ -14,6 +14,7 @@ pub struct Gpu {
 
 /// Request the best adapter (honouring `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`) and a device with
 /// that adapter's full limits. `Err(NoAdapter)` when there is none.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn request_gpu() -> Result<Gpu> {
     pollster::block_on(request_gpu_async())
 }

@@ -5,7 +5,7 @@
 use std::sync::atomic::Ordering;
 
 use super::plan::Plan;
-use super::scoped;
+use super::{oneshot, scoped_async};
 use crate::tensor::Tensor;
 use crate::{Error, Result};
 
@@ -37,18 +37,25 @@ struct Timing {
 impl Plan {
     /// Run one inference: upload the input, record every dispatch into one encoder, copy the
     /// output out, submit once, read back only the output.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run(&self, input: &Tensor) -> Result<Tensor> {
+        pollster::block_on(self.run_async(input))
+    }
+
+    /// `run` for callers that cannot block (the browser).
+    pub async fn run_async(&self, input: &Tensor) -> Result<Tensor> {
         let (offset, bytes) = (
             self.mem.offsets[self.graph.output],
             self.mem.sizes[self.graph.output],
         );
-        let (data, _) = self.execute(input, offset, bytes, None)?;
+        let (data, _) = self.execute(input, offset, bytes, None).await?;
         Tensor::new(self.output_shape(), bytemuck::pod_collect_to_vec(&data))
     }
 
     /// Run one inference and read back the raw bytes of every tensor of the graph (indexed by
     /// `TensorId`; int8 plans keep activations packed, see `cpu::int8::QAct`). Needs a plan made
     /// with `keep_intermediates`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_all_raw(&self, input: &Tensor) -> Result<Vec<Vec<u8>>> {
         let end = self.graph.ops.len();
         if self.mem.lifetimes.iter().any(|l| l.1 != end) {
@@ -56,7 +63,7 @@ impl Plan {
                 "run_all_raw needs a plan made with keep_intermediates".into(),
             ));
         }
-        let (data, _) = self.execute(input, 0, self.mem.arena_bytes, None)?;
+        let (data, _) = pollster::block_on(self.execute(input, 0, self.mem.arena_bytes, None))?;
         Ok((0..self.graph.shapes.len())
             .map(|t| {
                 let o = self.mem.offsets[t] as usize;
@@ -67,6 +74,7 @@ impl Plan {
 
     /// Run one inference and read back every tensor of the graph (indexed by `TensorId`).
     /// Needs a plan made with `GpuOptions::keep_intermediates`.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_all(&self, input: &Tensor) -> Result<Vec<Tensor>> {
         let end = self.graph.ops.len();
         if self.mem.lifetimes.iter().any(|l| l.1 != end) {
@@ -79,7 +87,7 @@ impl Plan {
                 "run_all reads float tensors: use run_all_raw on an int8 plan".into(),
             ));
         }
-        let (data, _) = self.execute(input, 0, self.mem.arena_bytes, None)?;
+        let (data, _) = pollster::block_on(self.execute(input, 0, self.mem.arena_bytes, None))?;
         let data: Vec<f32> = bytemuck::pod_collect_to_vec(&data);
         (0..self.graph.shapes.len())
             .map(|t| {
@@ -107,7 +115,13 @@ impl Plan {
     }
 
     /// Run one inference with a GPU timestamp around every dispatch.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn run_profiled(&self, input: &Tensor) -> Result<(Tensor, Profile)> {
+        pollster::block_on(self.run_profiled_async(input))
+    }
+
+    /// `run_profiled` for callers that cannot block (the browser).
+    pub async fn run_profiled_async(&self, input: &Tensor) -> Result<(Tensor, Profile)> {
         let mode = self.timing_mode().ok_or_else(|| {
             Error::Gpu(
                 "the device has no TIMESTAMP_QUERY feature: per-dispatch times are unavailable"
@@ -144,7 +158,7 @@ impl Plan {
             self.mem.offsets[self.graph.output],
             self.mem.sizes[self.graph.output],
         );
-        let (data, ticks) = self.execute(input, offset, size, Some(&timing))?;
+        let (data, ticks) = self.execute(input, offset, size, Some(&timing)).await?;
         let ticks = ticks.expect("timestamps were recorded");
         let period_ms = self.queue.get_timestamp_period() as f64 * 1e-6;
         let step_ms = (0..n as usize)
@@ -164,7 +178,9 @@ impl Plan {
 
     /// Upload, one encoder with every dispatch and the copy of `bytes` at `offset` of the arena,
     /// one submit, read back (and the raw timestamps, when timing).
-    fn execute(
+    // The lock spans the readback on purpose: a run owns the arena until its output is out.
+    #[allow(clippy::await_holding_lock)]
+    async fn execute(
         &self,
         input: &Tensor,
         offset: u64,
@@ -188,7 +204,7 @@ impl Plan {
                 mapped_at_creation: false,
             })
         };
-        scoped(&self.device, "running the plan", || {
+        scoped_async(&self.device, "running the plan", || {
             let packed;
             let input_bytes: &[u8] = match self.input_quant {
                 // int8 plans take the input quantized and packed (`QAct`) by the host.
@@ -245,12 +261,13 @@ impl Plan {
             }
             self.queue.submit([enc.finish()]);
             self.submits.fetch_add(1, Ordering::Relaxed);
-        })?;
+        })
+        .await?;
         let mut bufs = vec![(readback.clone(), bytes)];
         if let Some(t) = timing {
             bufs.push((t.read.clone(), t.read.size()));
         }
-        let mut out = map_read(&self.device, &bufs)?;
+        let mut out = map_read_async(&self.device, &bufs).await?;
         let ticks = timing
             .map(|_| bytemuck::pod_collect_to_vec::<u8, u64>(&out.pop().expect("timestamps")));
         Ok((out.swap_remove(0), ticks))
@@ -263,26 +280,28 @@ impl Plan {
     }
 }
 
-/// Map each `(buffer, bytes)` for reading, wait, and copy the bytes out.
-pub(crate) fn map_read(
+/// Map each `(buffer, bytes)` for reading, wait, and copy the bytes out. Native code polls the
+/// device; in a browser the mapping resolves from the event loop while this awaits.
+pub(crate) async fn map_read_async(
     device: &wgpu::Device,
     bufs: &[(wgpu::Buffer, u64)],
 ) -> Result<Vec<Vec<u8>>> {
-    let (tx, rx) = std::sync::mpsc::channel();
-    for (i, (b, n)) in bufs.iter().enumerate() {
-        let tx = tx.clone();
-        b.slice(..*n).map_async(wgpu::MapMode::Read, move |r| {
-            let _ = tx.send((i, r));
-        });
+    let mut pending = Vec::with_capacity(bufs.len());
+    for (b, n) in bufs {
+        let (tx, rx) = oneshot();
+        b.slice(..*n)
+            .map_async(wgpu::MapMode::Read, move |r| tx.send(r));
+        pending.push(rx);
     }
+    #[cfg(not(target_arch = "wasm32"))]
     device
         .poll(wgpu::PollType::wait_indefinitely())
         .map_err(|e| Error::Gpu(format!("waiting for the GPU: {e}")))?;
-    for _ in bufs {
-        let (i, r) = rx
-            .recv()
-            .map_err(|_| Error::Gpu("readback callback dropped".into()))?;
-        r.map_err(|e| Error::Gpu(format!("reading buffer {i} back: {e}")))?;
+    #[cfg(target_arch = "wasm32")]
+    let _ = device;
+    for (i, rx) in pending.into_iter().enumerate() {
+        rx.await
+            .map_err(|e| Error::Gpu(format!("reading buffer {i} back: {e}")))?;
     }
     bufs.iter()
         .map(|(b, n)| {

@@ -15,7 +15,7 @@ use wgpu::util::DeviceExt;
 
 use super::kernels::{linear_groups, Kernel, CONV_PX, CONV_WG};
 use super::plan::{assemble, check_limits, Binding, Plan, StepSpec};
-use super::scoped;
+use super::scoped_async;
 use crate::compress::{FirstConv, QParams, QUNet};
 use crate::cpu::int8::{Int8Model, PConv};
 use crate::model::UNetSpec;
@@ -212,7 +212,20 @@ fn packed_bytes([n, c, h, w]: Shape) -> u64 {
 }
 
 impl GpuInt8Model {
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        model: &QUNet,
+        opts: GpuInt8Options,
+    ) -> Result<GpuInt8Model> {
+        pollster::block_on(GpuInt8Model::new_async(device, queue, model, opts))
+    }
+
+    /// `new` for callers that cannot block (the browser; there `ConvChoice::Measure` decides
+    /// by block density instead of timing: the sparse kernel where at most 70 % of the blocks
+    /// are nonzero).
+    pub async fn new_async(
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         model: &QUNet,
@@ -224,9 +237,10 @@ impl GpuInt8Model {
             ));
         };
         let prepared = Int8Model::new(model)?;
-        scoped(device, "uploading the int8 model", || {
+        scoped_async(device, "uploading the int8 model", || {
             GpuInt8Model::build(device, queue, &prepared, input, opts)
-        })?
+        })
+        .await?
     }
 
     fn build(
@@ -244,6 +258,7 @@ impl GpuInt8Model {
             .map(|&k| (k, k.pipeline_with(device, packed)))
             .collect();
         // Each layer's shapes at the probe size, for timing its kernels.
+        #[cfg_attr(target_arch = "wasm32", allow(unused_variables))]
         let probe = Graph::build(
             &m.spec,
             [1, m.spec.in_channels, opts.probe.0, opts.probe.1],
@@ -277,6 +292,9 @@ impl GpuInt8Model {
                 ConvChoice::Dense => (dense(), None),
                 ConvChoice::Sparse => (sparse(), None),
                 ConvChoice::Measure if density >= 1.0 => (dense(), None),
+                #[cfg(target_arch = "wasm32")]
+                ConvChoice::Measure => (if density <= 0.7 { sparse() } else { dense() }, None),
+                #[cfg(not(target_arch = "wasm32"))]
                 ConvChoice::Measure => {
                     let op = probe
                         .ops
@@ -395,7 +413,13 @@ impl GpuInt8Model {
     }
 
     /// Compile the network for one NCHW input shape.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn plan(&self, input: Shape) -> Result<Plan> {
+        pollster::block_on(self.plan_async(input))
+    }
+
+    /// `plan` for callers that cannot block (the browser).
+    pub async fn plan_async(&self, input: Shape) -> Result<Plan> {
         let graph = Graph::build(&self.spec, input, true)?;
         let sizes = (0..graph.shapes.len())
             .map(|t| {
@@ -425,9 +449,10 @@ impl GpuInt8Model {
                 }
             }
         }
-        scoped(&self.device, "compiling the int8 plan", || {
+        scoped_async(&self.device, "compiling the int8 plan", || {
             self.build_plan(graph, mem)
-        })?
+        })
+        .await?
     }
 
     fn build_plan(&self, graph: Graph, mem: crate::plan::MemoryPlan) -> Result<Plan> {
@@ -622,6 +647,7 @@ fn conv_dispatch<'a>(
     }
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Milliseconds of one dispatch of `op` (a 3×3 conv of `g`) with layer `l` on scratch
 /// activations: the best of 3 timed submissions after a warm-up, each waited for on the host.
 fn time_conv(
@@ -678,7 +704,7 @@ fn time_conv(
     });
     let mut best = f64::INFINITY;
     for i in 0..4 {
-        let t = std::time::Instant::now();
+        let t = web_time::Instant::now();
         let mut enc = device.create_command_encoder(&Default::default());
         {
             let mut pass = enc.begin_compute_pass(&Default::default());
@@ -697,6 +723,7 @@ fn time_conv(
     Ok(best)
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// One layer of `time_conv_kernels`.
 #[derive(Clone, Debug)]
 pub struct KernelTiming {
@@ -710,6 +737,7 @@ pub struct KernelTiming {
     pub sparse_ms: f64,
 }
 
+#[cfg(not(target_arch = "wasm32"))]
 /// Time the dense and the sparse int8 conv kernels on every 3×3 conv of `spec` at input size
 /// `(h, w)`, with random int8 weights of which exactly `sparsity` of the 8×4 blocks (per layer)
 /// are zero: the kernel comparison of `wunet bench --kernels --int8`.

@@ -9,18 +9,27 @@ mod kernels;
 mod peak;
 mod plan;
 
-pub use adapter::{request_gpu, request_gpu_async, Gpu};
+#[cfg(not(target_arch = "wasm32"))]
+pub use adapter::request_gpu;
+pub use adapter::{request_gpu_async, Gpu};
 pub use exec::{Profile, TimingMode};
-pub use int8::{
-    time_conv_kernels, ConvChoice, Dot4, GpuInt8Model, GpuInt8Options, KernelTiming, LayerChoice,
-};
+#[cfg(not(target_arch = "wasm32"))]
+pub use int8::{time_conv_kernels, KernelTiming};
+pub use int8::{ConvChoice, Dot4, GpuInt8Model, GpuInt8Options, LayerChoice};
 pub use kernels::{packed_weight_bytes, Kernel};
+#[cfg(not(target_arch = "wasm32"))]
 pub use peak::measure_fma_peak;
+pub use peak::measure_fma_peak_async;
 pub use plan::{GpuModel, GpuOptions, Plan, Step};
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll, Waker};
+
 /// Run a GPU operation under validation and out-of-memory error scopes; the first error
-/// becomes an `Error::Gpu` naming `what`.
-pub(crate) fn scoped<T>(
+/// becomes an `Error::Gpu` naming `what`. (Async: a browser cannot block on the scopes.)
+pub(crate) async fn scoped_async<T>(
     device: &wgpu::Device,
     what: &str,
     f: impl FnOnce() -> T,
@@ -28,10 +37,45 @@ pub(crate) fn scoped<T>(
     let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
     let val = device.push_error_scope(wgpu::ErrorFilter::Validation);
     let out = f();
-    let e1 = pollster::block_on(val.pop());
-    let e2 = pollster::block_on(oom.pop());
+    let e1 = val.pop().await;
+    let e2 = oom.pop().await;
     match e1.or(e2) {
         Some(e) => Err(crate::Error::Gpu(format!("{what}: {e}"))),
         None => Ok(out),
+    }
+}
+
+/// A value handed from a wgpu callback to the task awaiting it.
+pub(crate) struct Oneshot<T>(Arc<Mutex<(Option<T>, Option<Waker>)>>);
+
+/// The sending half of a `Oneshot`.
+pub(crate) struct OneshotSender<T>(Arc<Mutex<(Option<T>, Option<Waker>)>>);
+
+pub(crate) fn oneshot<T>() -> (OneshotSender<T>, Oneshot<T>) {
+    let shared = Arc::new(Mutex::new((None, None)));
+    (OneshotSender(shared.clone()), Oneshot(shared))
+}
+
+impl<T> OneshotSender<T> {
+    pub(crate) fn send(self, v: T) {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        s.0 = Some(v);
+        if let Some(w) = s.1.take() {
+            w.wake();
+        }
+    }
+}
+
+impl<T> Future for Oneshot<T> {
+    type Output = T;
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<T> {
+        let mut s = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        match s.0.take() {
+            Some(v) => Poll::Ready(v),
+            None => {
+                s.1 = Some(cx.waker().clone());
+                Poll::Pending
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use std::sync::Mutex;
 use wgpu::util::DeviceExt;
 
 use super::kernels::{linear_groups, pack_rows, pack_vec4, Kernel, CONV_PX, CONV_WG};
-use super::scoped;
+use super::scoped_async;
 use crate::model::{fold_bn, ConvWeights, UNet, UNetSpec};
 use crate::plan::{plan_memory_with, ConvRef, Graph, MemoryPlan, Op, Shape, ARENA_ALIGN};
 use crate::{Error, Result};
@@ -79,15 +79,27 @@ fn pack_conv3x3(w: &ConvWeights, block: usize) -> (Vec<f32>, Vec<f32>) {
 }
 
 impl GpuModel {
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn new(
         device: &wgpu::Device,
         queue: &wgpu::Queue,
         model: &UNet,
         opts: GpuOptions,
     ) -> Result<GpuModel> {
-        scoped(device, "uploading the model", || {
+        pollster::block_on(GpuModel::new_async(device, queue, model, opts))
+    }
+
+    /// `new` for callers that cannot block (the browser).
+    pub async fn new_async(
+        device: &wgpu::Device,
+        queue: &wgpu::Queue,
+        model: &UNet,
+        opts: GpuOptions,
+    ) -> Result<GpuModel> {
+        scoped_async(device, "uploading the model", || {
             GpuModel::build(device, queue, model, opts)
-        })?
+        })
+        .await?
     }
 
     fn build(
@@ -214,15 +226,22 @@ impl GpuModel {
     }
 
     /// Compile the network for one NCHW input shape.
+    #[cfg(not(target_arch = "wasm32"))]
     pub fn plan(&self, input: Shape) -> Result<Plan> {
+        pollster::block_on(self.plan_async(input))
+    }
+
+    /// `plan` for callers that cannot block (the browser).
+    pub async fn plan_async(&self, input: Shape) -> Result<Plan> {
         let graph = Graph::build(&self.spec, input, self.opts.fold_bn)?;
         let align =
             ARENA_ALIGN.max(self.device.limits().min_storage_buffer_offset_alignment as u64);
         let mem = plan_memory_with(&graph, align, self.opts.keep_intermediates);
         check_limits(&self.device.limits(), &graph, &mem)?;
-        scoped(&self.device, "compiling the plan", || {
+        scoped_async(&self.device, "compiling the plan", || {
             self.build_plan(graph, mem)
-        })?
+        })
+        .await?
     }
 
     fn build_plan(&self, graph: Graph, mem: MemoryPlan) -> Result<Plan> {

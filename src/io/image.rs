@@ -27,6 +27,22 @@ pub fn load_image(path: &Path, spec: &UNetSpec) -> Result<LoadedImage> {
         .map_err(|e| Error::io(path, e))?
         .decode()
         .map_err(|e| err(e.to_string()))?;
+    Ok(LoadedImage {
+        tensor: image_tensor(&img, spec).map_err(|e| match e {
+            Error::Image { reason, .. } => err(reason),
+            e => e,
+        })?,
+        rgb: img.to_rgb8(),
+    })
+}
+
+/// A decoded image as a [1, C, H, W] tensor for `spec`: the model's channels, [0, 1], then its
+/// normalization.
+pub fn image_tensor(img: &DynamicImage, spec: &UNetSpec) -> Result<Tensor> {
+    let err = |reason: String| Error::Image {
+        path: "<image>".into(),
+        reason,
+    };
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w == 0 || h == 0 {
         return Err(err("zero-sized image".into()));
@@ -50,10 +66,7 @@ pub fn load_image(path: &Path, spec: &UNetSpec) -> Result<LoadedImage> {
             data[ch * h * w + i] = (v - mean) / std;
         }
     }
-    Ok(LoadedImage {
-        tensor: Tensor::new([1, c, h, w], data)?,
-        rgb: img.to_rgb8(),
-    })
+    Tensor::new([1, c, h, w], data)
 }
 
 /// Color of class `k` (class 0 is black): bit-interleaved like the PASCAL VOC palette.

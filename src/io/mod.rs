@@ -4,6 +4,8 @@ mod eval;
 mod image;
 mod npy;
 
-pub use self::image::{classes, load_image, mask_image, overlay, palette, save_image, LoadedImage};
+pub use self::image::{
+    classes, image_tensor, load_image, mask_image, overlay, palette, save_image, LoadedImage,
+};
 pub use eval::Overlap;
 pub use npy::{read_npy, write_npy};

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Build the browser package: the library for wasm32 with the `web` feature (wgpu's WebGPU
+# backend), wasm-bindgen's JS glue into web/pkg/, wasm-opt where Debian's binaryen is installed,
+# and the default model and sample image copied into web/assets/. Works on a fresh machine: it
+# installs the wasm32 target and wasm-bindgen-cli at exactly the version of the wasm-bindgen crate.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+rustup target add wasm32-unknown-unknown >/dev/null 2>&1 || true
+want=$(cargo metadata --format-version 1 --locked 2>/dev/null |
+  python3 -c 'import json,sys; print(next(p["version"] for p in json.load(sys.stdin)["packages"] if p["name"]=="wasm-bindgen"))')
+have=$(wasm-bindgen --version 2>/dev/null | awk '{print $2}' || true)
+if [ "$have" != "$want" ]; then
+  echo "installing wasm-bindgen-cli $want (the wasm-bindgen crate's version)"
+  # --locked where its lockfile still resolves; otherwise the same version with fresh dependencies.
+  cargo install --locked wasm-bindgen-cli --version "$want" ||
+    cargo install wasm-bindgen-cli --version "$want"
+fi
+cargo build --profile web --lib --target wasm32-unknown-unknown --features web
+wasm=target/wasm32-unknown-unknown/web/wunet.wasm
+rm -rf web/pkg
+wasm-bindgen --target web --no-typescript --out-dir web/pkg "$wasm"
+if command -v wasm-opt >/dev/null; then
+  wasm-opt -O3 --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals web/pkg/wunet_bg.wasm -o web/pkg/wunet_bg.wasm
+fi
+mkdir -p web/assets
+cp assets/demo_unet.safetensors assets/cells.png web/assets/
+echo "web/pkg/wunet_bg.wasm: $(stat -c %s web/pkg/wunet_bg.wasm) bytes, $(gzip -9c web/pkg/wunet_bg.wasm | wc -c) gzipped"

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The browser test: build the page (scripts/build_web.sh), serve web/ on 127.0.0.1, and drive it
+# in Debian's headless Chromium (WebGPU on SwiftShader) with playwright-core from
+# tests/browser/package-lock.json (no browser download). The page runs a float fixture model
+# (logits within 1e-4 · max|PyTorch|) and its int8 version (logits identical to the native int8
+# GPU engine's, lavapipe here), then the demo through `segment`, checking that the overlay canvas
+# shows the mask; any console error fails it. Needs: chromium, node + npm (apt).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/build_web.sh
+cargo build --release --quiet
+W=target/release/wunet
+t=web/test
+rm -rf "$t" && mkdir -p "$t/calib"
+cp tests/fixtures/d3_odd.safetensors tests/fixtures/d3_odd_input.npy tests/fixtures/d3_odd_output.npy "$t/"
+cp tests/fixtures/d3_odd_input.npy "$t/calib/"
+$W compress -m tests/fixtures/d3_odd.safetensors --int8 --calibrate "$t/calib" -o "$t/d3_odd_int8.safetensors"
+$W infer -m "$t/d3_odd_int8.safetensors" "$t/d3_odd_input.npy" -o "$t/d3_odd_int8_gpu.npy" --device gpu
+cat > "$t/case.json" <<JSON
+{"cases": [
+ {"name": "d3_odd float32 vs PyTorch", "model": "test/d3_odd.safetensors", "input": "test/d3_odd_input.npy",
+  "want": "test/d3_odd_output.npy", "rel": 1e-4, "exact": false},
+ {"name": "d3_odd int8 vs native int8 GPU", "model": "test/d3_odd_int8.safetensors", "input": "test/d3_odd_input.npy",
+  "want": "test/d3_odd_int8_gpu.npy", "rel": 0, "exact": true}
+]}
+JSON
+(cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+port=$((20000 + RANDOM % 20000))
+(cd web && exec python3 ../scripts/serve_web.py $port) & srv=$!
+trap 'kill $srv 2>/dev/null' EXIT
+sleep 1
+node tests/browser/drive.js "http://127.0.0.1:$port/index.html?test=1" 900

@@ -1,0 +1,261 @@
+//! The browser API (wasm32, feature `web`): `Model.load`, `segment`, `infer`, `info`, bound
+//! with wasm-bindgen. Same shaders, planner and one-command-buffer plans as native, through
+//! wgpu's WebGPU backend; where the page has no WebGPU adapter, the CPU engines compiled to wasm.
+//! One JS↔wasm crossing per call: the whole network runs inside.
+//!
+//! ```js
+//! import init, { Model } from "./pkg/wunet.js";
+//! await init();
+//! const model = await Model.load(new Uint8Array(await (await fetch("unet.safetensors")).arrayBuffer()));
+//! const mask = await model.segment(imageData);      // ImageData in, RGBA mask ImageData out
+//! const logits = await model.infer(float32Array, [1, 3, h, w]);
+//! ```
+//! Errors reject the promises with the CLI's messages.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+
+use wasm_bindgen::prelude::*;
+
+use crate::compress::{is_int8_file, FirstConv, QUNet};
+use crate::cpu::{int8::Int8Model, CpuModel};
+use crate::gpu::{
+    request_gpu_async, Dot4, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions, Plan,
+};
+use crate::plan::Shape;
+use crate::{Tensor, UNet, UNetSpec};
+
+enum Engine {
+    Gpu {
+        model: GpuModel,
+        plans: HashMap<Shape, Plan>,
+    },
+    GpuInt8 {
+        model: GpuInt8Model,
+        plans: HashMap<Shape, Plan>,
+    },
+    Cpu(CpuModel),
+    CpuInt8(Int8Model),
+}
+
+struct Inner {
+    engine: Engine,
+    spec: UNetSpec,
+    /// What runs: "webgpu" or "cpu", and the adapter's name.
+    path: &'static str,
+    adapter: String,
+    precision: &'static str,
+    dot4: Option<Dot4>,
+}
+
+fn js_err(e: impl std::fmt::Display) -> JsError {
+    JsError::new(&e.to_string())
+}
+
+impl Inner {
+    async fn run(&mut self, x: &Tensor) -> crate::Result<Tensor> {
+        match &mut self.engine {
+            Engine::Gpu { model, plans } => {
+                if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
+                    e.insert(model.plan_async(x.shape).await?);
+                }
+                plans[&x.shape].run_async(x).await
+            }
+            Engine::GpuInt8 { model, plans } => {
+                if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
+                    e.insert(model.plan_async(x.shape).await?);
+                }
+                plans[&x.shape].run_async(x).await
+            }
+            Engine::Cpu(m) => m.forward(x),
+            Engine::CpuInt8(m) => m.forward(x),
+        }
+    }
+}
+
+/// The model for one call; a second call while one is in flight is refused (await the first).
+fn busy(inner: &Rc<RefCell<Inner>>) -> Result<std::cell::RefMut<'_, Inner>, JsError> {
+    inner
+        .try_borrow_mut()
+        .map_err(|_| js_err("the model is busy with another call: await it first"))
+}
+
+/// A U-Net loaded in the page.
+#[wasm_bindgen]
+pub struct Model {
+    inner: Rc<RefCell<Inner>>,
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// Load a model from the bytes of a safetensors file (float or wunet-int8): on the WebGPU
+    /// adapter when the page has one, else on the CPU engine.
+    pub async fn load(bytes: Vec<u8>) -> Result<Model, JsError> {
+        let gpu = request_gpu_async().await.ok();
+        let (engine, spec, path, adapter, precision, dot4) = if is_int8_file(&bytes) {
+            let q = QUNet::from_safetensors(&bytes).map_err(js_err)?;
+            let spec = q.spec.clone();
+            let int8_first = matches!(q.first, FirstConv::Int8(_));
+            match &gpu {
+                Some(g) if int8_first => {
+                    let dot4 = Dot4::detect(g.wgsl.clone());
+                    let model = GpuInt8Model::new_async(
+                        &g.device,
+                        &g.queue,
+                        &q,
+                        GpuInt8Options {
+                            dot4,
+                            ..Default::default()
+                        },
+                    )
+                    .await
+                    .map_err(js_err)?;
+                    let engine = Engine::GpuInt8 {
+                        model,
+                        plans: HashMap::new(),
+                    };
+                    (
+                        engine,
+                        spec,
+                        "webgpu",
+                        g.info.name.clone(),
+                        "int8",
+                        Some(dot4),
+                    )
+                }
+                _ => {
+                    let m = Int8Model::new(&q).map_err(js_err)?;
+                    (Engine::CpuInt8(m), spec, "cpu", "wasm".into(), "int8", None)
+                }
+            }
+        } else {
+            let m = UNet::from_safetensors(&bytes).map_err(js_err)?;
+            let spec = m.spec.clone();
+            match &gpu {
+                Some(g) => {
+                    let model = GpuModel::new_async(&g.device, &g.queue, &m, GpuOptions::default())
+                        .await
+                        .map_err(js_err)?;
+                    let engine = Engine::Gpu {
+                        model,
+                        plans: HashMap::new(),
+                    };
+                    (engine, spec, "webgpu", g.info.name.clone(), "f32", None)
+                }
+                None => (
+                    Engine::Cpu(CpuModel::new(m, true)),
+                    spec,
+                    "cpu",
+                    "wasm".into(),
+                    "f32",
+                    None,
+                ),
+            }
+        };
+        Ok(Model {
+            inner: Rc::new(RefCell::new(Inner {
+                engine,
+                spec,
+                path,
+                adapter,
+                precision,
+                dot4,
+            })),
+        })
+    }
+
+    /// Logits (NCHW float32) of an NCHW float32 input of `shape`.
+    #[allow(clippy::await_holding_refcell_ref)] // one call at a time: see `busy`
+    pub async fn infer(&self, data: Vec<f32>, shape: Vec<u32>) -> Result<Vec<f32>, JsError> {
+        let s: [usize; 4] = match shape.as_slice() {
+            [n, c, h, w] => [*n as usize, *c as usize, *h as usize, *w as usize],
+            _ => return Err(js_err(format!("shape must be [n, c, h, w], got {shape:?}"))),
+        };
+        let x = Tensor::new(s, data).map_err(js_err)?;
+        let inner = self.inner.clone();
+        let mut inner = busy(&inner)?;
+        Ok(inner.run(&x).await.map_err(js_err)?.data)
+    }
+
+    /// Segment an image: the model's input from its pixels (channels, [0, 1], the model's
+    /// normalization, as `wunet infer` does), and back an RGBA mask of the same size: each
+    /// foreground class in its palette color, opaque; background transparent.
+    #[allow(clippy::await_holding_refcell_ref)] // one call at a time: see `busy`
+    pub async fn segment(&self, image: web_sys::ImageData) -> Result<web_sys::ImageData, JsError> {
+        let (w, h) = (image.width(), image.height());
+        let rgba = image::RgbaImage::from_raw(w, h, image.data().0)
+            .ok_or_else(|| js_err("ImageData size does not match its pixels"))?;
+        let inner = self.inner.clone();
+        let mut inner = busy(&inner)?;
+        let x = crate::io::image_tensor(&image::DynamicImage::ImageRgba8(rgba), &inner.spec)
+            .map_err(js_err)?;
+        let logits = inner.run(&x).await.map_err(js_err)?;
+        let classes = crate::io::classes(&logits, 0);
+        let fg = if logits.c() == 1 {
+            [255, 64, 64]
+        } else {
+            [0, 0, 0]
+        };
+        let mut out = vec![0u8; (w * h * 4) as usize];
+        for (px, &k) in out.chunks_exact_mut(4).zip(&classes) {
+            if k > 0 {
+                let c = if logits.c() == 1 {
+                    fg
+                } else {
+                    crate::io::palette(k)
+                };
+                px.copy_from_slice(&[c[0], c[1], c[2], 255]);
+            }
+        }
+        web_sys::ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(&out), w, h)
+            .map_err(|e| js_err(format!("{e:?}")))
+    }
+
+    /// What runs: `{path: "webgpu"|"cpu", adapter, precision, dot4, in_channels, out_channels,
+    /// features}`.
+    pub fn info(&self) -> Result<JsValue, JsError> {
+        let i = self.inner.borrow();
+        let json = format!(
+            "{{\"path\":\"{}\",\"adapter\":{:?},\"precision\":\"{}\",\"dot4\":{},\"in_channels\":{},\"out_channels\":{},\"features\":{:?}}}",
+            i.path,
+            i.adapter,
+            i.precision,
+            i.dot4.map_or("null".to_string(), |d| format!("\"{d:?}\"")),
+            i.spec.in_channels,
+            i.spec.out_channels,
+            i.spec.features
+        );
+        js_sys::JSON::parse(&json).map_err(|e| js_err(format!("{e:?}")))
+    }
+}
+
+#[wasm_bindgen]
+impl Model {
+    /// FLOPs of one inference at `h × w` (batch 1): the benchmark page's numerator.
+    pub fn flops(&self, h: u32, w: u32) -> Result<f64, JsError> {
+        let i = self.inner.borrow();
+        let g = crate::plan::Graph::build(
+            &i.spec,
+            [1, i.spec.in_channels, h as usize, w as usize],
+            true,
+        )
+        .map_err(js_err)?;
+        Ok(g.total_flops() as f64)
+    }
+}
+
+/// The adapter's float32 FMA peak in GFLOP/s, measured by the same micro-shader as `wunet
+/// bench` (the benchmark page's denominator); `null` without WebGPU.
+#[wasm_bindgen(js_name = measurePeak)]
+pub async fn measure_peak() -> Result<JsValue, JsError> {
+    match request_gpu_async().await {
+        Ok(g) => {
+            let p = crate::gpu::measure_fma_peak_async(&g.device, &g.queue)
+                .await
+                .map_err(js_err)?;
+            Ok(JsValue::from_f64(p))
+        }
+        Err(_) => Ok(JsValue::NULL),
+    }
+}

@@ -1,0 +1,190 @@
+// The demo page, the benchmark (?bench=1) and the browser test (?test=1): no bundler, the
+// wasm-bindgen package in ./pkg (scripts/build_web.sh).
+import init, { Model, measurePeak } from "./pkg/wunet.js";
+
+const $ = (id) => document.getElementById(id);
+const params = new URLSearchParams(location.search);
+const status = (s) => { $("status").textContent = s; };
+const done = (obj) => { $("out").textContent = JSON.stringify(obj, null, 1); };
+
+async function fetchBytes(url) {
+  const r = await fetch(url);
+  if (!r.ok) throw new Error(`${url}: HTTP ${r.status}`);
+  return new Uint8Array(await r.arrayBuffer());
+}
+
+// A little-endian float32 .npy: its shape and data.
+function parseNpy(bytes) {
+  const dv = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const major = bytes[6];
+  const hlen = major === 1 ? dv.getUint16(8, true) : dv.getUint32(8, true);
+  const start = major === 1 ? 10 : 12;
+  const header = new TextDecoder().decode(bytes.subarray(start, start + hlen));
+  if (!header.includes("'<f4'")) throw new Error(`npy: only little-endian float32 (${header})`);
+  const shape = header.match(/\(([^)]*)\)/)[1].split(",").filter((s) => s.trim()).map(Number);
+  const data = new Float32Array(bytes.slice(start + hlen).buffer);
+  return { shape, data };
+}
+
+async function imageData(url) {
+  const img = new Image();
+  img.src = url;
+  await img.decode();
+  const c = new OffscreenCanvas(img.naturalWidth, img.naturalHeight);
+  const ctx = c.getContext("2d");
+  ctx.drawImage(img, 0, 0);
+  return ctx.getImageData(0, 0, c.width, c.height);
+}
+
+// Draw the picture, and the picture with the mask over it; returns the opaque mask pixels.
+function draw(picture, mask) {
+  for (const id of ["image", "overlay"]) {
+    $(id).width = picture.width;
+    $(id).height = picture.height;
+  }
+  $("image").getContext("2d").putImageData(picture, 0, 0);
+  const ctx = $("overlay").getContext("2d");
+  ctx.putImageData(picture, 0, 0);
+  const layer = new OffscreenCanvas(mask.width, mask.height);
+  layer.getContext("2d").putImageData(mask, 0, 0);
+  ctx.globalAlpha = 0.5;
+  ctx.drawImage(layer, 0, 0);
+  ctx.globalAlpha = 1;
+  let n = 0;
+  for (let i = 3; i < mask.data.length; i += 4) n += mask.data[i] > 0 ? 1 : 0;
+  return n;
+}
+
+function describe(model) {
+  const i = model.info();
+  return `${i.path === "webgpu" ? "WebGPU on " + i.adapter : "CPU engine (wasm; no WebGPU adapter)"}, ${i.precision}`;
+}
+
+async function demo() {
+  let model = await Model.load(await fetchBytes(params.get("model") || "assets/demo_unet.safetensors"));
+  let picture = await imageData("assets/cells.png");
+  const run = async () => {
+    const t = performance.now();
+    const mask = await model.segment(picture);
+    const ms = performance.now() - t;
+    draw(picture, mask);
+    status(`${describe(model)}: ${picture.width}×${picture.height} in ${ms.toFixed(1)} ms`);
+  };
+  const t0 = performance.now();
+  await run();
+  $("status").textContent += ` (first inference, pipelines included: ${(performance.now() - t0).toFixed(0)} ms)`;
+  const useFile = async (f) => {
+    const url = URL.createObjectURL(f);
+    try {
+      picture = await imageData(url);
+      await run();
+    } catch (e) {
+      status(`error: ${e.message ?? e}`);
+    } finally {
+      URL.revokeObjectURL(url);
+    }
+  };
+  $("file").onchange = (e) => e.target.files[0] && useFile(e.target.files[0]);
+  $("modelfile").onchange = async (e) => {
+    const f = e.target.files[0];
+    if (!f) return;
+    try {
+      model = await Model.load(new Uint8Array(await f.arrayBuffer()));
+      await run();
+    } catch (err) {
+      status(`error: ${err.message ?? err}`);
+    }
+  };
+  const drop = $("drop");
+  drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
+  drop.ondragleave = () => drop.classList.remove("over");
+  drop.ondrop = (e) => {
+    e.preventDefault();
+    drop.classList.remove("over");
+    const f = e.dataTransfer.files[0];
+    if (f) useFile(f);
+  };
+  done({ ok: true, info: model.info() });
+}
+
+async function bench() {
+  const size = Number(params.get("size") || 128);
+  const runs = Number(params.get("runs") || 5);
+  const model = await Model.load(await fetchBytes(params.get("model") || "assets/demo_unet.safetensors"));
+  const info = model.info();
+  const shape = [1, info.in_channels, size, size];
+  const x = new Float32Array(shape.reduce((a, b) => a * b));
+  for (let i = 0; i < x.length; i++) x[i] = ((i * 0.618034) % 1) * 2 - 1;
+  status(`${describe(model)}: measuring the FMA peak…`);
+  const peak = await measurePeak();
+  status(`${describe(model)}: first inference…`);
+  let t = performance.now();
+  await model.infer(x, shape);
+  const first = performance.now() - t;
+  const times = [];
+  for (let i = 0; i < runs; i++) {
+    status(`${describe(model)}: run ${i + 1} of ${runs}…`);
+    t = performance.now();
+    await model.infer(x, shape);
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  const median = times[Math.floor(times.length / 2)];
+  const gflops = model.flops(size, size) / (median * 1e-3) / 1e9;
+  const out = { ...info, size: `${size}x${size}`, runs, first_run_ms: first, median_ms: median,
+    min_ms: times[0], gflops, peak_gflops: peak, pct_peak: peak ? (100 * gflops) / peak : null };
+  status(`${describe(model)}: median ${median.toFixed(1)} ms`);
+  done(out);
+}
+
+// The browser test (tests/browser): every case of test/case.json through `infer`, compared with
+// its expected logits; then the demo through `segment` and the overlay canvas.
+async function test() {
+  const spec = await (await fetch("test/case.json")).json();
+  const cases = [];
+  let ok = true;
+  for (const c of spec.cases) {
+    const model = await Model.load(await fetchBytes(c.model));
+    const x = parseNpy(await fetchBytes(c.input));
+    const want = parseNpy(await fetchBytes(c.want));
+    const got = await model.infer(x.data, x.shape);
+    let maxDiff = 0, maxRef = 0, differ = 0;
+    for (let i = 0; i < want.data.length; i++) {
+      const d = Math.abs(got[i] - want.data[i]);
+      maxDiff = Math.max(maxDiff, d);
+      maxRef = Math.max(maxRef, Math.abs(want.data[i]));
+      if (got[i] !== want.data[i]) differ++;
+    }
+    const pass = got.length === want.data.length &&
+      (c.exact ? differ === 0 : maxDiff <= c.rel * maxRef);
+    ok = ok && pass;
+    cases.push({ name: c.name, info: model.info(), max_diff: maxDiff, max_ref: maxRef, differ, pass });
+  }
+  const model = await Model.load(await fetchBytes("assets/demo_unet.safetensors"));
+  const picture = await imageData("assets/cells.png");
+  const mask = await model.segment(picture);
+  const maskPixels = draw(picture, mask);
+  // The overlay canvas must show the mask: some of its pixels differ from the picture's.
+  const shown = $("overlay").getContext("2d").getImageData(0, 0, picture.width, picture.height).data;
+  let changed = 0;
+  for (let i = 0; i < shown.length; i += 4) {
+    if (shown[i] !== picture.data[i] || shown[i + 1] !== picture.data[i + 1]) changed++;
+  }
+  const overlayOk = maskPixels > 0 && changed > 0;
+  ok = ok && overlayOk;
+  status(ok ? "browser test passed" : "browser test FAILED");
+  done({ ok, cases, mask_pixels: maskPixels, overlay_changed_pixels: changed, info: model.info() });
+}
+
+(async () => {
+  try {
+    await init();
+    if (params.has("test")) await test();
+    else if (params.has("bench")) await bench();
+    else await demo();
+  } catch (e) {
+    status(`error: ${e.message ?? e}`);
+    done({ ok: false, error: String(e.message ?? e) });
+    console.error(e);
+  }
+})();
