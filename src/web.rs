@@ -49,6 +49,18 @@ struct Inner {
     dot4: Option<Dot4>,
 }
 
+/// The adapter's name, or what the browser lets us say about it.
+fn adapter_name(g: &crate::gpu::Gpu) -> String {
+    let i = &g.info;
+    if !i.name.is_empty() {
+        i.name.clone()
+    } else if !i.driver.is_empty() || !i.driver_info.is_empty() {
+        format!("{} {}", i.driver, i.driver_info).trim().to_string()
+    } else {
+        "a WebGPU adapter (its name hidden by the browser)".into()
+    }
+}
+
 fn js_err(e: impl std::fmt::Display) -> JsError {
     JsError::new(&e.to_string())
 }
@@ -141,7 +153,7 @@ impl Model {
                         model,
                         plans: HashMap::new(),
                     };
-                    (engine, spec, "webgpu", g.info.name.clone(), "f32", None)
+                    (engine, spec, "webgpu", adapter_name(g), "f32", None)
                 }
                 None => (
                     Engine::Cpu(CpuModel::new(m, true)),

@@ -609,7 +609,7 @@ fn conv_dispatch<'a>(
     let [n, c, h, w] = g.shapes[out].map(|v| v as u32);
     let g4 = |t: usize| (g.shapes[t][1] as u32).div_ceil(4);
     let (ga, gb) = (g4(a), b.map_or(0, g4));
-    let src = [Binding::Arena(a), Binding::Arena(b.unwrap_or(a))];
+    let src = [Binding::Arena(a), b.map_or(Binding::Unused, Binding::Arena)];
     match &l.entries {
         None => (
             Kernel::Conv3x3I8,
@@ -687,10 +687,17 @@ fn time_conv(
         binding: 0,
         resource: ubuf.as_entire_binding(),
     }];
+    let unused = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("unused binding"),
+        size: 256,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
     for (i, bnd) in bindings.iter().enumerate() {
         let buffer = match bnd {
             Binding::Arena(t) => &bufs[t],
             Binding::Weights(w) => *w,
+            Binding::Unused => &unused,
         };
         entries.push(wgpu::BindGroupEntry {
             binding: i as u32 + 1,

@@ -277,7 +277,7 @@ impl GpuModel {
                         ];
                         let bufs = vec![
                             Binding::Arena(*a),
-                            Binding::Arena(b.unwrap_or(*a)),
+                            b.map_or(Binding::Unused, Binding::Arena),
                             Binding::Weights(&wb.a),
                             Binding::Weights(&wb.b),
                             Binding::Arena(*out),
@@ -446,6 +446,12 @@ pub(super) fn assemble(
             | wgpu::BufferUsages::COPY_SRC,
         mapped_at_creation: false,
     });
+    let unused = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("unused binding"),
+        size: 256,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
     {
         for (i, spec) in specs.iter().enumerate() {
             let o = i * ustride as usize;
@@ -486,6 +492,7 @@ pub(super) fn assemble(
                             size: wgpu::BufferSize::new(mem.sizes[t]),
                         }),
                         Binding::Weights(buf) => buf.as_entire_binding(),
+                        Binding::Unused => unused.as_entire_binding(),
                     };
                     entries.push(wgpu::BindGroupEntry {
                         binding: j as u32 + 1,
@@ -501,7 +508,7 @@ pub(super) fn assemble(
                     .iter()
                     .map(|b| match b {
                         Binding::Weights(w) => w.size(),
-                        Binding::Arena(_) => 0,
+                        Binding::Arena(_) | Binding::Unused => 0,
                     })
                     .sum();
                 let act_bytes: u64 = tensors.iter().map(|&t| mem.sizes[t]).sum();
@@ -542,6 +549,9 @@ pub(super) fn assemble(
 pub(super) enum Binding<'a> {
     Arena(usize),
     Weights(&'a wgpu::Buffer),
+    /// A small scratch buffer for a binding the kernel never reads (a conv's second input when
+    /// it has one): WebGPU forbids binding the same range twice where one binding is writable.
+    Unused,
 }
 
 /// Every tensor binding within `max_storage_buffer_binding_size`, the arena within
