@@ -14,7 +14,9 @@ if [ "$have" != "$want" ]; then
   cargo install --locked wasm-bindgen-cli --version "$want" ||
     cargo install wasm-bindgen-cli --version "$want"
 fi
-cargo build --profile web --lib --target wasm32-unknown-unknown --features web
+# simd128 (every browser with WebGPU has it): the CPU fallback's loops vectorize.
+RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+simd128" \
+  cargo build --profile web --lib --target wasm32-unknown-unknown --features web
 wasm=target/wasm32-unknown-unknown/web/wunet.wasm
 rm -rf web/pkg
 wasm-bindgen --target web --no-typescript --out-dir web/pkg "$wasm"

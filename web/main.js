@@ -131,7 +131,7 @@ async function bench() {
   times.sort((a, b) => a - b);
   const median = times[Math.floor(times.length / 2)];
   const gflops = model.flops(size, size) / (median * 1e-3) / 1e9;
-  const out = { ...info, size: `${size}x${size}`, runs, first_run_ms: first, median_ms: median,
+  const out = { ok: true, ...info, size: `${size}x${size}`, runs, first_run_ms: first, median_ms: median,
     min_ms: times[0], gflops, peak_gflops: peak, pct_peak: peak ? (100 * gflops) / peak : null };
   status(`${describe(model)}: median ${median.toFixed(1)} ms`);
   done(out);

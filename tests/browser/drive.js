@@ -10,10 +10,12 @@ const timeout = parseFloat(process.argv[3] || "600") * 1000;
     executablePath: "/usr/bin/chromium",
     headless: true,
     timeout: 120000,
-    args: ["--no-sandbox", "--enable-unsafe-webgpu", "--enable-features=Vulkan",
-      "--use-vulkan=swiftshader", "--use-webgpu-adapter=swiftshader", "--disable-vulkan-surface",
-      "--disable-background-networking", "--disable-component-update", "--disable-sync",
-      "--no-first-run"],
+    // WUNET_NO_WEBGPU=1: a browser without WebGPU (the page falls back to the CPU engine).
+    args: ["--no-sandbox", "--disable-background-networking", "--disable-component-update",
+      "--disable-sync", "--no-first-run"].concat(process.env.WUNET_NO_WEBGPU === "1"
+      ? ["--disable-features=WebGPU"]
+      : ["--enable-unsafe-webgpu", "--enable-features=Vulkan", "--use-vulkan=swiftshader",
+        "--use-webgpu-adapter=swiftshader", "--disable-vulkan-surface"]),
   });
   const page = await browser.newPage();
   const errors = [];
