@@ -16,12 +16,17 @@ cp tests/fixtures/d3_odd.safetensors tests/fixtures/d3_odd_input.npy tests/fixtu
 cp tests/fixtures/d3_odd_input.npy "$t/calib/"
 $W compress -m tests/fixtures/d3_odd.safetensors --int8 --calibrate "$t/calib" -o "$t/d3_odd_int8.safetensors"
 $W infer -m "$t/d3_odd_int8.safetensors" "$t/d3_odd_input.npy" -o "$t/d3_odd_int8_gpu.npy" --device gpu
+$W infer -m "$t/d3_odd_int8.safetensors" "$t/d3_odd_input.npy" -o "$t/d3_odd_int8_cpu.npy" --device cpu
 cat > "$t/case.json" <<JSON
 {"cases": [
  {"name": "d3_odd float32 vs PyTorch", "model": "test/d3_odd.safetensors", "input": "test/d3_odd_input.npy",
-  "want": "test/d3_odd_output.npy", "rel": 1e-4, "exact": false},
+  "want": "test/d3_odd_output.npy", "rel": 1e-4, "exact": false, "device": "gpu"},
  {"name": "d3_odd int8 vs native int8 GPU", "model": "test/d3_odd_int8.safetensors", "input": "test/d3_odd_input.npy",
-  "want": "test/d3_odd_int8_gpu.npy", "rel": 0, "exact": true}
+  "want": "test/d3_odd_int8_gpu.npy", "rel": 0, "exact": true, "device": "gpu"},
+ {"name": "d3_odd float32 on the wasm CPU engine vs PyTorch", "model": "test/d3_odd.safetensors",
+  "input": "test/d3_odd_input.npy", "want": "test/d3_odd_output.npy", "rel": 1e-4, "exact": false, "device": "cpu"},
+ {"name": "d3_odd int8 on the wasm CPU engine (simd128) vs native int8 CPU", "model": "test/d3_odd_int8.safetensors",
+  "input": "test/d3_odd_input.npy", "want": "test/d3_odd_int8_cpu.npy", "rel": 0, "exact": true, "device": "cpu"}
 ]}
 JSON
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

@@ -101,10 +101,20 @@ pub struct Model {
 
 #[wasm_bindgen]
 impl Model {
-    /// Load a model from the bytes of a safetensors file (float or wunet-int8): on the WebGPU
-    /// adapter when the page has one, else on the CPU engine.
-    pub async fn load(bytes: Vec<u8>) -> Result<Model, JsError> {
-        let gpu = request_gpu_async().await.ok();
+    /// Load a model from the bytes of a safetensors file (float or wunet-int8). `device`:
+    /// `"auto"` (default: the WebGPU adapter when the page has one, else the CPU engine), `"gpu"`
+    /// or `"cpu"`.
+    pub async fn load(bytes: Vec<u8>, device: Option<String>) -> Result<Model, JsError> {
+        let gpu = match device.as_deref().unwrap_or("auto") {
+            "cpu" => None,
+            "auto" => request_gpu_async().await.ok(),
+            "gpu" => Some(request_gpu_async().await.map_err(js_err)?),
+            d => {
+                return Err(js_err(format!(
+                    "device must be auto, gpu or cpu, not {d:?}"
+                )))
+            }
+        };
         let (engine, spec, path, adapter, precision, dot4) = if is_int8_file(&bytes) {
             let q = QUNet::from_safetensors(&bytes).map_err(js_err)?;
             let spec = q.spec.clone();
@@ -127,14 +137,7 @@ impl Model {
                         model,
                         plans: HashMap::new(),
                     };
-                    (
-                        engine,
-                        spec,
-                        "webgpu",
-                        g.info.name.clone(),
-                        "int8",
-                        Some(dot4),
-                    )
+                    (engine, spec, "webgpu", adapter_name(g), "int8", Some(dot4))
                 }
                 _ => {
                     let m = Int8Model::new(&q).map_err(js_err)?;

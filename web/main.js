@@ -144,7 +144,7 @@ async function test() {
   const cases = [];
   let ok = true;
   for (const c of spec.cases) {
-    const model = await Model.load(await fetchBytes(c.model));
+    const model = await Model.load(await fetchBytes(c.model), c.device ?? "auto");
     const x = parseNpy(await fetchBytes(c.input));
     const want = parseNpy(await fetchBytes(c.want));
     const got = await model.infer(x.data, x.shape);

@@ -167,6 +167,8 @@ enum Pick {
     Neon,
     #[cfg(target_arch = "aarch64")]
     NeonDot,
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    Simd128,
 }
 
 /// The best kernel this CPU has under the cap, detected at run time.
@@ -195,6 +197,8 @@ fn pick() -> Pick {
         }
         return Pick::Neon;
     }
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    return Pick::Simd128;
     #[allow(unreachable_code)]
     Pick::Generic
 }
@@ -214,6 +218,8 @@ pub unsafe fn qgemm_u8i8(g: &QGemm) {
         Pick::Neon => aarch64::neon_qgemm_u8i8_4x4(g),
         #[cfg(target_arch = "aarch64")]
         Pick::NeonDot => aarch64::neon_dot_qgemm_u8i8_4x8(g),
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Pick::Simd128 => wasm32::simd128_qgemm_u8i8_4x8(g),
     }
 }
 
@@ -229,6 +235,8 @@ pub fn qgemm_name() -> &'static str {
         Pick::Neon => "neon_qgemm_u8i8_4x4",
         #[cfg(target_arch = "aarch64")]
         Pick::NeonDot => "neon_dot_qgemm_u8i8_4x8",
+        #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+        Pick::Simd128 => "simd128_qgemm_u8i8_4x8",
     }
 }
 
@@ -348,6 +356,73 @@ pub mod aarch64 {
                     let bv = vdupq_n_s32(shift[r]);
                     vst1q_s32(sums[r].as_mut_ptr(), vaddq_s32(acc[r][0], bv));
                     vst1q_s32(sums[r].as_mut_ptr().add(4), vaddq_s32(acc[r][1], bv));
+                }
+                g.store(i, rows, j, cols, &sums);
+                j += cols;
+            }
+            i += rows;
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+pub mod wasm32 {
+    use super::QGemm;
+    use std::arch::wasm32::*;
+
+    /// WebAssembly SIMD: blocks of 4 rows × 8 columns. Activation bytes are widened to i16 and
+    /// multiplied with `i32x4.dot_i16x8_s` (exact: i32 products, pairs summed in i32), giving two
+    /// partial sums per column, folded by shuffles at the end; the shared scalar requantization.
+    ///
+    /// # Safety
+    /// Built with simd128; pointers as `QGemm` says.
+    pub unsafe fn simd128_qgemm_u8i8_4x8(g: &QGemm) {
+        g.check();
+        let mut i = 0;
+        while i < g.m {
+            let rows = (g.m - i).min(4);
+            let w: [*const u8; 4] = std::array::from_fn(|r| {
+                g.a.as_ptr().add((i + r.min(rows - 1)) * g.kp) as *const u8
+            });
+            let mut j = 0;
+            while j < g.n {
+                let cols = (g.n - j).min(8);
+                // acc[r][q]: columns 2q, 2q + 1, two partial sums each.
+                let mut acc = [[i32x4_splat(0); 4]; 4];
+                let mut tail = [0u8; 32];
+                for (k4, &p) in g.b.iter().enumerate() {
+                    let mut src = p.add(4 * j);
+                    if cols < 8 {
+                        std::ptr::copy_nonoverlapping(src, tail.as_mut_ptr(), 4 * cols);
+                        src = tail.as_ptr();
+                    }
+                    let xa = v128_load(src as *const v128);
+                    let xb = v128_load(src.add(16) as *const v128);
+                    let x = [
+                        u16x8_extend_low_u8x16(xa),
+                        u16x8_extend_high_u8x16(xa),
+                        u16x8_extend_low_u8x16(xb),
+                        u16x8_extend_high_u8x16(xb),
+                    ];
+                    for r in 0..4 {
+                        // The row's 4 weights as i16, twice.
+                        let word = (w[r].add(4 * k4) as *const u32).read_unaligned();
+                        let wv = i16x8_extend_low_i8x16(u32x4_splat(word));
+                        for q in 0..4 {
+                            acc[r][q] = i32x4_add(acc[r][q], i32x4_dot_i16x8(x[q], wv));
+                        }
+                    }
+                }
+                let mut sums = [[0i32; 8]; 4];
+                for r in 0..4 {
+                    for h in 0..2 {
+                        let (a, b) = (acc[r][2 * h], acc[r][2 * h + 1]);
+                        let s = i32x4_add(
+                            i32x4_shuffle::<0, 2, 4, 6>(a, b),
+                            i32x4_shuffle::<1, 3, 5, 7>(a, b),
+                        );
+                        v128_store(sums[r].as_mut_ptr().add(4 * h) as *mut v128, s);
+                    }
                 }
                 g.store(i, rows, j, cols, &sums);
                 j += cols;
