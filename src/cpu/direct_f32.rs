@@ -28,8 +28,11 @@ use crate::Result;
 
 /// Output channels per packed panel (rows of the micro-kernel).
 const MR: usize = 8;
-/// Columns of the micro-kernel (3 vectors of 16).
+/// Columns of the micro-kernel: 3 vectors of 16 (AVX-512), 2 of 4 (wasm simd128).
+#[cfg(not(target_arch = "wasm32"))]
 const NR: usize = 48;
+#[cfg(target_arch = "wasm32")]
+const NR: usize = 8;
 /// Columns per task.
 const TILE: usize = 10 * NR;
 /// K per chunk: B rows of a chunk over a tile stay in L2.
@@ -37,13 +40,20 @@ const KC: usize = 256;
 /// Trailing floats after the last plane (reads never go past it: the kernel's loads are masked).
 const SLACK: usize = 16;
 
-/// Whether this CPU runs the engine (AVX-512 F).
+/// Whether this CPU runs the engine: AVX-512 F, or WebAssembly built with simd128.
 pub fn available() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
         std::is_x86_feature_detected!("avx512f")
     }
-    #[cfg(not(target_arch = "x86_64"))]
+    #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+    {
+        true
+    }
+    #[cfg(not(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    )))]
     {
         false
     }
@@ -152,7 +162,10 @@ impl Packed {
 ///
 /// # Safety
 /// Every `b[k]` readable for `cols` floats; `c` writable for rows `i0..i1` × `cols`.
-#[cfg(not(target_arch = "x86_64"))]
+#[cfg(not(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+)))]
 unsafe fn gemm_task(
     _: &Packed,
     _: (usize, usize),
@@ -162,10 +175,19 @@ unsafe fn gemm_task(
     _: usize,
     _: bool,
 ) {
-    unreachable!("the direct float32 engine runs on x86-64 with AVX-512 only")
+    unreachable!("the direct float32 engine runs with AVX-512 or wasm simd128 only")
 }
 
 #[cfg(target_arch = "x86_64")]
+use x86_64::kernel_8x48 as micro_kernel;
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+use wasm32::kernel_8x8 as micro_kernel;
+
+#[cfg(any(
+    target_arch = "x86_64",
+    all(target_arch = "wasm32", target_feature = "simd128")
+))]
 unsafe fn gemm_task(
     p: &Packed,
     (i0, i1): (usize, usize),
@@ -185,7 +207,7 @@ unsafe fn gemm_task(
             let a = p.a.as_ptr().add(((rb / MR) * k + k0) * MR);
             let bias = (k0 == 0).then(|| p.bias.as_ptr().add(rb));
             for j in (0..cols).step_by(NR) {
-                x86_64::kernel_8x48(
+                micro_kernel(
                     kc,
                     a,
                     &b[k0..k0 + kc],
@@ -529,6 +551,68 @@ mod x86_64 {
                 };
                 _mm512_mask_storeu_ps(c.add(r * ldc + 16 * v), m[v], o);
             }
+        }
+    }
+}
+
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+mod wasm32 {
+    use super::{MR, NR};
+    use std::arch::wasm32::*;
+
+    /// Rows `0..rows` (≤ 8) × columns `j..j + cols` (≤ 8) of the output: 16 accumulators, per k 2
+    /// loads of B and 8 splats of A (no FMA in simd128: a multiply and an add). Starts from
+    /// `bias` (first K chunk) or from the output; ReLU on the store if `relu`.
+    ///
+    /// # Safety
+    /// As `x86_64::kernel_8x48`, with 8 columns.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) unsafe fn kernel_8x8(
+        kc: usize,
+        a: *const f32,
+        b: &[*const f32],
+        j: usize,
+        cols: usize,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        bias: Option<*const f32>,
+        relu: bool,
+    ) {
+        debug_assert!(rows <= MR && cols <= NR && b.len() == kc);
+        let load = |p: *const f32| -> [v128; 2] {
+            if cols == 8 {
+                [v128_load(p as *const v128), v128_load(p.add(4) as *const v128)]
+            } else {
+                let mut t = [0f32; 8];
+                std::ptr::copy_nonoverlapping(p, t.as_mut_ptr(), cols);
+                [v128_load(t.as_ptr() as *const v128), v128_load(t.as_ptr().add(4) as *const v128)]
+            }
+        };
+        let mut acc = [[f32x4_splat(0.0); 2]; MR];
+        for (r, acc_r) in acc.iter_mut().enumerate().take(rows) {
+            *acc_r = match bias {
+                Some(bp) => [f32x4_splat(*bp.add(r)); 2],
+                None => load(c.add(r * ldc)),
+            };
+        }
+        for (kk, &row) in b.iter().enumerate() {
+            let x = load(row.add(j));
+            let w = a.add(kk * MR);
+            for (r, acc_r) in acc.iter_mut().enumerate() {
+                let wv = f32x4_splat(*w.add(r));
+                acc_r[0] = f32x4_add(acc_r[0], f32x4_mul(wv, x[0]));
+                acc_r[1] = f32x4_add(acc_r[1], f32x4_mul(wv, x[1]));
+            }
+        }
+        let zero = f32x4_splat(0.0);
+        for (r, acc_r) in acc.iter().enumerate().take(rows) {
+            let mut t = [0f32; 8];
+            for (v, vec) in acc_r.iter().enumerate() {
+                let o = if relu { f32x4_max(*vec, zero) } else { *vec };
+                v128_store(t.as_mut_ptr().add(4 * v) as *mut v128, o);
+            }
+            std::ptr::copy_nonoverlapping(t.as_ptr(), c.add(r * ldc), cols);
         }
     }
 }
