@@ -17,6 +17,9 @@ cp tests/fixtures/d3_odd_input.npy "$t/calib/"
 $W compress -m tests/fixtures/d3_odd.safetensors --int8 --calibrate "$t/calib" -o "$t/d3_odd_int8.safetensors"
 $W infer -m "$t/d3_odd_int8.safetensors" "$t/d3_odd_input.npy" -o "$t/d3_odd_int8_gpu.npy" --device gpu
 $W infer -m "$t/d3_odd_int8.safetensors" "$t/d3_odd_input.npy" -o "$t/d3_odd_int8_cpu.npy" --device cpu
+# A broken file: the page's error must carry the CLI's message.
+printf '\001\002\003' > "$t/bad.safetensors"
+$W info -m "$t/bad.safetensors" 2> "$t/bad_cli.txt" && { echo "the CLI accepted a broken file" >&2; exit 1; } || true
 cat > "$t/case.json" <<JSON
 {"cases": [
  {"name": "d3_odd float32 vs PyTorch", "model": "test/d3_odd.safetensors", "input": "test/d3_odd_input.npy",

@@ -160,6 +160,17 @@ async function test() {
     ok = ok && pass;
     cases.push({ name: c.name, info: model.info(), max_diff: maxDiff, max_ref: maxRef, differ, pass });
   }
+  // Errors arrive as exceptions with the CLI's message (after its "wunet: error: PATH: ").
+  const cli = (await (await fetch("test/bad_cli.txt")).text()).trim();
+  const reason = cli.slice(cli.indexOf(": ", cli.indexOf("error: ") + 7) + 2);
+  let thrown = null;
+  try {
+    await Model.load(await fetchBytes("test/bad.safetensors"));
+  } catch (e) {
+    thrown = String(e.message ?? e);
+  }
+  const errorOk = thrown !== null && reason.length > 0 && thrown.includes(reason);
+  ok = ok && errorOk;
   const model = await Model.load(await fetchBytes("assets/demo_unet.safetensors"));
   const picture = await imageData("assets/cells.png");
   const mask = await model.segment(picture);
@@ -173,7 +184,8 @@ async function test() {
   const overlayOk = maskPixels > 0 && changed > 0;
   ok = ok && overlayOk;
   status(ok ? "browser test passed" : "browser test FAILED");
-  done({ ok, cases, mask_pixels: maskPixels, overlay_changed_pixels: changed, info: model.info() });
+  done({ ok, cases, error: { cli, page: thrown, ok: errorOk }, mask_pixels: maskPixels,
+    overlay_changed_pixels: changed, info: model.info() });
 }
 
 (async () => {
