@@ -427,3 +427,48 @@ fn cpu_bench_reports_json_and_honours_threads() {
         &["--threads"],
     );
 }
+
+/// Overlap-tile inference (`--tile`, default margin = the receptive field) equals the untiled
+/// result: on the CPU engines (float32 and int8) exactly, on the GPU within the budget.
+#[test]
+fn tiled_inference_matches_untiled() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let img = root.join("assets/cells.png");
+    let demo = root.join("assets/demo_unet.safetensors");
+    let q = tmp("tile_q.safetensors");
+    let c = wunet(&["compress", "-m", s(&demo), "--int8", "-o", s(&q)]);
+    assert!(c.status.success(), "{}", String::from_utf8_lossy(&c.stderr));
+    let mut devices = vec!["cpu"];
+    if common::gpu("tiled inference on the GPU").is_some() {
+        devices.push("gpu");
+    }
+    for model in [&demo, &q] {
+        for dev in &devices {
+            let run = |extra: &[&str], out: &str| {
+                let out = tmp(out);
+                let mut args = vec![
+                    "infer",
+                    "-m",
+                    s(model),
+                    s(&img),
+                    "-o",
+                    s(&out),
+                    "--device",
+                    dev,
+                ];
+                args.extend_from_slice(extra);
+                let o = wunet(&args);
+                assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+                read_npy(&out).unwrap()
+            };
+            let whole = run(&[], "tile_whole.npy");
+            let tiled = run(&["--tile", "96"], "tile_tiled.npy");
+            let (d, m) = tiled.max_abs_diff(&whole);
+            assert!(
+                d <= 1e-4 * m,
+                "{dev} {}: tiled vs untiled {d} of {m}",
+                model.display()
+            );
+        }
+    }
+}

@@ -582,11 +582,17 @@ mod wasm32 {
         debug_assert!(rows <= MR && cols <= NR && b.len() == kc);
         let load = |p: *const f32| -> [v128; 2] {
             if cols == 8 {
-                [v128_load(p as *const v128), v128_load(p.add(4) as *const v128)]
+                [
+                    v128_load(p as *const v128),
+                    v128_load(p.add(4) as *const v128),
+                ]
             } else {
                 let mut t = [0f32; 8];
                 std::ptr::copy_nonoverlapping(p, t.as_mut_ptr(), cols);
-                [v128_load(t.as_ptr() as *const v128), v128_load(t.as_ptr().add(4) as *const v128)]
+                [
+                    v128_load(t.as_ptr() as *const v128),
+                    v128_load(t.as_ptr().add(4) as *const v128),
+                ]
             }
         };
         let mut acc = [[f32x4_splat(0.0); 2]; MR];

@@ -3,8 +3,10 @@
 //! Both executors, GPU and CPU, walk the same graph.
 
 mod memory;
+mod tile;
 
 pub use memory::{plan_memory, plan_memory_sized, plan_memory_with, MemoryPlan, ARENA_ALIGN};
+pub use tile::{receptive_radius, run_tiled, tiles, TileRect};
 
 use crate::model::{BatchNorm, ConvWeights, UNet, UNetSpec};
 use crate::{Error, Result};

@@ -26,6 +26,10 @@ pub(crate) fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -
         2 * s.features.last().unwrap()
     );
     println!("BatchNorm eps {}", s.bn_eps);
+    println!(
+        "receptive field: {} px on each side (the default --margin of tiled inference)",
+        wunet::plan::receptive_radius(s)
+    );
     if let (Some(mean), Some(std)) = (&s.input_mean, &s.input_std) {
         println!("input normalization: mean {mean:?}, std {std:?}");
     }
@@ -104,6 +108,10 @@ fn info_int8(q: &QUNet, size: (usize, usize)) -> Result<()> {
         s.in_channels,
         s.out_channels,
         s.features
+    );
+    println!(
+        "receptive field: {} px on each side (the default --margin of tiled inference)",
+        wunet::plan::receptive_radius(s)
     );
     println!(
         "{:<22} {:>9} {:>10} {:>12} {:>10} {:>24}",

@@ -77,6 +77,14 @@ enum Cmd {
         /// Keep BatchNorm as its own kernel instead of folding it into the convolutions.
         #[arg(long)]
         no_fold: bool,
+        /// Run in tiles of this many pixels per side (overlap-tile: each tile's window reaches
+        /// --margin further). Without it, images too large for the device are tiled anyway.
+        #[arg(long)]
+        tile: Option<usize>,
+        /// Pixels each tile's window reaches past the tile (default: the receptive-field radius,
+        /// which makes the tiled result equal the untiled one; less is faster).
+        #[arg(long)]
+        margin: Option<usize>,
     },
     /// Print the architecture, parameters, FLOPs and the planned GPU memory for an input size.
     Info {
@@ -238,6 +246,8 @@ fn main() -> ExitCode {
             format,
             device,
             no_fold,
+            tile,
+            margin,
         } => infer(
             &inputs,
             model.as_deref(),
@@ -246,6 +256,7 @@ fn main() -> ExitCode {
             format,
             device,
             !no_fold,
+            (tile, margin),
         ),
         Cmd::Info { model, size, batch } => info::info(model.as_deref(), size, batch),
         Cmd::Compare { got, want, rel } => compare(&got, &want, rel),
@@ -553,6 +564,40 @@ impl Engine {
         }
     }
 
+    /// Run `x`, in tiles when `tile` is given or when the device cannot hold the whole image
+    /// (the tile then halves from 1024 until a window fits).
+    pub(crate) fn run_maybe_tiled(
+        &mut self,
+        x: &Tensor,
+        tile: Option<usize>,
+        margin: Option<usize>,
+    ) -> Result<Tensor> {
+        let spec = self.spec().clone();
+        let margin = margin.unwrap_or_else(|| wunet::plan::receptive_radius(&spec));
+        let align = 1 << spec.depth();
+        if let Some(t) = tile {
+            return Ok(wunet::plan::run_tiled(x, t, margin, align, |w| {
+                self.run(w).map_err(to_lib_error)
+            })?);
+        }
+        match self.run(x) {
+            Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::ExceedsLimit { .. })) => {
+                let mut t = 1024;
+                loop {
+                    eprintln!("wunet: {e}; running in tiles of {t} px (margin {margin})");
+                    let r = wunet::plan::run_tiled(x, t, margin, align, |w| {
+                        self.run(w).map_err(to_lib_error)
+                    });
+                    match r {
+                        Err(Error::ExceedsLimit { .. }) if t > 2 * align => t /= 2,
+                        r => return Ok(r?),
+                    }
+                }
+            }
+            r => r,
+        }
+    }
+
     pub(crate) fn run(&mut self, x: &Tensor) -> Result<Tensor> {
         match self {
             Engine::Gpu { model, plans, .. } => {
@@ -573,10 +618,19 @@ impl Engine {
     }
 }
 
+/// Back to the library's error (tiles run through the engines' anyhow results).
+fn to_lib_error(e: anyhow::Error) -> Error {
+    match e.downcast::<Error>() {
+        Ok(e) => e,
+        Err(e) => Error::InvalidArgument(e.to_string()),
+    }
+}
+
 fn is_npy(p: &Path) -> bool {
     p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
+#[allow(clippy::too_many_arguments)]
 fn infer(
     inputs: &[PathBuf],
     model: Option<&Path>,
@@ -585,6 +639,7 @@ fn infer(
     format: Format,
     device: Device,
     fold: bool,
+    (tile, margin): (Option<usize>, Option<usize>),
 ) -> Result<()> {
     let (_, model) = load_any(model)?;
     let many = inputs.len() > 1 || output.is_dir();
@@ -608,7 +663,7 @@ fn infer(
             (img.tensor, Some(img.rgb))
         };
         let t0 = Instant::now();
-        let y = engine.run(&x)?;
+        let y = engine.run_maybe_tiled(&x, tile, margin)?;
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         let out = if many {
             output.join(format!(
