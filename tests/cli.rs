@@ -327,29 +327,42 @@ fn bad_inputs_get_clear_errors() {
 }
 
 #[test]
-fn inputs_beyond_the_adapter_limits_name_the_limit() {
-    let Some(gpu) = common::gpu("inputs_beyond_the_adapter_limits_name_the_limit") else {
+fn inputs_beyond_the_adapter_limits_are_tiled() {
+    let Some(gpu) = common::gpu("inputs_beyond_the_adapter_limits_are_tiled") else {
         return;
     };
     let limit = gpu.device.limits().max_storage_buffer_binding_size as f64;
     // A 64-channel first conv output of S×S floats exceeds the per-binding limit.
-    let side = (limit / 256.0).sqrt() as usize + 2;
+    let side = ((limit / 256.0).sqrt() as usize + 2) / 2 * 2;
     let m = write_model("wide.safetensors", &small_model(vec![64], 1));
     let x = tmp("big.npy");
-    write_npy(&x, &Tensor::zeros([1, 1, side, side])).unwrap();
-    expect_error(
-        &[
+    write_npy(&x, &common::random_tensor([1, 1, side, side], 9)).unwrap();
+    let run = |dev: &str, out: &str| {
+        let o = wunet(&[
             "infer",
             "-m",
             s(&m),
             s(&x),
             "-o",
-            s(&tmp("big_out.npy")),
+            s(&tmp(out)),
             "--device",
-            "gpu",
-        ],
-        &["max_storage_buffer_binding_size"],
+            dev,
+        ]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        (
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+            read_npy(&tmp(out)).unwrap(),
+        )
+    };
+    // The GPU cannot hold the whole image: it says which limit, and runs in tiles.
+    let (err, gpu_out) = run("gpu", "big_gpu.npy");
+    assert!(
+        err.contains("max_storage_buffer_binding_size") && err.contains("tiles"),
+        "{err}"
     );
+    let (_, cpu_out) = run("cpu", "big_cpu.npy");
+    let (d, mx) = gpu_out.max_abs_diff(&cpu_out);
+    assert!(d <= 1e-4 * mx.max(1e-6), "tiled GPU vs CPU: {d} of {mx}");
     std::fs::remove_file(&x).ok();
 }
 
@@ -471,4 +484,64 @@ fn tiled_inference_matches_untiled() {
             );
         }
     }
+}
+
+/// A folder of inputs: broken files are reported and skipped (exit 1), the rest are written;
+/// existing outputs are kept without --force, replaced with it; no temporary file is left.
+#[test]
+fn folders_skip_broken_files_and_keep_outputs_without_force() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let dir = tmp("folder_in");
+    let out = tmp("folder_out");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&out);
+    std::fs::create_dir_all(&dir).unwrap();
+    for name in ["a.png", "c.png"] {
+        std::fs::copy(
+            root.join("tests/data/cells_test/img_00.png"),
+            dir.join(name),
+        )
+        .or_else(|_| std::fs::copy(root.join("assets/cells.png"), dir.join(name)))
+        .unwrap();
+    }
+    std::fs::write(dir.join("b.png"), b"not a png").unwrap();
+    std::fs::write(dir.join("notes.txt"), b"ignored").unwrap();
+    let run = |extra: &[&str]| {
+        let mut args = vec!["infer", s(&dir), "-o", s(&out), "--device", "cpu"];
+        args.extend_from_slice(extra);
+        wunet(&args)
+    };
+    let o = run(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("b.png") && err.contains("skipped"), "{err}");
+    assert!(err.contains("2 of 3 inputs done"), "{err}");
+    assert!(out.join("a.png").exists() && out.join("c.png").exists());
+    assert!(!out.join("b.png").exists());
+    let written = std::fs::metadata(out.join("a.png"))
+        .unwrap()
+        .modified()
+        .unwrap();
+    // Again without --force: the outputs exist, nothing is overwritten.
+    let o = run(&[]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("--force"), "{err}");
+    assert_eq!(
+        std::fs::metadata(out.join("a.png"))
+            .unwrap()
+            .modified()
+            .unwrap(),
+        written
+    );
+    // With --force and only good files: exit 0.
+    std::fs::remove_file(dir.join("b.png")).unwrap();
+    let o = run(&["--force"]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let leftovers: Vec<_> = std::fs::read_dir(&out)
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with('.'))
+        .collect();
+    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
 }

@@ -3,12 +3,12 @@
 mod bench;
 mod compress;
 mod eval;
+mod infer;
 mod info;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
-use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use wunet::compress::{is_int8_file, QUNet};
 use wunet::cpu::int8::kernels::qgemm_name;
 use wunet::gpu::{request_gpu, Dot4, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions, Plan};
-use wunet::io::{load_image, mask_image, overlay, read_npy, save_image, write_npy};
+use wunet::io::read_npy;
 use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
 use wunet::plan::Shape;
 use wunet::{cpu, Error, Tensor, UNet, UNetSpec};
@@ -48,7 +48,7 @@ pub(crate) enum Device {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub(crate) enum Format {
     Png,
     Npy,
 }
@@ -85,6 +85,9 @@ enum Cmd {
         /// which makes the tiled result equal the untiled one; less is faster).
         #[arg(long)]
         margin: Option<usize>,
+        /// Overwrite existing outputs (with several inputs or a folder, they are kept otherwise).
+        #[arg(long)]
+        force: bool,
     },
     /// Print the architecture, parameters, FLOPs and the planned GPU memory for an input size.
     Info {
@@ -248,16 +251,19 @@ fn main() -> ExitCode {
             no_fold,
             tile,
             margin,
-        } => infer(
-            &inputs,
-            model.as_deref(),
-            &output,
-            overlay.as_deref(),
+            force,
+        } => infer::infer(infer::InferArgs {
+            inputs: &inputs,
+            model: model.as_deref(),
+            output: &output,
+            overlay: overlay.as_deref(),
             format,
             device,
-            !no_fold,
-            (tile, margin),
-        ),
+            fold: !no_fold,
+            tile,
+            margin,
+            force,
+        }),
         Cmd::Info { model, size, batch } => info::info(model.as_deref(), size, batch),
         Cmd::Compare { got, want, rel } => compare(&got, &want, rel),
         Cmd::Eval {
@@ -363,7 +369,7 @@ fn main() -> ExitCode {
     };
     match r {
         Ok(()) => ExitCode::SUCCESS,
-        Err(e) if e.is::<OverBudget>() => {
+        Err(e) if e.is::<OverBudget>() || e.is::<infer::SomeFailed>() => {
             eprintln!("wunet: {e}");
             ExitCode::from(1)
         }
@@ -626,87 +632,12 @@ fn to_lib_error(e: anyhow::Error) -> Error {
     }
 }
 
-fn is_npy(p: &Path) -> bool {
+pub(crate) fn is_npy(p: &Path) -> bool {
     p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))
 }
 
-#[allow(clippy::too_many_arguments)]
-fn infer(
-    inputs: &[PathBuf],
-    model: Option<&Path>,
-    output: &Path,
-    overlay_path: Option<&Path>,
-    format: Format,
-    device: Device,
-    fold: bool,
-    (tile, margin): (Option<usize>, Option<usize>),
-) -> Result<()> {
-    let (_, model) = load_any(model)?;
-    let many = inputs.len() > 1 || output.is_dir();
-    if many {
-        std::fs::create_dir_all(output)
-            .with_context(|| format!("creating {}", output.display()))?;
-        if let Some(o) = overlay_path {
-            std::fs::create_dir_all(o).with_context(|| format!("creating {}", o.display()))?;
-        }
-    }
-    let mut engine = Engine::for_model(model, device, fold)?;
-    for input in inputs {
-        let stem = input
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "out".into());
-        let (x, picture) = if is_npy(input) {
-            (read_npy(input)?, None)
-        } else {
-            let img = load_image(input, engine.spec())?;
-            (img.tensor, Some(img.rgb))
-        };
-        let t0 = Instant::now();
-        let y = engine.run_maybe_tiled(&x, tile, margin)?;
-        let ms = t0.elapsed().as_secs_f64() * 1e3;
-        let out = if many {
-            output.join(format!(
-                "{stem}.{}",
-                if format == Format::Npy { "npy" } else { "png" }
-            ))
-        } else {
-            output.to_path_buf()
-        };
-        if is_npy(&out) {
-            write_npy(&out, &y)?;
-        } else {
-            for n in 0..y.n() {
-                save_image(&mask_image(&y, n), &numbered(&out, n, y.n()))?;
-            }
-        }
-        if let Some(o) = overlay_path {
-            let Some(picture) = &picture else {
-                bail!(
-                    "--overlay needs an image input, {} is an array",
-                    input.display()
-                )
-            };
-            let o = if many {
-                o.join(format!("{stem}.png"))
-            } else {
-                o.to_path_buf()
-            };
-            save_image(&overlay(picture, &y, 0).into(), &o)?;
-        }
-        let [_, _, h, w] = x.shape;
-        eprintln!(
-            "{} -> {} ({h}x{w}, {}, {ms:.1} ms)",
-            input.display(),
-            out.display(),
-            engine.name()
-        );
-    }
-    Ok(())
-}
-
 /// `mask.png` for one image; `mask_0.png`, `mask_1.png`, … for a batch.
-fn numbered(p: &Path, i: usize, n: usize) -> PathBuf {
+pub(crate) fn numbered(p: &Path, i: usize, n: usize) -> PathBuf {
     if n == 1 {
         return p.to_path_buf();
     }
