@@ -21,6 +21,7 @@
 pub mod compress;
 pub mod cpu;
 mod error;
+pub mod fuzz;
 pub mod gpu;
 pub mod io;
 pub mod model;

@@ -21,12 +21,12 @@ pub fn load_image(path: &Path, spec: &UNetSpec) -> Result<LoadedImage> {
         path: path.into(),
         reason,
     };
-    let img: DynamicImage = ImageReader::open(path)
+    let mut reader = ImageReader::open(path)
         .map_err(|e| Error::io(path, e))?
         .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?
-        .decode()
-        .map_err(|e| err(e.to_string()))?;
+        .map_err(|e| Error::io(path, e))?;
+    reader.limits(image_limits());
+    let img: DynamicImage = reader.decode().map_err(|e| err(e.to_string()))?;
     Ok(LoadedImage {
         tensor: image_tensor(&img, spec).map_err(|e| match e {
             Error::Image { reason, .. } => err(reason),
@@ -34,6 +34,16 @@ pub fn load_image(path: &Path, spec: &UNetSpec) -> Result<LoadedImage> {
         })?,
         rgb: img.to_rgb8(),
     })
+}
+
+/// What a decoder may allocate: sides up to 65 536 px, 2 GiB in all (a 16 384² RGBA image),
+/// so a header that lies about its size is refused instead of exhausting memory.
+pub fn image_limits() -> image::Limits {
+    let mut l = image::Limits::default();
+    l.max_image_width = Some(1 << 16);
+    l.max_image_height = Some(1 << 16);
+    l.max_alloc = Some(2 << 30);
+    l
 }
 
 /// A decoded image as a [1, C, H, W] tensor for `spec`: the model's channels, [0, 1], then its

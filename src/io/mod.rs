@@ -5,7 +5,8 @@ mod image;
 mod npy;
 
 pub use self::image::{
-    classes, image_tensor, load_image, mask_image, overlay, palette, save_image, LoadedImage,
+    classes, image_limits, image_tensor, load_image, mask_image, overlay, palette, save_image,
+    LoadedImage,
 };
 pub use eval::Overlap;
-pub use npy::{read_npy, write_npy};
+pub use npy::{npy_from_bytes, read_npy, write_npy};

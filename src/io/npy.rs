@@ -14,6 +14,14 @@ pub fn read_npy(path: &Path) -> Result<Tensor> {
     })
 }
 
+/// Parse the bytes of a `.npy` file (as `read_npy`; the fuzz target's entry).
+pub fn npy_from_bytes(b: &[u8]) -> Result<Tensor> {
+    parse_npy(b).map_err(|reason| Error::Npy {
+        path: "<memory>".into(),
+        reason,
+    })
+}
+
 fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
     if b.len() < 10 || &b[..6] != b"\x93NUMPY" {
         return Err("not a .npy file (bad magic)".into());
@@ -39,8 +47,12 @@ fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
         return Err("Fortran-ordered arrays are not supported (use np.ascontiguousarray)".into());
     }
     let shape_txt = field("shape")?;
-    let close = shape_txt.find(')').ok_or("bad shape")?;
-    let dims: Vec<usize> = shape_txt[1..close]
+    let inner = shape_txt
+        .strip_prefix('(')
+        .and_then(|t| t.split_once(')'))
+        .map(|(inner, _)| inner)
+        .ok_or("bad shape: expected a tuple")?;
+    let dims: Vec<usize> = inner
         .split(',')
         .map(str::trim)
         .filter(|s| !s.is_empty())
@@ -55,6 +67,9 @@ fn parse_npy(b: &[u8]) -> std::result::Result<Tensor, String> {
         [n, c, h, w] => [n, c, h, w],
         _ => return Err(format!("shape {dims:?}: expected HW, CHW or NCHW")),
     };
+    if dims.contains(&0) {
+        return Err(format!("shape {dims:?}: a zero-sized array"));
+    }
     let count = shape
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
