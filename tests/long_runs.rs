@@ -1,0 +1,110 @@
+//! Long runs and threads: many inferences on one plan do not grow the process's memory (on
+//! lavapipe GPU memory is process memory too); the engines are `Send + Sync`, and several
+//! threads can infer at once on one plan or one CPU model, each getting the right answer.
+
+mod common;
+
+use std::sync::Arc;
+
+use wunet::compress::quantize;
+use wunet::cpu::{int8::Int8Model, CpuModel};
+use wunet::gpu::{GpuInt8Model, GpuModel, Plan};
+use wunet::model::{init_random, InitOptions};
+use wunet::UNetSpec;
+
+fn send_sync<T: Send + Sync>() {}
+
+#[test]
+fn engines_are_send_and_sync() {
+    send_sync::<GpuModel>();
+    send_sync::<GpuInt8Model>();
+    send_sync::<Plan>();
+    send_sync::<CpuModel>();
+    send_sync::<Int8Model>();
+}
+
+/// Resident set size in bytes (Linux).
+fn rss() -> u64 {
+    let s = std::fs::read_to_string("/proc/self/statm").unwrap_or_default();
+    s.split_whitespace()
+        .nth(1)
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0)
+        * 4096
+}
+
+#[test]
+fn many_runs_on_one_plan_do_not_grow_memory() {
+    let Some(gpu) = common::gpu("many_runs_on_one_plan_do_not_grow_memory") else {
+        return;
+    };
+    let runs: usize = std::env::var("WUNET_LONG_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(200);
+    let m = init_random(&UNetSpec::new(3, 1, vec![4, 8]), &InitOptions { seed: 1 });
+    let x = common::random_tensor([1, 3, 32, 32], 2);
+    let gm = GpuModel::new(&gpu.device, &gpu.queue, &m, Default::default()).unwrap();
+    let plan = gm.plan(x.shape).unwrap();
+    let want = plan.run(&x).unwrap();
+    for _ in 0..20 {
+        plan.run(&x).unwrap();
+    }
+    let before = rss();
+    for i in 0..runs {
+        let y = plan.run(&x).unwrap();
+        if i % 50 == 0 {
+            assert_eq!(y.data, want.data, "run {i}");
+        }
+    }
+    let after = rss();
+    let grew = after.saturating_sub(before);
+    eprintln!(
+        "{runs} runs: RSS {:.1} → {:.1} MiB",
+        before as f64 / 1048576.0,
+        after as f64 / 1048576.0
+    );
+    assert!(grew < 16 << 20, "memory grew by {grew} bytes over {runs} runs");
+    assert_eq!(plan.submit_count(), 1 + 20 + runs as u64);
+}
+
+#[test]
+fn threads_infer_at_once() {
+    let m = init_random(&UNetSpec::new(3, 2, vec![4, 8]), &InitOptions { seed: 3 });
+    let inputs: Vec<_> = (0..4).map(|i| common::random_tensor([1, 3, 32, 32], 10 + i)).collect();
+    // CPU engines: one model, four threads.
+    let cpu = Arc::new(CpuModel::new(m.clone(), true));
+    let q = quantize(&m, &inputs[..1]).unwrap();
+    let int8 = Arc::new(Int8Model::new(&q).unwrap());
+    let want_f: Vec<_> = inputs.iter().map(|x| cpu.forward(x).unwrap()).collect();
+    let want_q: Vec<_> = inputs.iter().map(|x| int8.forward(x).unwrap()).collect();
+    std::thread::scope(|s| {
+        for (i, x) in inputs.iter().enumerate() {
+            let (cpu, int8) = (cpu.clone(), int8.clone());
+            let (wf, wq) = (&want_f[i], &want_q[i]);
+            s.spawn(move || {
+                for _ in 0..3 {
+                    assert_eq!(cpu.forward(x).unwrap().data, wf.data);
+                    assert_eq!(int8.forward(x).unwrap().data, wq.data);
+                }
+            });
+        }
+    });
+    // One GPU plan shared by four threads: runs serialize on the plan, answers stay right.
+    let Some(gpu) = common::gpu("threads_infer_at_once (gpu part)") else {
+        return;
+    };
+    let gm = GpuModel::new(&gpu.device, &gpu.queue, &m, Default::default()).unwrap();
+    let plan = Arc::new(gm.plan([1, 3, 32, 32]).unwrap());
+    let want: Vec<_> = inputs.iter().map(|x| plan.run(x).unwrap()).collect();
+    std::thread::scope(|s| {
+        for (x, w) in inputs.iter().zip(&want) {
+            let plan = plan.clone();
+            s.spawn(move || {
+                for _ in 0..3 {
+                    assert_eq!(plan.run(x).unwrap().data, w.data);
+                }
+            });
+        }
+    });
+}
