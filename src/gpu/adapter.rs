@@ -48,6 +48,13 @@ pub async fn request_gpu_async() -> Result<Gpu> {
     device.on_uncaptured_error(std::sync::Arc::new(|e| {
         eprintln!("wunet: uncaptured GPU error: {e}")
     }));
+    // A lost device (driver reset, GPU removed) is reported; the next GPU call then fails with
+    // an error from its error scope or readback, never a panic.
+    device.set_device_lost_callback(|reason, msg| {
+        if reason != wgpu::DeviceLostReason::Destroyed {
+            eprintln!("wunet: the GPU device was lost ({reason:?}): {msg}");
+        }
+    });
     Ok(Gpu {
         device,
         queue,

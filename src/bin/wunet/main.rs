@@ -436,6 +436,9 @@ pub(crate) enum Engine {
         name: String,
         model: GpuModel,
         plans: HashMap<Shape, Plan>,
+        /// With `--device auto`: the model again, for the CPU engine if the GPU fails at plan
+        /// time.
+        fallback: Option<Box<(UNet, bool)>>,
     },
     Cpu {
         model: cpu::CpuModel,
@@ -540,6 +543,7 @@ impl Engine {
                     name: format!("gpu {}", gpu.info.name),
                     model: gm,
                     plans: HashMap::new(),
+                    fallback: (device == Device::Auto).then(|| Box::new((model, fold))),
                 })
             }
             Err(Error::NoAdapter) if device == Device::Auto => {
@@ -606,9 +610,32 @@ impl Engine {
 
     pub(crate) fn run(&mut self, x: &Tensor) -> Result<Tensor> {
         match self {
-            Engine::Gpu { model, plans, .. } => {
+            Engine::Gpu {
+                model,
+                plans,
+                fallback,
+                ..
+            } => {
                 if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
-                    e.insert(model.plan(x.shape)?);
+                    match model.plan(x.shape) {
+                        Ok(p) => {
+                            e.insert(p);
+                        }
+                        // --device auto: a GPU failure at plan time (out of memory, a lost
+                        // device, a driver error) moves to the CPU engine, saying so. Inputs
+                        // beyond the device's limits are tiled instead (`run_maybe_tiled`).
+                        Err(err)
+                            if fallback.is_some() && !matches!(err, Error::ExceedsLimit { .. }) =>
+                        {
+                            let (m, fold) = *fallback.take().expect("checked");
+                            eprintln!("wunet: the GPU failed ({err}); running on the CPU engine");
+                            *self = Engine::Cpu {
+                                model: cpu::CpuModel::new(m, fold),
+                            };
+                            return self.run(x);
+                        }
+                        Err(err) => return Err(err.into()),
+                    }
                 }
                 Ok(plans[&x.shape].run(x)?)
             }
