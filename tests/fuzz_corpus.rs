@@ -9,7 +9,10 @@ use std::time::Instant;
 fn replay(target: &str, f: fn(&[u8])) -> usize {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
     let mut n = 0;
-    for dir in [root.join("corpus").join(target), root.join("artifacts").join(target)] {
+    for dir in [
+        root.join("corpus").join(target),
+        root.join("artifacts").join(target),
+    ] {
         let Ok(entries) = std::fs::read_dir(&dir) else {
             continue;
         };
@@ -31,7 +34,10 @@ fn replay(target: &str, f: fn(&[u8])) -> usize {
 fn fuzz_corpora_and_findings_replay_without_panics() {
     let t = Instant::now();
     let counts = [
-        ("model_reader", replay("model_reader", wunet::fuzz::model_bytes)),
+        (
+            "model_reader",
+            replay("model_reader", wunet::fuzz::model_bytes),
+        ),
         ("npy_reader", replay("npy_reader", wunet::fuzz::npy_bytes)),
         ("image_path", replay("image_path", wunet::fuzz::image_bytes)),
     ];
@@ -39,5 +45,8 @@ fn fuzz_corpora_and_findings_replay_without_panics() {
     for (target, n) in counts {
         assert!(n > 0, "no corpus for {target}");
     }
-    assert!(t.elapsed().as_secs() < 300, "the replay must stay bounded in time");
+    assert!(
+        t.elapsed().as_secs() < 300,
+        "the replay must stay bounded in time"
+    );
 }

@@ -64,14 +64,19 @@ fn many_runs_on_one_plan_do_not_grow_memory() {
         before as f64 / 1048576.0,
         after as f64 / 1048576.0
     );
-    assert!(grew < 16 << 20, "memory grew by {grew} bytes over {runs} runs");
+    assert!(
+        grew < 16 << 20,
+        "memory grew by {grew} bytes over {runs} runs"
+    );
     assert_eq!(plan.submit_count(), 1 + 20 + runs as u64);
 }
 
 #[test]
 fn threads_infer_at_once() {
     let m = init_random(&UNetSpec::new(3, 2, vec![4, 8]), &InitOptions { seed: 3 });
-    let inputs: Vec<_> = (0..4).map(|i| common::random_tensor([1, 3, 32, 32], 10 + i)).collect();
+    let inputs: Vec<_> = (0..4)
+        .map(|i| common::random_tensor([1, 3, 32, 32], 10 + i))
+        .collect();
     // CPU engines: one model, four threads.
     let cpu = Arc::new(CpuModel::new(m.clone(), true));
     let q = quantize(&m, &inputs[..1]).unwrap();

@@ -30,6 +30,8 @@ pub(crate) struct InferArgs<'a> {
     pub tile: Option<usize>,
     pub margin: Option<usize>,
     pub force: bool,
+    /// Activation memory budget in bytes; larger images are tiled.
+    pub max_memory: u64,
 }
 
 /// Some inputs of a batch failed (each already reported): exit code 1.
@@ -244,7 +246,7 @@ fn one(
         }
     }
     let t0 = Instant::now();
-    let y = engine.run_maybe_tiled(&x, a.tile, a.margin)?;
+    let y = engine.run_maybe_tiled(&x, a.tile, a.margin, a.max_memory)?;
     let ms = t0.elapsed().as_secs_f64() * 1e3;
     if is_npy(&out) {
         atomic(&out, |t| write_npy(t, &y))?;

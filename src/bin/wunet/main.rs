@@ -88,6 +88,9 @@ enum Cmd {
         /// Overwrite existing outputs (with several inputs or a folder, they are kept otherwise).
         #[arg(long)]
         force: bool,
+        /// Activation memory budget in MiB: larger images run in tiles.
+        #[arg(long, default_value_t = 2048)]
+        max_memory: u64,
     },
     /// Print the architecture, parameters, FLOPs and the planned GPU memory for an input size.
     Info {
@@ -252,6 +255,7 @@ fn main() -> ExitCode {
             tile,
             margin,
             force,
+            max_memory,
         } => infer::infer(infer::InferArgs {
             inputs: &inputs,
             model: model.as_deref(),
@@ -263,6 +267,7 @@ fn main() -> ExitCode {
             tile,
             margin,
             force,
+            max_memory: max_memory << 20,
         }),
         Cmd::Info { model, size, batch } => info::info(model.as_deref(), size, batch),
         Cmd::Compare { got, want, rel } => compare(&got, &want, rel),
@@ -581,10 +586,38 @@ impl Engine {
         x: &Tensor,
         tile: Option<usize>,
         margin: Option<usize>,
+        max_memory: u64,
     ) -> Result<Tensor> {
         let spec = self.spec().clone();
         let margin = margin.unwrap_or_else(|| wunet::plan::receptive_radius(&spec));
         let align = 1 << spec.depth();
+        // Activation memory the float plan would need (the int8 one needs less).
+        let planned = |shape: Shape| -> u64 {
+            wunet::plan::Graph::build(&spec, shape, true)
+                .map(|g| wunet::plan::plan_memory(&g, wunet::plan::ARENA_ALIGN).arena_bytes)
+                .unwrap_or(0)
+        };
+        let tile = tile.or_else(|| {
+            if planned(x.shape) <= max_memory {
+                return None;
+            }
+            // The largest tile (from 1024 px down) whose window fits the budget.
+            let mut t = 1024;
+            let [n, c, _, _] = x.shape;
+            while t > 2 * align {
+                let side = (t + 2 * margin).div_ceil(align) * align;
+                if planned([n, c, side, side]) <= max_memory {
+                    break;
+                }
+                t /= 2;
+            }
+            eprintln!(
+                "wunet: {:.0} MiB of activations exceed --max-memory {:.0} MiB: running in tiles of {t} px (margin {margin})",
+                planned(x.shape) as f64 / 1048576.0,
+                max_memory as f64 / 1048576.0
+            );
+            Some(t)
+        });
         if let Some(t) = tile {
             return Ok(wunet::plan::run_tiled(x, t, margin, align, |w| {
                 self.run(w).map_err(to_lib_error)
