@@ -121,7 +121,7 @@ impl Model {
             let int8_first = matches!(q.first, FirstConv::Int8(_));
             match &gpu {
                 Some(g) if int8_first => {
-                    let dot4 = Dot4::detect(g.wgsl.clone());
+                    let dot4 = g.dot4();
                     let model = GpuInt8Model::new_async(
                         &g.device,
                         &g.queue,

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 
 use rayon::prelude::*;
 
-use crate::cpu::generic;
+use crate::cpu::{generic, row_block, SendPtr};
 use crate::model::{fold_bn, ConvWeights, UNet, UNetSpec};
 use crate::plan::{ConvRef, Graph, Op};
 use crate::tensor::Tensor;
@@ -225,26 +225,6 @@ unsafe fn gemm_task(
     }
 }
 
-/// Split `m` rows into blocks (multiples of `MR`, at least 32) so that `tiles` column tiles
-/// times the blocks give each thread several tasks.
-fn row_block(m: usize, tiles: usize) -> usize {
-    let want = (4 * rayon::current_num_threads()).div_ceil(tiles);
-    let blocks = want.min(m.div_ceil(32)).max(1);
-    m.div_ceil(blocks).div_ceil(MR) * MR
-}
-
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// Through a method, so closures capture the whole (Send) wrapper.
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
-
 /// 3×3 conv, padding 1, over the channels of `parts` in order (k = channel · 9 + tap, the
 /// PyTorch weight order), bias, optional ReLU.
 fn conv3x3(parts: &[&FAct], p: &Packed, relu: bool) -> FAct {
@@ -253,7 +233,7 @@ fn conv3x3(parts: &[&FAct], p: &Packed, relu: bool) -> FAct {
     let mut out = FAct::zeros([nb, p.m, h, w]);
     let (oplane, ncols) = (out.plane(), h * pw);
     let tiles = ncols.div_ceil(TILE);
-    let mb = row_block(p.m, tiles);
+    let mb = row_block(p.m, tiles, MR);
     let blocks = p.m.div_ceil(mb);
     for n in 0..nb {
         let dst = SendPtr(out.data[n * p.m * oplane..].as_mut_ptr());
@@ -291,7 +271,7 @@ fn upconv2x2(x: &FAct, p: &Packed) -> FAct {
     let (oplane, opw) = (out.plane(), out.pw());
     let mut taps = vec![0f32; p.m * npix];
     let tiles = npix.div_ceil(TILE);
-    let mb = row_block(p.m, tiles);
+    let mb = row_block(p.m, tiles, MR);
     let blocks = p.m.div_ceil(mb);
     for n in 0..nb {
         let dst = SendPtr(taps.as_mut_ptr());
@@ -441,12 +421,7 @@ impl F32Model {
         let mut times = Vec::new();
         let g = Graph::build(&self.spec, input.shape, true)?;
         let mut vals: Vec<Option<FAct>> = vec![None; g.shapes.len()];
-        let mut last_use = vec![0usize; g.shapes.len()];
-        for (i, op) in g.ops.iter().enumerate() {
-            for t in op.inputs() {
-                last_use[t] = i;
-            }
-        }
+        let last_use = g.last_uses();
         vals[g.input] = Some(FAct::from_nchw(input));
         for (i, op) in g.ops.iter().enumerate() {
             let get = |t: usize| {

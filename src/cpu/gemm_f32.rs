@@ -8,24 +8,12 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use super::SendPtr;
 use crate::model::ConvWeights;
 use crate::tensor::Tensor;
 
 /// Elements of a tile's im2col slice (per thread task): about 1 MiB, to stay in L2.
 const TILE_ELEMS: usize = 1 << 18;
-
-/// A raw pointer that tasks writing disjoint ranges may share.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut f32);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// Through a method, so closures capture the whole (Send) wrapper, not the raw field.
-    fn at(self, offset: usize) -> *mut f32 {
-        self.0.wrapping_add(offset)
-    }
-}
 
 /// One image's channels copied into a zero border of 1 pixel, plus 2 trailing zeros so the
 /// shifted views of the last (junk) columns stay inside the buffer.

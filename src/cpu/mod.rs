@@ -13,6 +13,28 @@ use crate::plan::{Graph, Op};
 use crate::tensor::Tensor;
 use crate::Result;
 
+/// A raw output pointer that tasks writing disjoint ranges may share.
+#[derive(Clone, Copy)]
+pub(crate) struct SendPtr<T>(pub(crate) *mut T);
+unsafe impl<T> Send for SendPtr<T> {}
+unsafe impl<T> Sync for SendPtr<T> {}
+
+impl<T> SendPtr<T> {
+    /// Through a method, so closures capture the whole (Send) wrapper, not the raw field.
+    pub(crate) fn at(self, offset: usize) -> *mut T {
+        self.0.wrapping_add(offset)
+    }
+}
+
+/// Output rows per task of the implicit-GEMM engines: `m` rows split into blocks (multiples of
+/// `multiple`, at least 32 rows) so that `tiles` column tiles × the blocks give every thread
+/// several tasks (deep layers have few columns).
+pub(crate) fn row_block(m: usize, tiles: usize, multiple: usize) -> usize {
+    let want = (4 * rayon::current_num_threads()).div_ceil(tiles);
+    let blocks = want.min(m.div_ceil(32)).max(1);
+    m.div_ceil(blocks).div_ceil(multiple) * multiple
+}
+
 /// A float model prepared for the fastest CPU engine here.
 pub enum CpuModel {
     /// BatchNorm folded, weights packed: AVX-512 machines.
@@ -84,12 +106,7 @@ pub fn forward_observed(
     let g = Graph::build(&model.spec, input.shape, fold)?;
     let mut times = Vec::with_capacity(g.ops.len());
     // Free each tensor after its last reader.
-    let mut last_use = vec![0usize; g.shapes.len()];
-    for (i, op) in g.ops.iter().enumerate() {
-        for t in op.inputs() {
-            last_use[t] = i;
-        }
-    }
+    let last_use = g.last_uses();
     let mut vals: Vec<Option<Tensor>> = vec![None; g.shapes.len()];
     vals[g.input] = Some(input.clone());
     for (i, op) in g.ops.iter().enumerate() {

@@ -12,6 +12,13 @@ pub struct Gpu {
     pub wgsl: wgpu::WgslLanguageFeatures,
 }
 
+impl Gpu {
+    /// The dot product the int8 kernels use here (`Dot4::detect` on the instance's WGSL).
+    pub fn dot4(&self) -> super::Dot4 {
+        super::Dot4::detect(self.wgsl.clone())
+    }
+}
+
 /// Request the best adapter (honouring `WGPU_BACKEND` / `WGPU_ADAPTER_NAME`) and a device with
 /// that adapter's full limits. `Err(NoAdapter)` when there is none.
 #[cfg(not(target_arch = "wasm32"))]

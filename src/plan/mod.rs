@@ -129,6 +129,18 @@ pub struct Graph {
 
 impl Graph {
     /// Unroll `spec` for an NCHW input. `fold_bn` = false keeps BatchNorm as its own op.
+    /// For each tensor, the index of the last op reading it (0 if none): engines free a tensor
+    /// after that op.
+    pub fn last_uses(&self) -> Vec<usize> {
+        let mut last = vec![0usize; self.shapes.len()];
+        for (i, op) in self.ops.iter().enumerate() {
+            for t in op.inputs() {
+                last[t] = i;
+            }
+        }
+        last
+    }
+
     pub fn build(spec: &UNetSpec, input: Shape, fold_bn: bool) -> Result<Graph> {
         check_input(spec, input)?;
         let mut g = Graph {

@@ -7,8 +7,8 @@ use std::time::Instant;
 use anyhow::{bail, Result};
 
 use wunet::gpu::{
-    measure_fma_peak, request_gpu, Dot4, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions,
-    Kernel, TimingMode,
+    measure_fma_peak, request_gpu, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions, Kernel,
+    TimingMode,
 };
 use wunet::plan::Graph;
 use wunet::{cpu, Tensor, UNet};
@@ -139,7 +139,7 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
                         &gpu.queue,
                         q,
                         GpuInt8Options {
-                            dot4: Dot4::detect(gpu.wgsl),
+                            dot4: gpu.dot4(),
                             ..Default::default()
                         },
                     )?;
@@ -491,7 +491,7 @@ pub fn bench_kernels_int8(
     json: bool,
 ) -> Result<()> {
     let gpu = request_gpu()?;
-    let dot4 = Dot4::detect(gpu.wgsl);
+    let dot4 = gpu.dot4();
     let adapter = format!("{} ({:?})", gpu.info.name, gpu.info.backend);
     let mut all = Vec::new();
     for &s in sparsities {

@@ -195,7 +195,7 @@ fn gpu_kernels(q: &QUNet, (h, w): (usize, usize)) {
     };
     let probe = (h.min(128), w.min(128));
     let opts = wunet::gpu::GpuInt8Options {
-        dot4: wunet::gpu::Dot4::detect(gpu.wgsl),
+        dot4: gpu.dot4(),
         probe,
         ..Default::default()
     };

@@ -15,7 +15,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 
 use wunet::compress::{is_int8_file, QUNet};
 use wunet::cpu::int8::kernels::qgemm_name;
-use wunet::gpu::{request_gpu, Dot4, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions, Plan};
+use wunet::gpu::{request_gpu, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions, Plan};
 use wunet::io::read_npy;
 use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
 use wunet::plan::Shape;
@@ -498,7 +498,7 @@ impl Engine {
                     &gpu.queue,
                     &q,
                     GpuInt8Options {
-                        dot4: Dot4::detect(gpu.wgsl),
+                        dot4: gpu.dot4(),
                         ..Default::default()
                     },
                 )?;

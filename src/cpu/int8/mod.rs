@@ -23,7 +23,7 @@ use std::collections::HashMap;
 use rayon::prelude::*;
 
 use crate::compress::{FirstConv, QConv, QParams, QUNet};
-use crate::cpu::gemm_f32;
+use crate::cpu::{gemm_f32, row_block, SendPtr};
 use crate::model::{ConvWeights, UNetSpec};
 use crate::plan::{ConvRef, Graph, Op};
 use crate::tensor::Tensor;
@@ -258,27 +258,6 @@ impl PConv {
 /// Target columns (output positions, junk columns included) of one conv task.
 const TILE: usize = 512;
 
-/// Split `m` GEMM rows into blocks (multiples of 8, at least 32 rows) so that `tiles` column
-/// tiles times the blocks give every thread several tasks: deep layers have few rows.
-fn row_blocks(m: usize, tiles: usize) -> usize {
-    let want = (4 * rayon::current_num_threads()).div_ceil(tiles);
-    let blocks = want.min(m.div_ceil(32)).max(1);
-    m.div_ceil(blocks).div_ceil(8) * 8
-}
-
-/// An output pointer shared by tasks that write disjoint bytes.
-#[derive(Clone, Copy)]
-struct SendPtr(*mut u8);
-unsafe impl Send for SendPtr {}
-unsafe impl Sync for SendPtr {}
-
-impl SendPtr {
-    /// Through a method, so closures capture the whole (Send) wrapper.
-    fn at(self, offset: usize) -> *mut u8 {
-        self.0.wrapping_add(offset)
-    }
-}
-
 /// int8 3×3 conv (padding 1, ReLU fused) over the channels of `parts` in order, which share
 /// their quantization.
 fn conv3x3(parts: &[&QAct], pc: &PConv) -> QAct {
@@ -291,7 +270,7 @@ fn conv3x3(parts: &[&QAct], pc: &PConv) -> QAct {
     let (oplane, oimage) = (out.plane(), out.image());
     let rows_per_tile = (TILE / pw).max(1);
     let tiles = h.div_ceil(rows_per_tile);
-    let mb = row_blocks(pc.m, tiles);
+    let mb = row_block(pc.m, tiles, 8);
     let mblocks = pc.m.div_ceil(mb);
     for n in 0..nb {
         let dst = SendPtr(out.data[n * oimage..].as_mut_ptr());
@@ -344,7 +323,7 @@ fn upconv2x2(x: &QAct, pc: &PConv) -> QAct {
     let tplane = npix * 4;
     let mut taps = vec![0u8; (pc.m / 4) * tplane];
     let tiles = npix.div_ceil(TILE);
-    let mb = row_blocks(pc.m, tiles);
+    let mb = row_block(pc.m, tiles, 8);
     let mblocks = pc.m.div_ceil(mb);
     for n in 0..nb {
         let dst = SendPtr(taps.as_mut_ptr());
@@ -597,12 +576,7 @@ impl Int8Model {
         if let FirstConv::Int8(q) = self.first {
             vals[g.input] = Some(QAct::from_f32(input, q));
         }
-        let mut last_use = vec![0usize; g.shapes.len()];
-        for (i, op) in g.ops.iter().enumerate() {
-            for t in op.inputs() {
-                last_use[t] = i;
-            }
-        }
+        let last_use = g.last_uses();
         for (i, op) in g.ops.iter().enumerate() {
             let get = |t: usize| {
                 vals[t]

@@ -9,6 +9,10 @@
 //! kernels write tensor interiors, and a border pass puts the zero point around each tensor
 //! (arena memory is reused). The plan is the float engine's: one command buffer, one submit.
 
+mod pack;
+#[cfg(not(target_arch = "wasm32"))]
+mod timing;
+
 use std::collections::HashMap;
 
 use wgpu::util::DeviceExt;
@@ -17,10 +21,13 @@ use super::kernels::{linear_groups, Kernel, CONV_PX, CONV_WG};
 use super::plan::{assemble, check_limits, Binding, Plan, StepSpec};
 use super::scoped_async;
 use crate::compress::{FirstConv, QParams, QUNet};
-use crate::cpu::int8::{Int8Model, PConv};
+use crate::cpu::int8::Int8Model;
 use crate::model::UNetSpec;
 use crate::plan::{plan_memory_sized, ConvRef, Graph, Op, Shape, ARENA_ALIGN};
 use crate::{Error, Result};
+use pack::{pack_upconv, Packed3x3};
+#[cfg(not(target_arch = "wasm32"))]
+pub use timing::{time_conv_kernels, KernelTiming};
 
 /// How the int8 kernels take 4-lane dot products.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -117,95 +124,6 @@ pub struct GpuInt8Model {
     choices: Vec<LayerChoice>,
 }
 
-/// The word of 4 consecutive int8 weights.
-fn word(a: &[i8]) -> u32 {
-    u32::from_le_bytes([a[0] as u8, a[1] as u8, a[2] as u8, a[3] as u8])
-}
-
-/// A prepared CPU row's bias for the shaders, which compute Σ (x − 128) · w: plus 128 · Σw.
-fn shader_bias(pc: &PConv, row: usize) -> i32 {
-    let sum: i32 = pc.a[row * pc.kp..(row + 1) * pc.kp]
-        .iter()
-        .map(|&v| v as i32)
-        .sum();
-    pc.bias[row] + 128 * sum
-}
-
-/// 3×3 conv rows → `conv3x3_i8` weights `[k][blocks][8]` and per-block constants.
-fn pack_conv3x3(pc: &PConv) -> (Vec<u32>, Vec<u32>, u32) {
-    let blocks = pc.cout.div_ceil(8);
-    let kw = pc.kp / 4;
-    let mut w = vec![0u32; kw * blocks * 8];
-    let mut rq = vec![0u32; blocks * 16];
-    for co in 0..pc.cout {
-        let (blk, j) = (co / 8, co % 8);
-        for k in 0..kw {
-            w[(k * blocks + blk) * 8 + j] = word(&pc.a[co * pc.kp + 4 * k..]);
-        }
-        rq[blk * 16 + j] = shader_bias(pc, co) as u32;
-        rq[blk * 16 + 8 + j] = pc.mult[co].to_bits();
-    }
-    (w, rq, blocks as u32)
-}
-
-/// Transposed conv rows (`tap · cout4 + co`) → `upconv2x2_i8` weights `[g][tap][gout][4]` and
-/// per-(tap, group) constants.
-fn pack_upconv(pc: &PConv) -> (Vec<u32>, Vec<u32>, u32) {
-    let cout4 = pc.m / 4;
-    let gout = cout4 / 4;
-    let gin = pc.kp / 4;
-    let mut w = vec![0u32; gin * 4 * cout4];
-    let mut rq = vec![0u32; 4 * gout * 8];
-    for tap in 0..4 {
-        for co in 0..cout4 {
-            let row = tap * cout4 + co;
-            let (grp, j) = (co / 4, co % 4);
-            for g in 0..gin {
-                w[((g * 4 + tap) * gout + grp) * 4 + j] = word(&pc.a[row * pc.kp + 4 * g..]);
-            }
-            let r = (tap * gout + grp) * 8;
-            rq[r + j] = shader_bias(pc, row) as u32;
-            rq[r + 4 + j] = pc.mult[row].to_bits();
-        }
-    }
-    (w, rq, gout as u32)
-}
-
-/// 3×3 conv rows → `conv3x3_sparse_i8` data: the nonzero 8×4 blocks' vec4 pairs and the entry
-/// table (offsets per block of 8 output channels, then k = input group · 9 + tap per entry); and
-/// the density of nonzero blocks. The requantization constants are the dense kernel's.
-fn pack_sparse(pc: &PConv) -> (Vec<u32>, Vec<u32>, f64) {
-    let blocks = pc.cout.div_ceil(8);
-    let kw = pc.kp / 4;
-    let mut w = Vec::new();
-    let mut ks = Vec::new();
-    let mut offsets = vec![0u32];
-    for blk in 0..blocks {
-        for k in 0..kw {
-            let v: [u32; 8] = std::array::from_fn(|j| {
-                let co = blk * 8 + j;
-                if co < pc.cout {
-                    word(&pc.a[co * pc.kp + 4 * k..])
-                } else {
-                    0
-                }
-            });
-            if v != [0; 8] {
-                w.extend_from_slice(&v);
-                ks.push(k as u32);
-            }
-        }
-        offsets.push(ks.len() as u32);
-    }
-    let density = ks.len() as f64 / (blocks * kw).max(1) as f64;
-    if w.is_empty() {
-        // Bindings may not be empty: one unused all-zero entry.
-        w = vec![0; 8];
-    }
-    offsets.extend(ks);
-    (w, offsets, density)
-}
-
 /// Bytes of a packed uint8 tensor (`QAct` without its slack).
 fn packed_bytes([n, c, h, w]: Shape) -> u64 {
     (n * c.div_ceil(4) * (h + 2) * (w + 2) * 4) as u64
@@ -271,23 +189,10 @@ impl GpuInt8Model {
         for r in refs {
             let pc = &m.convs[r];
             let name = r.name();
-            let zl = pc.out.zero as u32 | (pc.lo as u32) << 8;
-            let (dw, drq, blocks) = pack_conv3x3(pc);
-            let (sw, se, density) = pack_sparse(pc);
-            let dense = || Layer {
-                weights: make(device, &name, bytemuck::cast_slice(&dw)),
-                rq: make(device, &name, bytemuck::cast_slice(&drq)),
-                entries: None,
-                blocks,
-                zl,
-            };
-            let sparse = || Layer {
-                weights: make(device, &name, bytemuck::cast_slice(&sw)),
-                rq: make(device, &name, bytemuck::cast_slice(&drq)),
-                entries: Some(make(device, &name, bytemuck::cast_slice(&se))),
-                blocks,
-                zl,
-            };
+            let packed = Packed3x3::new(pc);
+            let density = packed.density;
+            let dense = || packed.dense(device, &name);
+            let sparse = || packed.sparse(device, &name);
             let (layer, ms) = match opts.conv {
                 ConvChoice::Dense => (dense(), None),
                 ConvChoice::Sparse => (sparse(), None),
@@ -302,8 +207,8 @@ impl GpuInt8Model {
                         .find(|op| matches!(op, Op::Conv3x3 { conv, .. } if conv == r))
                         .expect("every conv is in the graph");
                     let (d, sp) = (dense(), sparse());
-                    let td = time_conv(device, queue, &pipelines, &probe, op, &d)?;
-                    let ts = time_conv(device, queue, &pipelines, &probe, op, &sp)?;
+                    let td = timing::time_conv(device, queue, &pipelines, &probe, op, &d)?;
+                    let ts = timing::time_conv(device, queue, &pipelines, &probe, op, &sp)?;
                     (if ts < td { sp } else { d }, Some((td, ts)))
                 }
             };
@@ -645,209 +550,4 @@ fn conv_dispatch<'a>(
                 .collect(),
         ),
     }
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-/// Milliseconds of one dispatch of `op` (a 3×3 conv of `g`) with layer `l` on scratch
-/// activations: the best of 3 timed submissions after a warm-up, each waited for on the host.
-fn time_conv(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    pipelines: &HashMap<Kernel, wgpu::ComputePipeline>,
-    g: &Graph,
-    op: &Op,
-    l: &Layer,
-) -> Result<f64> {
-    let Op::Conv3x3 { a, b, out, .. } = op else {
-        unreachable!("a conv")
-    };
-    // Scratch tensors, each its own buffer (bound whole): any contents will do.
-    let bufs: HashMap<usize, wgpu::Buffer> = [*a]
-        .into_iter()
-        .chain(*b)
-        .chain([*out])
-        .map(|t| {
-            let buffer = device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("kernel probe"),
-                size: packed_bytes(g.shapes[t]).max(4),
-                usage: wgpu::BufferUsages::STORAGE,
-                mapped_at_creation: false,
-            });
-            (t, buffer)
-        })
-        .collect();
-    let (kernel, params, groups, bindings) = conv_dispatch(l, g, *a, *b, *out);
-    let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("kernel probe params"),
-        contents: bytemuck::cast_slice(&params),
-        usage: wgpu::BufferUsages::UNIFORM,
-    });
-    let pipeline = &pipelines[&kernel];
-    let mut entries = vec![wgpu::BindGroupEntry {
-        binding: 0,
-        resource: ubuf.as_entire_binding(),
-    }];
-    let unused = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("unused binding"),
-        size: 256,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
-    for (i, bnd) in bindings.iter().enumerate() {
-        let buffer = match bnd {
-            Binding::Arena(t) => &bufs[t],
-            Binding::Weights(w) => *w,
-            Binding::Unused => &unused,
-        };
-        entries.push(wgpu::BindGroupEntry {
-            binding: i as u32 + 1,
-            resource: buffer.as_entire_binding(),
-        });
-    }
-    let bind = device.create_bind_group(&wgpu::BindGroupDescriptor {
-        label: Some("kernel probe"),
-        layout: &pipeline.get_bind_group_layout(0),
-        entries: &entries,
-    });
-    let mut best = f64::INFINITY;
-    for i in 0..4 {
-        let t = web_time::Instant::now();
-        let mut enc = device.create_command_encoder(&Default::default());
-        {
-            let mut pass = enc.begin_compute_pass(&Default::default());
-            pass.set_pipeline(pipeline);
-            pass.set_bind_group(0, &bind, &[]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
-        }
-        queue.submit([enc.finish()]);
-        device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu(format!("timing a kernel: {e}")))?;
-        if i > 0 {
-            best = best.min(t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
-    Ok(best)
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-/// One layer of `time_conv_kernels`.
-#[derive(Clone, Debug)]
-pub struct KernelTiming {
-    pub layer: String,
-    /// Output shape.
-    pub shape: Shape,
-    pub flops: u64,
-    /// Fraction of the 8×4 weight blocks set to zero.
-    pub sparsity: f64,
-    pub dense_ms: f64,
-    pub sparse_ms: f64,
-}
-
-#[cfg(not(target_arch = "wasm32"))]
-/// Time the dense and the sparse int8 conv kernels on every 3×3 conv of `spec` at input size
-/// `(h, w)`, with random int8 weights of which exactly `sparsity` of the 8×4 blocks (per layer)
-/// are zero: the kernel comparison of `wunet bench --kernels --int8`.
-pub fn time_conv_kernels(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    dot4: Dot4,
-    spec: &UNetSpec,
-    (h, w): (usize, usize),
-    sparsity: f64,
-) -> Result<Vec<KernelTiming>> {
-    use crate::compress::QConv;
-    let packed = dot4 == Dot4::Packed;
-    let pipelines: HashMap<Kernel, wgpu::ComputePipeline> =
-        [Kernel::Conv3x3I8, Kernel::Conv3x3SparseI8]
-            .iter()
-            .map(|&k| (k, k.pipeline_with(device, packed)))
-            .collect();
-    let g = Graph::build(spec, [1, spec.in_channels, h, w], true)?;
-    let mut rng = crate::model::init::Rng::new(7);
-    let q = QParams {
-        scale: 0.02,
-        zero: 3,
-    };
-    let mut out = Vec::new();
-    for op in &g.ops {
-        let Op::Conv3x3 {
-            a, b, out: o, conv, ..
-        } = op
-        else {
-            continue;
-        };
-        let parts: Vec<usize> = [*a].into_iter().chain(*b).map(|t| g.shapes[t][1]).collect();
-        let cin: usize = parts.iter().sum();
-        let cout = g.shapes[*o][1];
-        let mut weight: Vec<i8> = (0..cout * cin * 9)
-            .map(|_| rng.range(-127.0, 127.0) as i8)
-            .collect();
-        // Zero a random `sparsity` of the 8×4 blocks (in the kernels' channel grouping).
-        let mut units: Vec<(usize, usize, usize)> = Vec::new();
-        let mut c0 = 0;
-        for &c in &parts {
-            for co0 in (0..cout).step_by(8) {
-                for ci0 in (c0..c0 + c).step_by(4) {
-                    for tap in 0..9 {
-                        units.push((co0, ci0, tap));
-                    }
-                }
-            }
-            c0 += c;
-        }
-        let zero_units = (sparsity * units.len() as f64).round() as usize;
-        for i in 0..zero_units {
-            let j = i + (rng.next_u64() as usize) % (units.len() - i);
-            units.swap(i, j);
-            let (co0, ci0, tap) = units[i];
-            let c_end = parts
-                .iter()
-                .scan(0, |s, &c| {
-                    *s += c;
-                    Some(*s)
-                })
-                .find(|&e| e > ci0)
-                .unwrap_or(cin);
-            for co in co0..(co0 + 8).min(cout) {
-                for ci in ci0..(ci0 + 4).min(c_end) {
-                    weight[(co * cin + ci) * 9 + tap] = 0;
-                }
-            }
-        }
-        let qc = QConv {
-            shape: [cout, cin, 3, 3],
-            weight,
-            w_scale: vec![0.01; cout],
-            bias: vec![0.1; cout],
-            out: q,
-        };
-        let pc = PConv::conv3x3(&qc, q, &parts);
-        let (dw, drq, blocks) = pack_conv3x3(&pc);
-        let (sw, se, _) = pack_sparse(&pc);
-        let zl = q.zero as u32 | (q.zero as u32) << 8;
-        let dense = Layer {
-            weights: make(device, "probe", bytemuck::cast_slice(&dw)),
-            rq: make(device, "probe", bytemuck::cast_slice(&drq)),
-            entries: None,
-            blocks,
-            zl,
-        };
-        let sparse = Layer {
-            weights: make(device, "probe", bytemuck::cast_slice(&sw)),
-            rq: make(device, "probe", bytemuck::cast_slice(&drq)),
-            entries: Some(make(device, "probe", bytemuck::cast_slice(&se))),
-            blocks,
-            zl,
-        };
-        out.push(KernelTiming {
-            layer: conv.name(),
-            shape: g.shapes[*o],
-            flops: g.flops(op),
-            sparsity,
-            dense_ms: time_conv(device, queue, &pipelines, &g, op, &dense)?,
-            sparse_ms: time_conv(device, queue, &pipelines, &g, op, &sparse)?,
-        });
-    }
-    Ok(out)
 }
