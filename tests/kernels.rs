@@ -106,6 +106,18 @@ fn every_kernel_matches_the_cpu_reference() {
             &mut seen,
         );
     }
+    // The subgroup kernel (where the adapter has fixed-size subgroups): rows 48, 24 and 12 wide
+    // (XB 8, 4 and 2), 12 output channels (a partial block of 8), odd heights, skips read from
+    // two inputs.
+    check_variant(
+        vec![12, 24, 48],
+        3,
+        2,
+        [2, 3, 26, 48],
+        true,
+        Some(Kernel::Conv3x3Sg(8)),
+        &mut seen,
+    );
     // 5 levels.
     check_model(vec![2, 4, 8, 16, 32], 3, 2, [1, 3, 67, 45], true, &mut seen);
     // Wider layers: 4-channel groups and long reduction loops.
@@ -122,4 +134,49 @@ fn every_kernel_matches_the_cpu_reference() {
     ]
     .into();
     assert_eq!(seen, all, "every kernel variant was checked");
+}
+
+/// Where the adapter has subgroups of one fixed size, the per-layer choice runs the subgroup
+/// conv kernel (with every XB) on rows that are multiples of 4 wide, and the other kernels
+/// elsewhere; the plain kernels run when asked for.
+#[test]
+fn the_subgroup_conv_runs_where_it_applies() {
+    let Some(gpu) = common::gpu("the_subgroup_conv_runs_where_it_applies") else {
+        return;
+    };
+    let Some(sg) = wunet::gpu::fixed_subgroup_size(&gpu.device) else {
+        eprintln!("skipped: no fixed subgroup size on {}", gpu.info.name);
+        return;
+    };
+    let model = init_random(&UNetSpec::new(3, 2, vec![12, 24, 48]), &InitOptions { seed: 3 });
+    let kernels = |conv3x3| {
+        let gm = GpuModel::new(
+            &gpu.device,
+            &gpu.queue,
+            &model,
+            GpuOptions {
+                conv3x3,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+        let plan = gm.plan([1, 3, 26, 48]).unwrap();
+        plan.steps()
+            .iter()
+            .map(|s| s.kernel)
+            .filter(|k| matches!(k, Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 | Kernel::Conv3x3Sg(_)))
+            .collect::<BTreeSet<_>>()
+    };
+    // Levels 48, 24 and 12 wide take the subgroup kernel; the bottleneck, 6 wide, cannot.
+    let want: BTreeSet<_> = [2, 4, 8]
+        .into_iter()
+        .filter(|&xb| xb <= sg)
+        .map(Kernel::Conv3x3Sg)
+        .chain([Kernel::Conv3x3Co8])
+        .collect();
+    assert_eq!(kernels(None), want);
+    assert_eq!(
+        kernels(Some(Kernel::Conv3x3Co8)),
+        [Kernel::Conv3x3Co8].into()
+    );
 }

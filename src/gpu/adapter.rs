@@ -40,11 +40,13 @@ pub async fn request_gpu_async() -> Result<Gpu> {
     let (device, queue) = adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("wunet"),
-            // Timestamps when the adapter has them (for `bench`); nothing else is needed.
+            // Timestamps when the adapter has them (for `bench`), subgroups for the conv kernel
+            // that shares weights through them; nothing else is needed.
             required_features: adapter.features()
                 & (wgpu::Features::TIMESTAMP_QUERY
                     | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES
-                    | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS),
+                    | wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS
+                    | wgpu::Features::SUBGROUP),
             required_limits: adapter.limits(),
             ..Default::default()
         })

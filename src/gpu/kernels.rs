@@ -5,12 +5,16 @@ use crate::shaders;
 use crate::UNetSpec;
 
 /// Every kernel the float32 plan dispatches.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Kernel {
     /// 3×3 conv computing 4 output channels per invocation.
     Conv3x3Co4,
     /// 3×3 conv computing 8 output channels per invocation (wider layers).
     Conv3x3Co8,
+    /// 3×3 conv, 4 px × 8 output channels per invocation, weights shared through subgroup
+    /// shuffles (adapters with one fixed subgroup size; rows a multiple of 4 wide). The value is
+    /// XB, the invocations along x per subgroup row (2, 4 or 8). Same weights as `Conv3x3Co8`.
+    Conv3x3Sg(u32),
     BnRelu,
     MaxPool,
     UpConv,
@@ -69,6 +73,7 @@ impl Kernel {
             Kernel::BorderI8 => "int8/border_i8",
             Kernel::HeadI8 => "int8/head_i8",
             Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 => "conv/conv3x3_bn_relu_f32",
+            Kernel::Conv3x3Sg(_) => "conv/conv3x3_sg_f32",
             Kernel::BnRelu => "norm/bn_relu_f32",
             Kernel::MaxPool => "pool/maxpool2x2_f32",
             Kernel::UpConv => "conv/upconv2x2_f32",
@@ -89,14 +94,37 @@ impl Kernel {
     /// Output channels per invocation (conv kernels).
     pub fn out_block(self) -> usize {
         match self {
-            Kernel::Conv3x3Co8 | Kernel::UpConv => 8,
+            Kernel::Conv3x3Co8 | Kernel::Conv3x3Sg(_) | Kernel::UpConv => 8,
             _ => 4,
         }
     }
 
+    /// The subgroup variant for a row `w` wide on an adapter whose subgroups are `sg` lanes
+    /// (`None` where it does not apply: no fixed subgroup size, or `w` under 8 or not a multiple
+    /// of 4).
+    pub fn conv3x3_sg_for(sg: Option<u32>, w: usize) -> Option<Kernel> {
+        let sg = sg?;
+        if w % 4 != 0 || w < 8 {
+            return None;
+        }
+        // The widest patch row that still has work for every lane, up to 8 (32 pixels).
+        let xb = [8u32, 4, 2]
+            .into_iter()
+            .find(|&xb| xb <= sg && w >= 4 * xb as usize)?;
+        Some(Kernel::Conv3x3Sg(xb))
+    }
+
+    /// The largest subgroup the subgroup conv accepts (its workgroup is one subgroup).
+    pub(crate) const SG_MAX: u32 = 64;
+
     /// Values of the shader's `override` constants.
-    fn constants(self) -> Vec<(&'static str, f64)> {
+    fn constants(self, sg: u32) -> Vec<(&'static str, f64)> {
         match self {
+            Kernel::Conv3x3Sg(xb) => vec![
+                ("SG", sg as f64),
+                ("XB", xb as f64),
+                ("WG", sg as f64),
+            ],
             Kernel::UpConv | Kernel::Conv3x3I8 | Kernel::Conv3x3SparseI8 | Kernel::UpConvI8 => {
                 vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)]
             }
@@ -113,6 +141,11 @@ impl Kernel {
         self.pipeline_with(device, true)
     }
 
+    /// The pipeline of a subgroup kernel for subgroups of `sg` lanes.
+    pub(crate) fn pipeline_sg(self, device: &wgpu::Device, sg: u32) -> wgpu::ComputePipeline {
+        self.build_pipeline(device, true, sg)
+    }
+
     /// The pipeline; int8 kernels with WGSL's packed dot product (`packed_dot`) or the
     /// unpacking fallback.
     pub(crate) fn pipeline_with(
@@ -120,11 +153,20 @@ impl Kernel {
         device: &wgpu::Device,
         packed_dot: bool,
     ) -> wgpu::ComputePipeline {
+        self.build_pipeline(device, packed_dot, 0)
+    }
+
+    fn build_pipeline(
+        self,
+        device: &wgpu::Device,
+        packed_dot: bool,
+        sg: u32,
+    ) -> wgpu::ComputePipeline {
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(self.shader()),
             source: wgpu::ShaderSource::Wgsl(shaders::compose(self.shader(), packed_dot).into()),
         });
-        let constants = self.constants();
+        let constants = self.constants(sg);
         device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(self.shader()),
             layout: None,

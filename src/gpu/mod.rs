@@ -27,6 +27,23 @@ use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
+/// The subgroup size the subgroup kernels are specialized for: `Some` where the device has
+/// subgroups of one fixed size, a power of two up to 64 (lavapipe: 8, NVIDIA: 32), `None`
+/// elsewhere or when `WUNET_SUBGROUPS=0` (then the kernels without subgroups run).
+pub fn fixed_subgroup_size(device: &wgpu::Device) -> Option<u32> {
+    if !device.features().contains(wgpu::Features::SUBGROUP) {
+        return None;
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    if std::env::var("WUNET_SUBGROUPS").is_ok_and(|v| v == "0") {
+        return None;
+    }
+    let info = device.adapter_info();
+    let sg = info.subgroup_min_size;
+    (sg == info.subgroup_max_size && sg.is_power_of_two() && (2..=Kernel::SG_MAX).contains(&sg))
+        .then_some(sg)
+}
+
 /// Run a GPU operation under validation and out-of-memory error scopes; the first error
 /// becomes an `Error::Gpu` naming `what`. (Async: a browser cannot block on the scopes.)
 pub(crate) async fn scoped_async<T>(

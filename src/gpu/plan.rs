@@ -22,7 +22,8 @@ pub struct GpuOptions {
     /// (debugging and per-kernel tests; uses much more memory).
     pub keep_intermediates: bool,
     /// Use this 3×3 conv variant for every layer instead of the per-layer choice
-    /// (`bench --kernels` compares them).
+    /// (`bench --kernels` compares them). `Conv3x3Sg(_)`: the subgroup kernel wherever it
+    /// applies (its XB chosen per layer), `Conv3x3Co8` elsewhere.
     pub conv3x3: Option<Kernel>,
 }
 
@@ -52,6 +53,8 @@ pub struct GpuModel {
     spec: UNetSpec,
     opts: GpuOptions,
     pipelines: HashMap<Kernel, wgpu::ComputePipeline>,
+    /// The fixed subgroup size the subgroup conv runs with, if it runs here.
+    sg: Option<u32>,
     convs: HashMap<ConvRef, LayerBuffers>,
     bns: HashMap<ConvRef, LayerBuffers>,
     ups: Vec<LayerBuffers>,
@@ -140,9 +143,13 @@ impl GpuModel {
             if let Op::Conv3x3 { conv, fused, .. } = op {
                 let (w, bn) = conv.weights(model);
                 let name = conv.name();
-                let kernel = opts
-                    .conv3x3
-                    .unwrap_or_else(|| Kernel::conv3x3_for(w.shape[0]));
+                // The subgroup kernel is picked per plan (it depends on the row width) and shares
+                // `Conv3x3Co8`'s weights.
+                let kernel = match opts.conv3x3 {
+                    Some(Kernel::Conv3x3Sg(_)) if w.shape[0] >= 8 => Kernel::Conv3x3Co8,
+                    Some(k) => k,
+                    None => Kernel::conv3x3_for(w.shape[0]),
+                };
                 let block = kernel.out_block();
                 let (packed, bias) = if *fused {
                     pack_conv3x3(&fold_bn(w, bn, eps), block)
@@ -198,16 +205,27 @@ impl GpuModel {
             b: upload("final_conv", &hb)?,
             kernel: Kernel::Head,
         };
-        let pipelines = Kernel::ALL
+        let sg = match opts.conv3x3 {
+            None | Some(Kernel::Conv3x3Sg(_)) => super::fixed_subgroup_size(device),
+            Some(_) => None,
+        };
+        let mut pipelines: HashMap<_, _> = Kernel::ALL
             .iter()
             .map(|&k| (k, k.pipeline(device)))
             .collect();
+        if let Some(sg) = sg {
+            for xb in [2, 4, 8].into_iter().filter(|&xb| xb <= sg) {
+                let k = Kernel::Conv3x3Sg(xb);
+                pipelines.insert(k, k.pipeline_sg(device, sg));
+            }
+        }
         Ok(GpuModel {
             device: device.clone(),
             queue: queue.clone(),
             spec: model.spec.clone(),
             opts,
             pipelines,
+            sg,
             convs,
             bns,
             ups,
@@ -268,13 +286,23 @@ impl GpuModel {
                         let ca = shape(*a)[1];
                         let cb = b.map_or(0, |b| shape(b)[1]);
                         let wb = &self.convs[conv];
-                        let kernel = wb.kernel;
+                        let sg_kernel = (wb.kernel == Kernel::Conv3x3Co8)
+                            .then(|| Kernel::conv3x3_sg_for(self.sg, w as usize))
+                            .flatten();
+                        let kernel = sg_kernel.unwrap_or(wb.kernel);
                         let blocks = c.div_ceil(kernel.out_block() as u32);
-                        let groups = [
-                            w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
-                            h.div_ceil(CONV_WG.1),
-                            n * blocks,
-                        ];
+                        let groups = match kernel {
+                            Kernel::Conv3x3Sg(xb) => [
+                                w.div_ceil(CONV_PX * xb),
+                                h.div_ceil(self.sg.unwrap_or(8) / xb),
+                                n * blocks,
+                            ],
+                            _ => [
+                                w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
+                                h.div_ceil(CONV_WG.1),
+                                n * blocks,
+                            ],
+                        };
                         let bufs = vec![
                             Binding::Arena(*a),
                             b.map_or(Binding::Unused, Binding::Arena),

@@ -340,7 +340,12 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
     let peak = measure_fma_peak(&gpu.device, &gpu.queue)?;
     let shape = [batch, model.spec.in_channels, h, w];
     let x = input(shape);
-    let variants = [Kernel::Conv3x3Co4, Kernel::Conv3x3Co8];
+    // The subgroup kernel where the adapter has fixed-size subgroups (where a layer's width rules
+    // it out, that layer runs Conv3x3Co8 in its column).
+    let mut variants = vec![Kernel::Conv3x3Co4, Kernel::Conv3x3Co8];
+    if wunet::gpu::fixed_subgroup_size(&gpu.device).is_some() {
+        variants.push(Kernel::Conv3x3Sg(8));
+    }
     // times[variant][step] in ms, for the conv3x3 steps.
     let mut rows: Vec<(String, [usize; 4], u64, Vec<f64>)> = Vec::new();
     for (vi, &k) in variants.iter().enumerate() {
@@ -367,7 +372,10 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
         }
         let mut r = 0;
         for ((s, op), mut v) in plan.steps().iter().zip(&plan.graph().ops).zip(per) {
-            if !matches!(s.kernel, Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8) {
+            if !matches!(
+                s.kernel,
+                Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 | Kernel::Conv3x3Sg(_)
+            ) {
                 continue;
             }
             if vi == 0 {
