@@ -164,15 +164,24 @@ fn the_subgroup_conv_runs_where_it_applies() {
         plan.steps()
             .iter()
             .map(|s| s.kernel)
-            .filter(|k| matches!(k, Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 | Kernel::Conv3x3Sg(_)))
+            .filter(|k| {
+                matches!(
+                    k,
+                    Kernel::Conv3x3Co4
+                        | Kernel::Conv3x3Co8
+                        | Kernel::Conv3x3Co8Grouped
+                        | Kernel::Conv3x3Sg(_)
+                )
+            })
             .collect::<BTreeSet<_>>()
     };
-    // Levels 48, 24 and 12 wide take the subgroup kernel; the bottleneck, 6 wide, cannot.
+    // Levels 48, 24 and 12 wide take the subgroup kernel; the bottleneck, 6 wide, cannot: it
+    // runs the plain kernel on the same (grouped) weights.
     let want: BTreeSet<_> = [2, 4, 8]
         .into_iter()
         .filter(|&xb| xb <= sg)
         .map(Kernel::Conv3x3Sg)
-        .chain([Kernel::Conv3x3Co8])
+        .chain([Kernel::Conv3x3Co8Grouped])
         .collect();
     assert_eq!(kernels(None), want);
     assert_eq!(

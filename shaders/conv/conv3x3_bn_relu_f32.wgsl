@@ -11,6 +11,7 @@
 //
 // Weights: vec4 over output channels, index (ci * 9 + ky * 3 + kx) * wrow + g * CO / 4 + j, with
 // wrow = cog * CO / 4 vec4 per row, zero-padded; bias likewise, index g * CO / 4 + j.
+// With GROUPED (CO8 only; the layout of conv3x3_sg_f32): index ((g * cin + ci) * 9 + tap) * 2 + j.
 
 struct Params {
     n: u32,
@@ -35,6 +36,8 @@ override WG_X: u32 = 8u;
 override WG_Y: u32 = 8u;
 // 8 output channels per invocation instead of 4.
 override CO8: bool = true;
+// Weights grouped by output-channel block (see above).
+override GROUPED: bool = false;
 
 fn store(n: u32, co0: u32, y: u32, x: u32, v_in: vec4<f32>) {
     if (x >= p.w || co0 >= p.cout) {
@@ -137,18 +140,23 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
             v4 = select(0.0, v4, rm && m4);
             v5 = select(0.0, v5, rm && m5);
             // Multiply-accumulate the 3 taps of this kernel row.
-            let wb = (ci * 9u + ky * 3u) * wrow + gv;
+            let wb = select(
+                (ci * 9u + ky * 3u) * wrow + gv,
+                ((g * cin + ci) * 9u + ky * 3u) * 2u,
+                GROUPED,
+            );
+            let ts = select(wrow, 2u, GROUPED); // vec4 from one tap to the next
             let w0 = weights[wb];
-            let w1 = weights[wb + wrow];
-            let w2 = weights[wb + 2u * wrow];
+            let w1 = weights[wb + ts];
+            let w2 = weights[wb + 2u * ts];
             a00 += v0 * w0 + v1 * w1 + v2 * w2;
             a01 += v1 * w0 + v2 * w1 + v3 * w2;
             a02 += v2 * w0 + v3 * w1 + v4 * w2;
             a03 += v3 * w0 + v4 * w1 + v5 * w2;
             if (CO8) {
                 let u0 = weights[wb + 1u];
-                let u1 = weights[wb + wrow + 1u];
-                let u2 = weights[wb + 2u * wrow + 1u];
+                let u1 = weights[wb + ts + 1u];
+                let u2 = weights[wb + 2u * ts + 1u];
                 a10 += v0 * u0 + v1 * u1 + v2 * u2;
                 a11 += v1 * u0 + v2 * u1 + v3 * u2;
                 a12 += v2 * u0 + v3 * u1 + v4 * u2;

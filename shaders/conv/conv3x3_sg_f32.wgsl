@@ -9,7 +9,9 @@
 // load) and hand them out with `subgroupShuffle` at constant lane indices, which compiles to a
 // register broadcast. The input row is one vec4 load per lane (4 pixels); the two neighbouring
 // columns come from the adjacent lanes with `subgroupShuffleUp/Down`, and only lanes at the edge
-// of the subgroup's patch need them from memory (one more vec4 load, shared by both edges).
+// of the subgroup's patch need them from memory: with 8 lanes per patch row, six lanes fetch the
+// six edge values of the three rows in one load and shuffle them to the edges; narrower patch
+// rows load one more vec4 per row.
 // Every activation access is a vec4: WebGPU forbids a second (scalar) view of the same range,
 // since the arena must be bound read_write.
 //
@@ -19,7 +21,9 @@
 // 4·XB pixels × WG / XB rows. Positions come from `subgroup_id` and `subgroup_invocation_id`, so
 // the shuffles are right however the hardware numbers its lanes.
 //
-// Weights: the v2 layout, vec4 over output channels, index (ci * 9 + tap) * wrow + g * 2 + j.
+// Weights grouped by 8 output channels: vec4 index ((g * cin + ci) * 9 + tap) * 2 + j holds
+// channels 8g + 4j ..+ 4, so one channel's 18 vec4s are contiguous (lanes load neighbouring
+// vec4s, not 9 scattered rows).
 
 struct Params {
     n: u32,
@@ -86,28 +90,27 @@ fn row(
     b3 = fma(vec4(i3), u0, fma(vec4(i4), u1, fma(vec4(i5), u2, b3)));
 }
 
-struct Seg {
-    v: vec4<f32>,
-    halo: f32,
+// Vec4 `i` of input channel `ci` (of `src_a`, then `src_b`), relative to that channel's tensor.
+fn ld(ci: u32, i: u32) -> vec4<f32> {
+    if (ci < p.cin_a) {
+        return src_a[i];
+    }
+    return src_b[i];
 }
 
-// One input row (vec4 index `r4` of its first pixel): the lane's 4 pixels at `x4` and its edge
-// value from the vec4 at `h4` (the left neighbour's last value for the first lane of a patch row,
-// the right neighbour's first for the last lane), zero outside the image.
-fn load_seg(ci: u32, r4: u32, x4: u32, h4: u32, first: bool, ok: bool, hm: bool) -> Seg {
-    var v: vec4<f32>;
-    var hv: vec4<f32>;
+// Component x (w) of vec4 `i`: one scalar load.
+fn ld_x(ci: u32, i: u32) -> f32 {
     if (ci < p.cin_a) {
-        v = src_a[r4 + x4];
-        hv = src_a[r4 + h4];
-    } else {
-        v = src_b[r4 + x4];
-        hv = src_b[r4 + h4];
+        return src_a[i].x;
     }
-    var s: Seg;
-    s.v = select(vec4(0.0), v, ok);
-    s.halo = select(0.0, select(hv.x, hv.w, first), ok && hm);
-    return s;
+    return src_b[i].x;
+}
+
+fn ld_w(ci: u32, i: u32) -> f32 {
+    if (ci < p.cin_a) {
+        return src_a[i].w;
+    }
+    return src_b[i].w;
 }
 
 fn store(n: u32, co: u32, y: u32, x0: u32, v_in: vec4<f32>) {
@@ -133,23 +136,39 @@ fn main(
     let n = wid.z / p.cog;
     let g = wid.z % p.cog;
     let inside = x0 < p.w && y < p.h;
-    let wrow = p.cog * 2u;
     let gv = g * 2u;
     let hw = p.h * p.w;
     // Addresses are clamped into the image so that every lane can load (no lane leaves before
     // the shuffles); what lies outside is zeroed.
     let x4 = min(x0, p.w - 4u) / 4u;
-    // The edge column this lane needs: left of the patch row, right of it, or (unused) its own.
-    let hxi = select(select(i32(x0), i32(x0) + 4, xb == XB - 1u), i32(x0) - 1, xb == 0u);
-    let hm = hxi >= 0 && hxi < i32(p.w);
-    let h4 = u32(clamp(hxi, 0, i32(p.w) - 1)) / 4u;
-    // Rows y - 1, y, y + 1.
+    // Rows y - 1, y, y + 1: clamped, and whether they exist.
     let yc = min(y, p.h - 1u);
     let rtop = select(0u, yc - 1u, yc > 0u);
     let rbot = min(yc + 1u, p.h - 1u);
-    let ok0 = inside && y > 0u;
-    let ok1 = inside;
-    let ok2 = inside && y + 1u < p.h;
+    let rv0 = y < p.h && y > 0u;
+    let rv1 = y < p.h;
+    let rv2 = y + 1u < p.h;
+    let ok0 = inside && rv0;
+    let ok1 = inside && rv1;
+    let ok2 = inside && rv2;
+    let w4 = p.w / 4u;
+    // XB < 8: the edge column this lane needs, left of the patch row, right of it, or (unused)
+    // its own; in vec4 units.
+    let hxi = select(select(i32(x0), i32(x0) + 4, xb == XB - 1u), i32(x0) - 1, xb == 0u);
+    let hm = hxi >= 0 && hxi < i32(p.w);
+    let h4 = u32(clamp(hxi, 0, i32(p.w) - 1)) / 4u;
+    // XB = 8: lane k < 6 of a patch row fetches the edge value of row k / 2, left of the patch
+    // (k even) or right of it (k odd), for the lanes at the edges.
+    let hr = min(xb / 2u, 2u);
+    let hright = (xb & 1u) == 1u;
+    let hrow = select(select(rbot, yc, hr == 1u), rtop, hr == 0u);
+    let hrv = select(select(rv2, rv1, hr == 1u), rv0, hr == 0u);
+    let hci = select(i32(wid.x * XB) - 1, i32((wid.x + 1u) * XB), hright);
+    let hm8 = xb < 6u && hrv && hci >= 0 && hci < i32(w4);
+    let hc4 = u32(clamp(hci, 0, i32(w4) - 1));
+    // The first lane of this patch row, and which of a fetching pair this lane reads.
+    let pb = select((lane / XB) * XB, 0u, SG == XB);
+    let side = select(0u, 1u, xb == XB - 1u);
 
     let bv0 = bias[gv];
     let bv1 = bias[gv + 1u];
@@ -167,36 +186,63 @@ fn main(
     let cin = p.cin_a + p.cin_b;
     for (var ci = 0u; ci < cin; ci++) {
         // This channel's 18 weight vec4s, spread over the lanes.
-        let wb = ci * 9u * wrow + gv;
-        let q0 = min(lane, 17u);
-        let r0 = weights[wb + (q0 / 2u) * wrow + (q0 & 1u)];
+        let wb = (g * cin + ci) * 18u;
+        let r0 = weights[wb + min(lane, 17u)];
         var r1 = vec4(0.0);
         var r2 = vec4(0.0);
         if (SG < 18u) {
-            let q1 = min(SG + lane, 17u);
-            r1 = weights[wb + (q1 / 2u) * wrow + (q1 & 1u)];
+            r1 = weights[wb + min(SG + lane, 17u)];
         }
-        if (2u * SG < 18u) {
-            let q2 = min(2u * SG + lane, 17u);
-            r2 = weights[wb + (q2 / 2u) * wrow + (q2 & 1u)];
+        // (A load inside a branch costs only the lanes that take it on SIMD-style devices.)
+        if (2u * SG < 18u && 2u * SG + lane < 18u) {
+            r2 = weights[wb + 2u * SG + lane];
         }
         let base = select(
             (n * p.cin_b + ci - p.cin_a) * hw,
             (n * p.cin_a + ci) * hw,
             ci < p.cin_a,
         );
-        let s0 = load_seg(ci, (base + rtop * p.w) / 4u, x4, h4, first, ok0, hm);
-        let s1 = load_seg(ci, (base + yc * p.w) / 4u, x4, h4, first, ok1, hm);
-        let s2 = load_seg(ci, (base + rbot * p.w) / 4u, x4, h4, first, ok2, hm);
-        let l0 = select(subgroupShuffleUp(s0.v.w, 1u), s0.halo, first);
-        let e0 = select(subgroupShuffleDown(s0.v.x, 1u), s0.halo, last);
-        let l1 = select(subgroupShuffleUp(s1.v.w, 1u), s1.halo, first);
-        let e1 = select(subgroupShuffleDown(s1.v.x, 1u), s1.halo, last);
-        let l2 = select(subgroupShuffleUp(s2.v.w, 1u), s2.halo, first);
-        let e2 = select(subgroupShuffleDown(s2.v.x, 1u), s2.halo, last);
-        row(0u, l0, s0.v.x, s0.v.y, s0.v.z, s0.v.w, e0, r0, r1, r2);
-        row(1u, l1, s1.v.x, s1.v.y, s1.v.z, s1.v.w, e1, r0, r1, r2);
-        row(2u, l2, s2.v.x, s2.v.y, s2.v.z, s2.v.w, e2, r0, r1, r2);
+        let t4 = (base + rtop * p.w) / 4u;
+        let m4 = (base + yc * p.w) / 4u;
+        let b4 = (base + rbot * p.w) / 4u;
+        let v0 = select(vec4(0.0), ld(ci, t4 + x4), ok0);
+        let v1 = select(vec4(0.0), ld(ci, m4 + x4), ok1);
+        let v2 = select(vec4(0.0), ld(ci, b4 + x4), ok2);
+        // This lane's edge value of each row (meaningful at the patch edges only).
+        var h0: f32;
+        var h1: f32;
+        var h2: f32;
+        if (XB == 8u) {
+            // Scalar loads, taken by the fetching lanes only.
+            var hval = 0.0;
+            if (hm8) {
+                let i = (base + hrow * p.w) / 4u + hc4;
+                if (hright) {
+                    hval = ld_x(ci, i);
+                } else {
+                    hval = ld_w(ci, i);
+                }
+            }
+            h0 = subgroupShuffle(hval, pb + side);
+            h1 = subgroupShuffle(hval, pb + 2u + side);
+            h2 = subgroupShuffle(hval, pb + 4u + side);
+        } else {
+            let g0 = ld(ci, t4 + h4);
+            let g1 = ld(ci, m4 + h4);
+            let g2 = ld(ci, b4 + h4);
+            h0 = select(0.0, select(g0.x, g0.w, first), ok0 && hm);
+            h1 = select(0.0, select(g1.x, g1.w, first), ok1 && hm);
+            h2 = select(0.0, select(g2.x, g2.w, first), ok2 && hm);
+        }
+        let l0 = select(subgroupShuffleUp(v0.w, 1u), h0, first);
+        let e0 = select(subgroupShuffleDown(v0.x, 1u), h0, last);
+        let l1 = select(subgroupShuffleUp(v1.w, 1u), h1, first);
+        let e1 = select(subgroupShuffleDown(v1.x, 1u), h1, last);
+        let l2 = select(subgroupShuffleUp(v2.w, 1u), h2, first);
+        let e2 = select(subgroupShuffleDown(v2.x, 1u), h2, last);
+        row(0u, l0, v0.x, v0.y, v0.z, v0.w, e0, r0, r1, r2);
+        row(1u, l1, v1.x, v1.y, v1.z, v1.w, e1, r0, r1, r2);
+        row(2u, l2, v2.x, v2.y, v2.z, v2.w, e2, r0, r1, r2);
     }
     if (!inside) {
         return;

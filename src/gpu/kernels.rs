@@ -13,8 +13,12 @@ pub enum Kernel {
     Conv3x3Co8,
     /// 3×3 conv, 4 px × 8 output channels per invocation, weights shared through subgroup
     /// shuffles (adapters with one fixed subgroup size; rows a multiple of 4 wide). The value is
-    /// XB, the invocations along x per subgroup row (2, 4 or 8). Same weights as `Conv3x3Co8`.
+    /// XB, the invocations along x per subgroup row (2, 4 or 8). Weights grouped by 8 output
+    /// channels (`pack_conv3x3_grouped`).
     Conv3x3Sg(u32),
+    /// `Conv3x3Co8` on the grouped weights of `Conv3x3Sg`, for the layers packed for it whose
+    /// rows it cannot take.
+    Conv3x3Co8Grouped,
     BnRelu,
     MaxPool,
     UpConv,
@@ -72,7 +76,9 @@ impl Kernel {
             Kernel::ResizeI8 => "int8/resize_i8",
             Kernel::BorderI8 => "int8/border_i8",
             Kernel::HeadI8 => "int8/head_i8",
-            Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 => "conv/conv3x3_bn_relu_f32",
+            Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 | Kernel::Conv3x3Co8Grouped => {
+                "conv/conv3x3_bn_relu_f32"
+            }
             Kernel::Conv3x3Sg(_) => "conv/conv3x3_sg_f32",
             Kernel::BnRelu => "norm/bn_relu_f32",
             Kernel::MaxPool => "pool/maxpool2x2_f32",
@@ -94,7 +100,10 @@ impl Kernel {
     /// Output channels per invocation (conv kernels).
     pub fn out_block(self) -> usize {
         match self {
-            Kernel::Conv3x3Co8 | Kernel::Conv3x3Sg(_) | Kernel::UpConv => 8,
+            Kernel::Conv3x3Co8
+            | Kernel::Conv3x3Co8Grouped
+            | Kernel::Conv3x3Sg(_)
+            | Kernel::UpConv => 8,
             _ => 4,
         }
     }
@@ -128,10 +137,11 @@ impl Kernel {
             Kernel::UpConv | Kernel::Conv3x3I8 | Kernel::Conv3x3SparseI8 | Kernel::UpConvI8 => {
                 vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)]
             }
-            Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 => vec![
+            Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 | Kernel::Conv3x3Co8Grouped => vec![
                 ("WG_X", CONV_WG.0 as f64),
                 ("WG_Y", CONV_WG.1 as f64),
-                ("CO8", (self == Kernel::Conv3x3Co8) as u32 as f64),
+                ("CO8", (self != Kernel::Conv3x3Co4) as u32 as f64),
+                ("GROUPED", (self == Kernel::Conv3x3Co8Grouped) as u32 as f64),
             ],
             _ => vec![("WG", WG_LINEAR as f64)],
         }
@@ -194,6 +204,23 @@ pub(crate) fn pack_rows(
     for r in 0..rows {
         for co in 0..cout {
             out[r * cp + co] = get(r, co);
+        }
+    }
+    out
+}
+
+/// 3×3 conv weights `[cout, cin, 3, 3]` grouped by 8 output channels for `Conv3x3Sg`: vec4
+/// index `((g * cin + ci) * 9 + tap) * 2 + j` holds output channels `8g + 4j ..+ 4` (zero past
+/// `cout`), so that the 18 vec4s of one group and input channel are contiguous.
+pub(crate) fn pack_conv3x3_grouped(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+    let groups = cout.div_ceil(8);
+    let mut out = vec![0.0; groups * cin * 9 * 8];
+    for co in 0..cout {
+        let (g, c) = (co / 8, co % 8);
+        for ci in 0..cin {
+            for tap in 0..9 {
+                out[((g * cin + ci) * 9 + tap) * 8 + c] = weight[(co * cin + ci) * 9 + tap];
+            }
         }
     }
     out

@@ -7,7 +7,9 @@ use std::sync::Mutex;
 
 use wgpu::util::DeviceExt;
 
-use super::kernels::{linear_groups, pack_rows, pack_vec4, Kernel, CONV_PX, CONV_WG};
+use super::kernels::{
+    linear_groups, pack_conv3x3_grouped, pack_rows, pack_vec4, Kernel, CONV_PX, CONV_WG,
+};
 use super::scoped_async;
 use crate::model::{fold_bn, ConvWeights, UNet, UNetSpec};
 use crate::plan::{plan_memory_with, ConvRef, Graph, MemoryPlan, Op, Shape, ARENA_ALIGN};
@@ -23,7 +25,7 @@ pub struct GpuOptions {
     pub keep_intermediates: bool,
     /// Use this 3×3 conv variant for every layer instead of the per-layer choice
     /// (`bench --kernels` compares them). `Conv3x3Sg(_)`: the subgroup kernel wherever it
-    /// applies (its XB chosen per layer), `Conv3x3Co8` elsewhere.
+    /// applies (its XB chosen per layer), `Conv3x3Co8Grouped` elsewhere.
     pub conv3x3: Option<Kernel>,
 }
 
@@ -72,9 +74,14 @@ fn storage(device: &wgpu::Device, label: &str, data: &[f32]) -> wgpu::Buffer {
 
 /// 3×3 conv weights `[cout, cin, 3, 3]` → rows indexed `ci * 9 + tap` of `cout` padded to the
 /// kernel's output block.
-fn pack_conv3x3(w: &ConvWeights, block: usize) -> (Vec<f32>, Vec<f32>) {
+/// For `Conv3x3Sg` (and its fallback), grouped by 8 output channels instead.
+fn pack_conv3x3(w: &ConvWeights, kernel: Kernel) -> (Vec<f32>, Vec<f32>) {
     let [cout, cin, _, _] = w.shape;
-    let packed = pack_rows(cin * 9, cout, block, |r, co| w.weight[co * cin * 9 + r]);
+    let block = kernel.out_block();
+    let packed = match kernel {
+        Kernel::Conv3x3Sg(_) => pack_conv3x3_grouped(&w.weight, cout, cin),
+        _ => pack_rows(cin * 9, cout, block, |r, co| w.weight[co * cin * 9 + r]),
+    };
     let bias = pack_rows(1, cout, block, |_, co| {
         w.bias.as_ref().map_or(0.0, |b| b[co])
     });
@@ -137,24 +144,29 @@ impl GpuModel {
             ],
             opts.fold_bn,
         )?;
+        let sg = match opts.conv3x3 {
+            None | Some(Kernel::Conv3x3Sg(_)) => super::fixed_subgroup_size(device),
+            Some(_) => None,
+        };
         let mut convs = HashMap::new();
         let mut bns = HashMap::new();
         for op in &g.ops {
             if let Op::Conv3x3 { conv, fused, .. } = op {
                 let (w, bn) = conv.weights(model);
                 let name = conv.name();
-                // The subgroup kernel is picked per plan (it depends on the row width) and shares
-                // `Conv3x3Co8`'s weights.
+                // Layers of 8 channels and more are packed for the subgroup kernel where it runs;
+                // its XB (or its fallback on rows it cannot take) is picked per plan.
                 let kernel = match opts.conv3x3 {
-                    Some(Kernel::Conv3x3Sg(_)) if w.shape[0] >= 8 => Kernel::Conv3x3Co8,
+                    Some(Kernel::Conv3x3Sg(_)) | None if sg.is_some() && w.shape[0] >= 8 => {
+                        Kernel::Conv3x3Sg(0)
+                    }
+                    Some(Kernel::Conv3x3Sg(_)) | None => Kernel::conv3x3_for(w.shape[0]),
                     Some(k) => k,
-                    None => Kernel::conv3x3_for(w.shape[0]),
                 };
-                let block = kernel.out_block();
                 let (packed, bias) = if *fused {
-                    pack_conv3x3(&fold_bn(w, bn, eps), block)
+                    pack_conv3x3(&fold_bn(w, bn, eps), kernel)
                 } else {
-                    pack_conv3x3(w, block)
+                    pack_conv3x3(w, kernel)
                 };
                 convs.insert(
                     *conv,
@@ -205,10 +217,6 @@ impl GpuModel {
             b: upload("final_conv", &hb)?,
             kernel: Kernel::Head,
         };
-        let sg = match opts.conv3x3 {
-            None | Some(Kernel::Conv3x3Sg(_)) => super::fixed_subgroup_size(device),
-            Some(_) => None,
-        };
         let mut pipelines: HashMap<_, _> = Kernel::ALL
             .iter()
             .map(|&k| (k, k.pipeline(device)))
@@ -218,6 +226,8 @@ impl GpuModel {
                 let k = Kernel::Conv3x3Sg(xb);
                 pipelines.insert(k, k.pipeline_sg(device, sg));
             }
+            let k = Kernel::Conv3x3Co8Grouped;
+            pipelines.insert(k, k.pipeline(device));
         }
         Ok(GpuModel {
             device: device.clone(),
@@ -286,10 +296,11 @@ impl GpuModel {
                         let ca = shape(*a)[1];
                         let cb = b.map_or(0, |b| shape(b)[1]);
                         let wb = &self.convs[conv];
-                        let sg_kernel = (wb.kernel == Kernel::Conv3x3Co8)
-                            .then(|| Kernel::conv3x3_sg_for(self.sg, w as usize))
-                            .flatten();
-                        let kernel = sg_kernel.unwrap_or(wb.kernel);
+                        let kernel = match wb.kernel {
+                            Kernel::Conv3x3Sg(_) => Kernel::conv3x3_sg_for(self.sg, w as usize)
+                                .unwrap_or(Kernel::Conv3x3Co8Grouped),
+                            k => k,
+                        };
                         let blocks = c.div_ceil(kernel.out_block() as u32);
                         let groups = match kernel {
                             Kernel::Conv3x3Sg(xb) => [
