@@ -148,7 +148,10 @@ fn the_subgroup_conv_runs_where_it_applies() {
         eprintln!("skipped: no fixed subgroup size on {}", gpu.info.name);
         return;
     };
-    let model = init_random(&UNetSpec::new(3, 2, vec![12, 24, 48]), &InitOptions { seed: 3 });
+    let model = init_random(
+        &UNetSpec::new(3, 2, vec![12, 24, 48]),
+        &InitOptions { seed: 3 },
+    );
     let kernels = |conv3x3| {
         let gm = GpuModel::new(
             &gpu.device,

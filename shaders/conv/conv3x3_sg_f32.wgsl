@@ -60,30 +60,58 @@ var<private> b1: vec4<f32>;
 var<private> b2: vec4<f32>;
 var<private> b3: vec4<f32>;
 
-// Weight vec4 `q` (tap * 2 + j) of the channel being processed: lane q % SG of register q / SG.
-fn wt(q: u32, r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>) -> vec4<f32> {
-    let k = q / SG;
-    let r = select(select(r2, r1, k == 1u), r0, k == 0u);
-    return subgroupShuffle(r, q % SG);
+// Per-invocation constants of the position (set once by `main`, read by `step`).
+var<private> lane_id: u32;
+var<private> x4: u32; // this lane's 4 pixels, in vec4s from the row start (clamped)
+var<private> h4: u32; // XB < 8: the vec4 holding this lane's edge value
+var<private> hm: bool; // XB < 8: whether that edge column lies inside the image
+var<private> first: bool; // first lane of its patch row
+var<private> last: bool; // last lane of its patch row
+var<private> hsrc: u32; // XB = 8: the lane that fetched this lane's edge value of kernel row 0
+
+// Weight vec4 `q` (tap * 2 + j) of the kernel row being processed: lane q % SG of r0 or r1.
+fn wt(q: u32, r0: vec4<f32>, r1: vec4<f32>) -> vec4<f32> {
+    return subgroupShuffle(select(r1, r0, q < SG), q % SG);
 }
 
-// The 3 taps of kernel row `ky` on the 6-value input row segment i0..i5.
-fn row(
-    ky: u32,
-    i0: f32, i1: f32, i2: f32, i3: f32, i4: f32, i5: f32,
-    r0: vec4<f32>, r1: vec4<f32>, r2: vec4<f32>,
-) {
-    let q = ky * 6u;
-    let w0 = wt(q, r0, r1, r2);
-    let w1 = wt(q + 2u, r0, r1, r2);
-    let w2 = wt(q + 4u, r0, r1, r2);
+// One kernel row `ky` of input channel `ci`: its 3 taps × 8 output channels on the lane's input
+// row (vec4 index `r4` of the row start, `ok` whether it exists); `hval` is what this lane
+// fetched for the patch edges (XB = 8).
+fn step(ky: u32, ci: u32, wb: u32, r4: u32, ok: bool, hval: f32) {
+    // The row's 6 weight vec4s, one per lane (a load inside a branch costs only the lanes that
+    // take it on SIMD-style devices).
+    var r0 = vec4(0.0);
+    var r1 = vec4(0.0);
+    if (lane_id < 6u) {
+        r0 = weights[wb + ky * 6u + lane_id];
+    }
+    if (SG < 6u && lane_id + SG < 6u) {
+        r1 = weights[wb + ky * 6u + SG + lane_id];
+    }
+    let v = select(vec4(0.0), ld(ci, r4 + x4), ok);
+    var h: f32;
+    if (XB == 8u) {
+        h = subgroupShuffle(hval, hsrc + 2u * ky);
+    } else {
+        let g = ld(ci, r4 + h4);
+        h = select(0.0, select(g.x, g.w, first), ok && hm);
+    }
+    let i0 = select(subgroupShuffleUp(v.w, 1u), h, first);
+    let i5 = select(subgroupShuffleDown(v.x, 1u), h, last);
+    let i1 = v.x;
+    let i2 = v.y;
+    let i3 = v.z;
+    let i4 = v.w;
+    let w0 = wt(0u, r0, r1);
+    let w1 = wt(2u, r0, r1);
+    let w2 = wt(4u, r0, r1);
     a0 = fma(vec4(i0), w0, fma(vec4(i1), w1, fma(vec4(i2), w2, a0)));
     a1 = fma(vec4(i1), w0, fma(vec4(i2), w1, fma(vec4(i3), w2, a1)));
     a2 = fma(vec4(i2), w0, fma(vec4(i3), w1, fma(vec4(i4), w2, a2)));
     a3 = fma(vec4(i3), w0, fma(vec4(i4), w1, fma(vec4(i5), w2, a3)));
-    let u0 = wt(q + 1u, r0, r1, r2);
-    let u1 = wt(q + 3u, r0, r1, r2);
-    let u2 = wt(q + 5u, r0, r1, r2);
+    let u0 = wt(1u, r0, r1);
+    let u1 = wt(3u, r0, r1);
+    let u2 = wt(5u, r0, r1);
     b0 = fma(vec4(i0), u0, fma(vec4(i1), u1, fma(vec4(i2), u2, b0)));
     b1 = fma(vec4(i1), u0, fma(vec4(i2), u1, fma(vec4(i3), u2, b1)));
     b2 = fma(vec4(i2), u0, fma(vec4(i3), u1, fma(vec4(i4), u2, b2)));
@@ -140,7 +168,8 @@ fn main(
     let hw = p.h * p.w;
     // Addresses are clamped into the image so that every lane can load (no lane leaves before
     // the shuffles); what lies outside is zeroed.
-    let x4 = min(x0, p.w - 4u) / 4u;
+    lane_id = lane;
+    x4 = min(x0, p.w - 4u) / 4u;
     // Rows y - 1, y, y + 1: clamped, and whether they exist.
     let yc = min(y, p.h - 1u);
     let rtop = select(0u, yc - 1u, yc > 0u);
@@ -155,8 +184,8 @@ fn main(
     // XB < 8: the edge column this lane needs, left of the patch row, right of it, or (unused)
     // its own; in vec4 units.
     let hxi = select(select(i32(x0), i32(x0) + 4, xb == XB - 1u), i32(x0) - 1, xb == 0u);
-    let hm = hxi >= 0 && hxi < i32(p.w);
-    let h4 = u32(clamp(hxi, 0, i32(p.w) - 1)) / 4u;
+    hm = hxi >= 0 && hxi < i32(p.w);
+    h4 = u32(clamp(hxi, 0, i32(p.w) - 1)) / 4u;
     // XB = 8: lane k < 6 of a patch row fetches the edge value of row k / 2, left of the patch
     // (k even) or right of it (k odd), for the lanes at the edges.
     let hr = min(xb / 2u, 2u);
@@ -166,9 +195,8 @@ fn main(
     let hci = select(i32(wid.x * XB) - 1, i32((wid.x + 1u) * XB), hright);
     let hm8 = xb < 6u && hrv && hci >= 0 && hci < i32(w4);
     let hc4 = u32(clamp(hci, 0, i32(w4) - 1));
-    // The first lane of this patch row, and which of a fetching pair this lane reads.
-    let pb = select((lane / XB) * XB, 0u, SG == XB);
-    let side = select(0u, 1u, xb == XB - 1u);
+    // The fetching lane for this lane's edge (first lane of the patch row, + 1 on the right).
+    hsrc = select((lane / XB) * XB, 0u, SG == XB) + select(0u, 1u, xb == XB - 1u);
 
     let bv0 = bias[gv];
     let bv1 = bias[gv + 1u];
@@ -181,68 +209,29 @@ fn main(
     b2 = bv1;
     b3 = bv1;
 
-    let first = xb == 0u;
-    let last = xb == XB - 1u;
+    first = xb == 0u;
+    last = xb == XB - 1u;
     let cin = p.cin_a + p.cin_b;
     for (var ci = 0u; ci < cin; ci++) {
-        // This channel's 18 weight vec4s, spread over the lanes.
         let wb = (g * cin + ci) * 18u;
-        let r0 = weights[wb + min(lane, 17u)];
-        var r1 = vec4(0.0);
-        var r2 = vec4(0.0);
-        if (SG < 18u) {
-            r1 = weights[wb + min(SG + lane, 17u)];
-        }
-        // (A load inside a branch costs only the lanes that take it on SIMD-style devices.)
-        if (2u * SG < 18u && 2u * SG + lane < 18u) {
-            r2 = weights[wb + 2u * SG + lane];
-        }
         let base = select(
             (n * p.cin_b + ci - p.cin_a) * hw,
             (n * p.cin_a + ci) * hw,
             ci < p.cin_a,
         );
-        let t4 = (base + rtop * p.w) / 4u;
-        let m4 = (base + yc * p.w) / 4u;
-        let b4 = (base + rbot * p.w) / 4u;
-        let v0 = select(vec4(0.0), ld(ci, t4 + x4), ok0);
-        let v1 = select(vec4(0.0), ld(ci, m4 + x4), ok1);
-        let v2 = select(vec4(0.0), ld(ci, b4 + x4), ok2);
-        // This lane's edge value of each row (meaningful at the patch edges only).
-        var h0: f32;
-        var h1: f32;
-        var h2: f32;
-        if (XB == 8u) {
-            // Scalar loads, taken by the fetching lanes only.
-            var hval = 0.0;
-            if (hm8) {
-                let i = (base + hrow * p.w) / 4u + hc4;
-                if (hright) {
-                    hval = ld_x(ci, i);
-                } else {
-                    hval = ld_w(ci, i);
-                }
+        // XB = 8: the patch edges of the three rows, scalar loads taken by the fetching lanes.
+        var hval = 0.0;
+        if (XB == 8u && hm8) {
+            let i = (base + hrow * p.w) / 4u + hc4;
+            if (hright) {
+                hval = ld_x(ci, i);
+            } else {
+                hval = ld_w(ci, i);
             }
-            h0 = subgroupShuffle(hval, pb + side);
-            h1 = subgroupShuffle(hval, pb + 2u + side);
-            h2 = subgroupShuffle(hval, pb + 4u + side);
-        } else {
-            let g0 = ld(ci, t4 + h4);
-            let g1 = ld(ci, m4 + h4);
-            let g2 = ld(ci, b4 + h4);
-            h0 = select(0.0, select(g0.x, g0.w, first), ok0 && hm);
-            h1 = select(0.0, select(g1.x, g1.w, first), ok1 && hm);
-            h2 = select(0.0, select(g2.x, g2.w, first), ok2 && hm);
         }
-        let l0 = select(subgroupShuffleUp(v0.w, 1u), h0, first);
-        let e0 = select(subgroupShuffleDown(v0.x, 1u), h0, last);
-        let l1 = select(subgroupShuffleUp(v1.w, 1u), h1, first);
-        let e1 = select(subgroupShuffleDown(v1.x, 1u), h1, last);
-        let l2 = select(subgroupShuffleUp(v2.w, 1u), h2, first);
-        let e2 = select(subgroupShuffleDown(v2.x, 1u), h2, last);
-        row(0u, l0, v0.x, v0.y, v0.z, v0.w, e0, r0, r1, r2);
-        row(1u, l1, v1.x, v1.y, v1.z, v1.w, e1, r0, r1, r2);
-        row(2u, l2, v2.x, v2.y, v2.z, v2.w, e2, r0, r1, r2);
+        step(0u, ci, wb, (base + rtop * p.w) / 4u, ok0, hval);
+        step(1u, ci, wb, (base + yc * p.w) / 4u, ok1, hval);
+        step(2u, ci, wb, (base + rbot * p.w) / 4u, ok2, hval);
     }
     if (!inside) {
         return;

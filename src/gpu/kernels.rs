@@ -22,6 +22,10 @@ pub enum Kernel {
     BnRelu,
     MaxPool,
     UpConv,
+    /// Transposed conv, 2 input pixels × 4 taps × 4 output channels per invocation, weights
+    /// shared through subgroup shuffles (adapters with one fixed subgroup size; any shape).
+    /// Weights grouped by 4 output channels (`pack_upconv_grouped`).
+    UpConvSg,
     Resize,
     Head,
     /// int8 kernels (`shaders/int8/`): dense 3×3 conv, 4 px × 8 output channels per invocation.
@@ -83,6 +87,7 @@ impl Kernel {
             Kernel::BnRelu => "norm/bn_relu_f32",
             Kernel::MaxPool => "pool/maxpool2x2_f32",
             Kernel::UpConv => "conv/upconv2x2_f32",
+            Kernel::UpConvSg => "conv/upconv2x2_sg_f32",
             Kernel::Resize => "resize/bilinear_ac_f32",
             Kernel::Head => "conv/conv1x1_f32",
         }
@@ -129,11 +134,8 @@ impl Kernel {
     /// Values of the shader's `override` constants.
     fn constants(self, sg: u32) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::Conv3x3Sg(xb) => vec![
-                ("SG", sg as f64),
-                ("XB", xb as f64),
-                ("WG", sg as f64),
-            ],
+            Kernel::UpConvSg => vec![("SG", sg as f64)],
+            Kernel::Conv3x3Sg(xb) => vec![("SG", sg as f64), ("XB", xb as f64), ("WG", sg as f64)],
             Kernel::UpConv | Kernel::Conv3x3I8 | Kernel::Conv3x3SparseI8 | Kernel::UpConvI8 => {
                 vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)]
             }
@@ -220,6 +222,22 @@ pub(crate) fn pack_conv3x3_grouped(weight: &[f32], cout: usize, cin: usize) -> V
         for ci in 0..cin {
             for tap in 0..9 {
                 out[((g * cin + ci) * 9 + tap) * 8 + c] = weight[(co * cin + ci) * 9 + tap];
+            }
+        }
+    }
+    out
+}
+
+/// Transposed-conv weights `[cin, cout, 2, 2]` grouped by 4 output channels for `UpConvSg`:
+/// vec4 index `(g * cin + ci) * 4 + tap` holds output channels `4g ..+ 4` (zero past `cout`).
+pub(crate) fn pack_upconv_grouped(weight: &[f32], cin: usize, cout: usize) -> Vec<f32> {
+    let groups = cout.div_ceil(4);
+    let mut out = vec![0.0; groups * cin * 4 * 4];
+    for ci in 0..cin {
+        for co in 0..cout {
+            for tap in 0..4 {
+                out[((co / 4 * cin + ci) * 4 + tap) * 4 + co % 4] =
+                    weight[(ci * cout + co) * 4 + tap];
             }
         }
     }

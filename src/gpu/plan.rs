@@ -8,7 +8,8 @@ use std::sync::Mutex;
 use wgpu::util::DeviceExt;
 
 use super::kernels::{
-    linear_groups, pack_conv3x3_grouped, pack_rows, pack_vec4, Kernel, CONV_PX, CONV_WG,
+    linear_groups, pack_conv3x3_grouped, pack_rows, pack_upconv_grouped, pack_vec4, Kernel,
+    CONV_PX, CONV_WG,
 };
 use super::scoped_async;
 use crate::model::{fold_bn, ConvWeights, UNet, UNetSpec};
@@ -195,17 +196,30 @@ impl GpuModel {
             .enumerate()
             .map(|(l, u)| {
                 let [cin, cout, _, _] = u.up.shape;
-                // PyTorch layout [cin, cout, ky, kx] → rows ci * 4 + tap.
-                let blk = Kernel::UpConv.out_block();
-                let packed = pack_rows(cin * 4, cout, blk, |r, co| {
-                    u.up.weight[((r / 4) * cout + co) * 4 + r % 4]
-                });
+                // PyTorch layout [cin, cout, ky, kx] → rows ci * 4 + tap (or grouped for the
+                // subgroup kernel).
+                let kernel = if sg.is_some() {
+                    Kernel::UpConvSg
+                } else {
+                    Kernel::UpConv
+                };
+                let blk = if sg.is_some() {
+                    4
+                } else {
+                    Kernel::UpConv.out_block()
+                };
+                let packed = match kernel {
+                    Kernel::UpConvSg => pack_upconv_grouped(&u.up.weight, cin, cout),
+                    _ => pack_rows(cin * 4, cout, blk, |r, co| {
+                        u.up.weight[((r / 4) * cout + co) * 4 + r % 4]
+                    }),
+                };
                 let bias = pack_rows(1, cout, blk, |_, co| u.up.bias.as_ref().expect("bias")[co]);
                 let name = format!("ups.{}", 2 * l);
                 Ok(LayerBuffers {
                     a: upload(&name, &packed)?,
                     b: upload(&name, &bias)?,
-                    kernel: Kernel::UpConv,
+                    kernel,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -228,6 +242,7 @@ impl GpuModel {
             }
             let k = Kernel::Conv3x3Co8Grouped;
             pipelines.insert(k, k.pipeline(device));
+            pipelines.insert(Kernel::UpConvSg, Kernel::UpConvSg.pipeline_sg(device, sg));
         }
         Ok(GpuModel {
             device: device.clone(),
@@ -356,25 +371,28 @@ impl GpuModel {
                     }
                     Op::UpConv { x, out, level } => {
                         let [_, cin, ih, iw] = shape(*x);
-                        let blocks = c.div_ceil(Kernel::UpConv.out_block() as u32);
-                        let groups = [
-                            iw.div_ceil(2).div_ceil(CONV_WG.0),
-                            (2 * ih).div_ceil(CONV_WG.1),
-                            n * blocks,
-                        ];
                         let lb = &self.ups[*level];
+                        let blocks = c.div_ceil(lb.kernel.out_block() as u32);
+                        let groups = match lb.kernel {
+                            // One subgroup per workgroup, one input pixel pair per invocation.
+                            Kernel::UpConvSg => [
+                                (ih * iw.div_ceil(2)).div_ceil(self.sg.unwrap_or(8)),
+                                n * blocks,
+                                1,
+                            ],
+                            _ => [
+                                iw.div_ceil(2).div_ceil(CONV_WG.0),
+                                (2 * ih).div_ceil(CONV_WG.1),
+                                n * blocks,
+                            ],
+                        };
                         let bufs = vec![
                             Binding::Arena(*x),
                             Binding::Weights(&lb.a),
                             Binding::Weights(&lb.b),
                             Binding::Arena(*out),
                         ];
-                        (
-                            Kernel::UpConv,
-                            [n, cin, c, blocks, ih, iw, 0, 0],
-                            groups,
-                            bufs,
-                        )
+                        (lb.kernel, [n, cin, c, blocks, ih, iw, 0, 0], groups, bufs)
                     }
                     Op::Resize { x, out } => {
                         let [_, _, ih, iw] = shape(*x);
