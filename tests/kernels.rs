@@ -106,18 +106,20 @@ fn every_kernel_matches_the_cpu_reference() {
             &mut seen,
         );
     }
-    // The subgroup kernel (where the adapter has fixed-size subgroups): rows 48, 24 and 12 wide
-    // (XB 8, 4 and 2), 12 output channels (a partial block of 8), odd heights, skips read from
-    // two inputs.
-    check_variant(
-        vec![12, 24, 48],
-        3,
-        2,
-        [2, 3, 26, 48],
-        true,
-        Some(Kernel::Conv3x3Sg(8)),
-        &mut seen,
-    );
+    // The subgroup kernel (where the adapter has fixed-size subgroups), every mode (see
+    // `the_subgroup_conv_runs_where_it_applies`): 12 output channels (a partial block of 8),
+    // odd heights, skips read from two inputs.
+    for shape in [[2, 3, 26, 48], [1, 3, 8, 128]] {
+        check_variant(
+            vec![12, 24, 48],
+            3,
+            2,
+            shape,
+            true,
+            Some(Kernel::Conv3x3Sg(8)),
+            &mut seen,
+        );
+    }
     // 5 levels.
     check_model(vec![2, 4, 8, 16, 32], 3, 2, [1, 3, 67, 45], true, &mut seen);
     // Wider layers: 4-channel groups and long reduction loops.
@@ -152,7 +154,7 @@ fn the_subgroup_conv_runs_where_it_applies() {
         &UNetSpec::new(3, 2, vec![12, 24, 48]),
         &InitOptions { seed: 3 },
     );
-    let kernels = |conv3x3| {
+    let kernels = |conv3x3, shape| {
         let gm = GpuModel::new(
             &gpu.device,
             &gpu.queue,
@@ -163,7 +165,7 @@ fn the_subgroup_conv_runs_where_it_applies() {
             },
         )
         .unwrap();
-        let plan = gm.plan([1, 3, 26, 48]).unwrap();
+        let plan = gm.plan(shape).unwrap();
         plan.steps()
             .iter()
             .map(|s| s.kernel)
@@ -178,17 +180,29 @@ fn the_subgroup_conv_runs_where_it_applies() {
             })
             .collect::<BTreeSet<_>>()
     };
-    // Levels 48, 24 and 12 wide take the subgroup kernel; the bottleneck, 6 wide, cannot: it
-    // runs the plain kernel on the same (grouped) weights.
-    let want: BTreeSet<_> = [2, 4, 8]
-        .into_iter()
-        .filter(|&xb| xb <= sg)
-        .map(Kernel::Conv3x3Sg)
-        .chain([Kernel::Conv3x3Co8Grouped])
+    // 26 × 48: levels 26 and 13 rows high take columns of `sg` rows (XB = 1) where `sg` ≤ 13,
+    // the 6 × 12 level the narrowest patch rows; the 3 × 6 bottleneck cannot take the subgroup
+    // kernel and runs the plain one on the same (grouped) weights. 8 × 128: a column, then patch
+    // rows 8 invocations (32 pixels) wide at 4 × 64 and 2 × 32, 4 wide at 1 × 16.
+    let got: BTreeSet<_> = kernels(None, [1, 3, 26, 48])
+        .union(&kernels(None, [1, 3, 8, 128]))
+        .cloned()
         .collect();
-    assert_eq!(kernels(None), want);
+    if sg == 8 {
+        let want: BTreeSet<_> = [1, 2, 4, 8]
+            .map(Kernel::Conv3x3Sg)
+            .into_iter()
+            .chain([Kernel::Conv3x3Co8Grouped])
+            .collect();
+        assert_eq!(got, want);
+    }
+    assert!(got.contains(&Kernel::Conv3x3Co8Grouped), "{got:?}");
+    assert!(
+        got.iter().any(|k| matches!(k, Kernel::Conv3x3Sg(_))),
+        "{got:?}"
+    );
     assert_eq!(
-        kernels(Some(Kernel::Conv3x3Co8)),
+        kernels(Some(Kernel::Conv3x3Co8), [1, 3, 26, 48]),
         [Kernel::Conv3x3Co8].into()
     );
 }

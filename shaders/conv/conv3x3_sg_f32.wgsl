@@ -68,16 +68,23 @@ var<private> hm: bool; // XB < 8: whether that edge column lies inside the image
 var<private> first: bool; // first lane of its patch row
 var<private> last: bool; // last lane of its patch row
 var<private> hsrc: u32; // XB = 8: the lane that fetched this lane's edge value of kernel row 0
+// XB = 1: the row `yc`, whether this lane uses it, whether its left / right neighbour columns
+// exist; for the first and last lanes, the row above / below the column and whether it exists.
+var<private> yc: u32;
+var<private> ok1: bool;
+var<private> hl_ok: bool;
+var<private> hr_ok: bool;
+var<private> erow: u32;
+var<private> e_ok: bool;
 
 // Weight vec4 `q` (tap * 2 + j) of the kernel row being processed: lane q % SG of r0 or r1.
 fn wt(q: u32, r0: vec4<f32>, r1: vec4<f32>) -> vec4<f32> {
     return subgroupShuffle(select(r1, r0, q < SG), q % SG);
 }
 
-// One kernel row `ky` of input channel `ci`: its 3 taps × 8 output channels on the lane's input
-// row (vec4 index `r4` of the row start, `ok` whether it exists); `hval` is what this lane
-// fetched for the patch edges (XB = 8).
-fn step(ky: u32, ci: u32, wb: u32, r4: u32, ok: bool, hval: f32) {
+// One kernel row `ky` of input channel `ci` (weights from vec4 `wb`): its 3 taps × 8 output
+// channels on the lane's input row segment: `l`, the 4 values of `v`, `e`.
+fn taps(ky: u32, wb: u32, l: f32, v: vec4<f32>, e: f32) {
     // The row's 6 weight vec4s, one per lane (a load inside a branch costs only the lanes that
     // take it on SIMD-style devices).
     var r0 = vec4(0.0);
@@ -88,20 +95,12 @@ fn step(ky: u32, ci: u32, wb: u32, r4: u32, ok: bool, hval: f32) {
     if (SG < 6u && lane_id + SG < 6u) {
         r1 = weights[wb + ky * 6u + SG + lane_id];
     }
-    let v = select(vec4(0.0), ld(ci, r4 + x4), ok);
-    var h: f32;
-    if (XB == 8u) {
-        h = subgroupShuffle(hval, hsrc + 2u * ky);
-    } else {
-        let g = ld(ci, r4 + h4);
-        h = select(0.0, select(g.x, g.w, first), ok && hm);
-    }
-    let i0 = select(subgroupShuffleUp(v.w, 1u), h, first);
-    let i5 = select(subgroupShuffleDown(v.x, 1u), h, last);
+    let i0 = l;
     let i1 = v.x;
     let i2 = v.y;
     let i3 = v.z;
     let i4 = v.w;
+    let i5 = e;
     let w0 = wt(0u, r0, r1);
     let w1 = wt(2u, r0, r1);
     let w2 = wt(4u, r0, r1);
@@ -116,6 +115,69 @@ fn step(ky: u32, ci: u32, wb: u32, r4: u32, ok: bool, hval: f32) {
     b1 = fma(vec4(i1), u0, fma(vec4(i2), u1, fma(vec4(i3), u2, b1)));
     b2 = fma(vec4(i2), u0, fma(vec4(i3), u1, fma(vec4(i4), u2, b2)));
     b3 = fma(vec4(i3), u0, fma(vec4(i4), u1, fma(vec4(i5), u2, b3)));
+}
+
+// XB ≥ 2: kernel row `ky` of input channel `ci` on the row at vec4 index `r4` (`ok`: whether it
+// exists); the lane loads its 4 pixels and takes its neighbours' edge values by shuffles; `hval`
+// is what this lane fetched for the patch edges (XB = 8).
+fn step(ky: u32, ci: u32, wb: u32, r4: u32, ok: bool, hval: f32) {
+    let v = select(vec4(0.0), ld(ci, r4 + x4), ok);
+    var h: f32;
+    if (XB == 8u) {
+        h = subgroupShuffle(hval, hsrc + 2u * ky);
+    } else {
+        let g = ld(ci, r4 + h4);
+        h = select(0.0, select(g.x, g.w, first), ok && hm);
+    }
+    let l = select(subgroupShuffleUp(v.w, 1u), h, first);
+    let e = select(subgroupShuffleDown(v.x, 1u), h, last);
+    taps(ky, wb, l, v, e);
+}
+
+// XB = 1 (a column of SG rows, 4 pixels wide): each lane loads its own input row with both edge
+// values, the first and last lanes also the row above / below the column; the rows y - 1 and
+// y + 1 of the others come from their neighbours by shuffles.
+fn column(ci: u32, wb: u32, base: u32) {
+    let o4 = (base + yc * p.w) / 4u + x4;
+    let v = select(vec4(0.0), ld(ci, o4), ok1);
+    var hl = 0.0;
+    var hr = 0.0;
+    if (ok1 && hl_ok) {
+        hl = ld_w(ci, o4 - 1u);
+    }
+    if (ok1 && hr_ok) {
+        hr = ld_x(ci, o4 + 1u);
+    }
+    var ev = vec4(0.0);
+    var el = 0.0;
+    var er = 0.0;
+    if (e_ok) {
+        let e4 = (base + erow * p.w) / 4u + x4;
+        ev = ld(ci, e4);
+        if (hl_ok) {
+            el = ld_w(ci, e4 - 1u);
+        }
+        if (hr_ok) {
+            er = ld_x(ci, e4 + 1u);
+        }
+    }
+    let top = lane_id == 0u;
+    let bot = lane_id == SG - 1u;
+    taps(
+        0u,
+        wb,
+        select(subgroupShuffleUp(hl, 1u), el, top),
+        select(subgroupShuffleUp(v, 1u), ev, top),
+        select(subgroupShuffleUp(hr, 1u), er, top),
+    );
+    taps(1u, wb, hl, v, hr);
+    taps(
+        2u,
+        wb,
+        select(subgroupShuffleDown(hl, 1u), el, bot),
+        select(subgroupShuffleDown(v, 1u), ev, bot),
+        select(subgroupShuffleDown(hr, 1u), er, bot),
+    );
 }
 
 // Vec4 `i` of input channel `ci` (of `src_a`, then `src_b`), relative to that channel's tensor.
@@ -171,14 +233,14 @@ fn main(
     lane_id = lane;
     x4 = min(x0, p.w - 4u) / 4u;
     // Rows y - 1, y, y + 1: clamped, and whether they exist.
-    let yc = min(y, p.h - 1u);
+    yc = min(y, p.h - 1u);
     let rtop = select(0u, yc - 1u, yc > 0u);
     let rbot = min(yc + 1u, p.h - 1u);
     let rv0 = y < p.h && y > 0u;
     let rv1 = y < p.h;
     let rv2 = y + 1u < p.h;
     let ok0 = inside && rv0;
-    let ok1 = inside && rv1;
+    ok1 = inside && rv1;
     let ok2 = inside && rv2;
     let w4 = p.w / 4u;
     // XB < 8: the edge column this lane needs, left of the patch row, right of it, or (unused)
@@ -195,6 +257,11 @@ fn main(
     let hci = select(i32(wid.x * XB) - 1, i32((wid.x + 1u) * XB), hright);
     let hm8 = xb < 6u && hrv && hci >= 0 && hci < i32(w4);
     let hc4 = u32(clamp(hci, 0, i32(w4) - 1));
+    hl_ok = x0 > 0u;
+    hr_ok = x0 + 4u < p.w;
+    erow = select(y + 1u, y - 1u, lane == 0u);
+    e_ok = x0 < p.w
+        && ((lane == 0u && y > 0u && y - 1u < p.h) || (lane == SG - 1u && y + 1u < p.h));
     // The fetching lane for this lane's edge (first lane of the patch row, + 1 on the right).
     hsrc = select((lane / XB) * XB, 0u, SG == XB) + select(0u, 1u, xb == XB - 1u);
 
@@ -229,9 +296,13 @@ fn main(
                 hval = ld_w(ci, i);
             }
         }
-        step(0u, ci, wb, (base + rtop * p.w) / 4u, ok0, hval);
-        step(1u, ci, wb, (base + yc * p.w) / 4u, ok1, hval);
-        step(2u, ci, wb, (base + rbot * p.w) / 4u, ok2, hval);
+        if (XB == 1u) {
+            column(ci, wb, base);
+        } else {
+            step(0u, ci, wb, (base + rtop * p.w) / 4u, ok0, hval);
+            step(1u, ci, wb, (base + yc * p.w) / 4u, ok1, hval);
+            step(2u, ci, wb, (base + rbot * p.w) / 4u, ok2, hval);
+        }
     }
     if (!inside) {
         return;

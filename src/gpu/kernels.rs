@@ -116,12 +116,17 @@ impl Kernel {
     /// The subgroup variant for a row `w` wide on an adapter whose subgroups are `sg` lanes
     /// (`None` where it does not apply: no fixed subgroup size, or `w` under 8 or not a multiple
     /// of 4).
-    pub fn conv3x3_sg_for(sg: Option<u32>, w: usize) -> Option<Kernel> {
+    pub fn conv3x3_sg_for(sg: Option<u32>, h: usize, w: usize) -> Option<Kernel> {
         let sg = sg?;
-        if w % 4 != 0 || w < 8 {
+        if w % 4 != 0 {
             return None;
         }
-        // The widest patch row that still has work for every lane, up to 8 (32 pixels).
+        // A column of `sg` rows shares rows between lanes as well as weights: the most reuse,
+        // where the layer is tall enough to keep every lane busy.
+        if h >= sg as usize && std::env::var("WUNET_SGCOL").map_or(true, |v| v != "0") {
+            return Some(Kernel::Conv3x3Sg(1));
+        }
+        // Else the widest patch row that still has work for every lane, up to 8 (32 pixels).
         let xb = [8u32, 4, 2]
             .into_iter()
             .find(|&xb| xb <= sg && w >= 4 * xb as usize)?;

@@ -236,7 +236,7 @@ impl GpuModel {
             .map(|&k| (k, k.pipeline(device)))
             .collect();
         if let Some(sg) = sg {
-            for xb in [2, 4, 8].into_iter().filter(|&xb| xb <= sg) {
+            for xb in [1, 2, 4, 8].into_iter().filter(|&xb| xb <= sg) {
                 let k = Kernel::Conv3x3Sg(xb);
                 pipelines.insert(k, k.pipeline_sg(device, sg));
             }
@@ -312,8 +312,10 @@ impl GpuModel {
                         let cb = b.map_or(0, |b| shape(b)[1]);
                         let wb = &self.convs[conv];
                         let kernel = match wb.kernel {
-                            Kernel::Conv3x3Sg(_) => Kernel::conv3x3_sg_for(self.sg, w as usize)
-                                .unwrap_or(Kernel::Conv3x3Co8Grouped),
+                            Kernel::Conv3x3Sg(_) => {
+                                Kernel::conv3x3_sg_for(self.sg, h as usize, w as usize)
+                                    .unwrap_or(Kernel::Conv3x3Co8Grouped)
+                            }
                             k => k,
                         };
                         let blocks = c.div_ceil(kernel.out_block() as u32);
