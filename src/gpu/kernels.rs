@@ -123,7 +123,7 @@ impl Kernel {
         }
         // A column of `sg` rows shares rows between lanes as well as weights: the most reuse,
         // where the layer is tall enough to keep every lane busy.
-        if h >= sg as usize && std::env::var("WUNET_SGCOL").map_or(true, |v| v != "0") {
+        if h >= sg as usize {
             return Some(Kernel::Conv3x3Sg(1));
         }
         // Else the widest patch row that still has work for every lane, up to 8 (32 pixels).
