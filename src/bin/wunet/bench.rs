@@ -335,19 +335,30 @@ fn json_str(s: &str) -> String {
 
 /// `bench --kernels`: every 3×3 conv variant forced on every layer, GPU time per layer from
 /// timestamps (median of 3), against the measured peak; marks the per-layer choice.
+/// A `bench --kernels` column: the kernel, or `Conv3x3Sg` for the subgroup kernel in whatever
+/// mode each layer takes.
+fn variant_name(k: Kernel) -> String {
+    match k {
+        Kernel::Conv3x3Sg(_) => "Conv3x3Sg".to_string(),
+        k => format!("{k:?}"),
+    }
+}
+
 pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bool) -> Result<()> {
     let gpu = request_gpu()?;
     let peak = measure_fma_peak(&gpu.device, &gpu.queue)?;
     let shape = [batch, model.spec.in_channels, h, w];
     let x = input(shape);
-    // The subgroup kernel where the adapter has fixed-size subgroups (where a layer's width rules
-    // it out, that layer runs Conv3x3Co8 in its column).
+    // The subgroup kernel where the adapter has fixed-size subgroups, its mode picked per layer
+    // (where a layer's shape rules it out, its column shows Conv3x3Co8Grouped). That column is
+    // what the default per-layer choice runs.
+    let subgroups = wunet::gpu::fixed_subgroup_size(&gpu.device).is_some();
     let mut variants = vec![Kernel::Conv3x3Co4, Kernel::Conv3x3Co8];
-    if wunet::gpu::fixed_subgroup_size(&gpu.device).is_some() {
-        variants.push(Kernel::Conv3x3Sg(8));
+    if subgroups {
+        variants.push(Kernel::Conv3x3Sg(0));
     }
-    // times[variant][step] in ms, for the conv3x3 steps.
-    let mut rows: Vec<(String, [usize; 4], u64, Vec<f64>)> = Vec::new();
+    // Per conv3x3 step: label, output shape, FLOPs, ms per variant, the kernel the default runs.
+    let mut rows: Vec<(String, [usize; 4], u64, Vec<f64>, Kernel)> = Vec::new();
     for (vi, &k) in variants.iter().enumerate() {
         let gm = GpuModel::new(
             &gpu.device,
@@ -374,17 +385,25 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
         for ((s, op), mut v) in plan.steps().iter().zip(&plan.graph().ops).zip(per) {
             if !matches!(
                 s.kernel,
-                Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8 | Kernel::Conv3x3Sg(_)
+                Kernel::Conv3x3Co4
+                    | Kernel::Conv3x3Co8
+                    | Kernel::Conv3x3Co8Grouped
+                    | Kernel::Conv3x3Sg(_)
             ) {
                 continue;
             }
             if vi == 0 {
+                let shape = plan.graph().shapes[op.output()];
                 rows.push((
                     s.label.clone(),
-                    plan.graph().shapes[op.output()],
+                    shape,
                     s.flops,
                     Vec::new(),
+                    Kernel::conv3x3_for(shape[1]),
                 ));
+            }
+            if subgroups && vi == variants.len() - 1 {
+                rows[r].4 = s.kernel;
             }
             rows[r].3.push(median(&mut v));
             r += 1;
@@ -394,13 +413,13 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
     if json {
         let items: Vec<String> = rows
             .iter()
-            .map(|(name, shape, flops, ms)| {
+            .map(|(name, shape, flops, ms, chosen)| {
                 let vs: Vec<String> = variants
                     .iter()
                     .zip(ms)
-                    .map(|(k, &t)| format!("{{\"kernel\":\"{k:?}\",\"ms\":{t:.4},\"gflops\":{:.2},\"pct_peak\":{:.2}}}", gf(*flops, t), 100.0 * gf(*flops, t) / peak))
+                    .map(|(k, &t)| format!("{{\"kernel\":\"{}\",\"ms\":{t:.4},\"gflops\":{:.2},\"pct_peak\":{:.2}}}", variant_name(*k), gf(*flops, t), 100.0 * gf(*flops, t) / peak))
                     .collect();
-                format!("{{\"name\":{},\"shape\":{shape:?},\"flops\":{flops},\"chosen\":\"{:?}\",\"variants\":[{}]}}", json_str(name), Kernel::conv3x3_for(shape[1]), vs.join(","))
+                format!("{{\"name\":{},\"shape\":{shape:?},\"flops\":{flops},\"chosen\":\"{chosen:?}\",\"variants\":[{}]}}", json_str(name), vs.join(","))
             })
             .collect();
         println!(
@@ -416,10 +435,10 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
     );
     print!("{:<20} {:>18} {:>9}", "layer", "output", "MFLOP");
     for k in &variants {
-        print!(" {:>24}", format!("{k:?} ms / % peak"));
+        print!(" {:>24}", format!("{} ms / % peak", variant_name(*k)));
     }
     println!("  chosen");
-    for (name, shape, flops, ms) in &rows {
+    for (name, shape, flops, ms, chosen) in &rows {
         let [n, c, oh, ow] = *shape;
         print!(
             "{name:<20} {:>18} {:>9.1}",
@@ -432,7 +451,7 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
                 format!("{t:.2} / {:.1}%", 100.0 * gf(*flops, t) / peak)
             );
         }
-        println!("  {:?}", Kernel::conv3x3_for(c));
+        println!("  {chosen:?}");
     }
     Ok(())
 }
