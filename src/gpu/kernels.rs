@@ -118,7 +118,7 @@ impl Kernel {
     /// of 4).
     pub fn conv3x3_sg_for(sg: Option<u32>, h: usize, w: usize) -> Option<Kernel> {
         let sg = sg?;
-        if w % 4 != 0 {
+        if !w.is_multiple_of(4) {
             return None;
         }
         // A column of `sg` rows shares rows between lanes as well as weights: the most reuse,

@@ -358,7 +358,8 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
         variants.push(Kernel::Conv3x3Sg(0));
     }
     // Per conv3x3 step: label, output shape, FLOPs, ms per variant, the kernel the default runs.
-    let mut rows: Vec<(String, [usize; 4], u64, Vec<f64>, Kernel)> = Vec::new();
+    type Row = (String, [usize; 4], u64, Vec<f64>, Kernel);
+    let mut rows: Vec<Row> = Vec::new();
     for (vi, &k) in variants.iter().enumerate() {
         let gm = GpuModel::new(
             &gpu.device,
