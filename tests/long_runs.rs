@@ -1,5 +1,6 @@
 //! Long runs and threads: many inferences on one plan do not grow the process's memory (on
-//! lavapipe GPU memory is process memory too); the engines are `Send + Sync`, and several
+//! lavapipe GPU memory is process memory too) nor wgpu's live buffers, bind groups and buffer
+//! memory (its resource counters, any adapter); the engines are `Send + Sync`, and several
 //! threads can infer at once on one plan or one CPU model, each getting the right answer.
 
 mod common;
@@ -13,6 +14,10 @@ use wunet::model::{init_random, InitOptions};
 use wunet::UNetSpec;
 
 fn send_sync<T: Send + Sync>() {}
+
+/// The GPU tests of this file share one device, whose resource counters the long run compares:
+/// they run one at a time.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 #[test]
 fn engines_are_send_and_sync() {
@@ -38,6 +43,7 @@ fn many_runs_on_one_plan_do_not_grow_memory() {
     let Some(gpu) = common::gpu("many_runs_on_one_plan_do_not_grow_memory") else {
         return;
     };
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let runs: usize = std::env::var("WUNET_LONG_RUNS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -50,6 +56,19 @@ fn many_runs_on_one_plan_do_not_grow_memory() {
     for _ in 0..20 {
         plan.run(&x).unwrap();
     }
+    // wgpu frees staging memory once the device is polled past the submissions that used it.
+    let live = || {
+        gpu.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+        let h = gpu.device.get_internal_counters().hal;
+        [
+            ("buffers", h.buffers.read()),
+            ("bind groups", h.bind_groups.read()),
+            ("buffer memory", h.buffer_memory.read()),
+            ("memory allocations", h.memory_allocations.read()),
+            ("command encoders", h.command_encoders.read()),
+        ]
+    };
+    let gpu_before = live();
     let before = rss();
     for i in 0..runs {
         let y = plan.run(&x).unwrap();
@@ -58,6 +77,13 @@ fn many_runs_on_one_plan_do_not_grow_memory() {
         }
     }
     let after = rss();
+    let gpu_after = live();
+    eprintln!("wgpu resources before and after: {gpu_before:?} → {gpu_after:?}");
+    assert!(
+        gpu_before.iter().any(|(_, v)| *v > 0),
+        "the counters count (wgpu's `counters` feature): {gpu_before:?}"
+    );
+    assert_eq!(gpu_after, gpu_before, "GPU resources grew over {runs} runs");
     let grew = after.saturating_sub(before);
     eprintln!(
         "{runs} runs: RSS {:.1} → {:.1} MiB",
@@ -73,6 +99,7 @@ fn many_runs_on_one_plan_do_not_grow_memory() {
 
 #[test]
 fn threads_infer_at_once() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let m = init_random(&UNetSpec::new(3, 2, vec![4, 8]), &InitOptions { seed: 3 });
     let inputs: Vec<_> = (0..4)
         .map(|i| common::random_tensor([1, 3, 32, 32], 10 + i))
