@@ -225,6 +225,8 @@ fn malformed_inputs_get_clear_errors_never_panics() {
         ("image: 16-bit gray PNG (accepted)", img(png(20, 18, 0, 16)), Want::Ok),
         ("image: RGBA PNG (accepted)", img(png(20, 18, 6, 8)), Want::Ok),
         ("image: 1 × 1 PNG (decodes; the CLI refuses it as too small)", img(png(1, 1, 0, 8)), Want::Ok),
+        ("image: CMYK JPEG (accepted; colours checked below)", img(std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/malformed/cmyk.jpg")).unwrap()), Want::Ok),
+        ("image: CMYK JPEG cut in half", img(std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/malformed/cmyk.jpg")).unwrap()[..280].to_vec()), Want::Error("")),
     ];
     assert!(cases.len() >= 30);
     let mut failures = Vec::new();
@@ -247,6 +249,36 @@ fn malformed_inputs_get_clear_errors_never_panics() {
         eprintln!("{name:<62} {line}");
     }
     assert!(failures.is_empty(), "{failures:#?}");
+}
+
+/// A CMYK JPEG (what print workflows write; made by Pillow: bands of pure cyan, magenta, yellow
+/// and 50 % black, a third as strong in the lower half) decodes to the RGB Pillow gives for it
+/// within JPEG's rounding, not to inverted or garbled colours.
+#[test]
+fn a_cmyk_jpeg_decodes_to_the_right_colours() {
+    let bytes = std::fs::read(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/malformed/cmyk.jpg"),
+    )
+    .unwrap();
+    let t = image(&bytes).expect("a CMYK JPEG decodes");
+    assert_eq!(t.shape, [1, 3, 16, 24]);
+    // Pillow's `Image.open(..).convert("RGB")` at the band centres, rows 4 and 12.
+    let want: [[[u8; 3]; 4]; 2] = [
+        [[0, 255, 255], [255, 0, 255], [255, 255, 0], [126, 126, 126]],
+        [[170, 255, 255], [255, 170, 255], [255, 255, 170], [213, 213, 213]],
+    ];
+    for (ri, y) in [4usize, 12].into_iter().enumerate() {
+        for (band, x) in [3usize, 9, 15, 21].into_iter().enumerate() {
+            for c in 0..3 {
+                let got = t.data[(c * 16 + y) * 24 + x] * 255.0;
+                let exp = want[ri][band][c] as f32;
+                assert!(
+                    (got - exp).abs() <= 8.0,
+                    "pixel ({x}, {y}) channel {c}: {got:.1}, Pillow {exp}"
+                );
+            }
+        }
+    }
 }
 
 /// Through the CLI: broken files end with exit code 2 and a message, never a panic.
