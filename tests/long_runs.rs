@@ -58,7 +58,9 @@ fn many_runs_on_one_plan_do_not_grow_memory() {
     }
     // wgpu frees staging memory once the device is polled past the submissions that used it.
     let live = || {
-        gpu.device.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+        gpu.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .unwrap();
         let h = gpu.device.get_internal_counters().hal;
         [
             ("buffers", h.buffers.read()),
@@ -139,4 +141,43 @@ fn threads_infer_at_once() {
             });
         }
     });
+}
+
+/// A device that is lost (here destroyed, as a driver reset or an unplugged GPU would) makes
+/// runs and plans fail with an error, never a panic; the CPU engine is unaffected.
+#[test]
+fn a_lost_device_gives_errors_not_panics() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    // Its own device: the shared one must survive.
+    if common::gpu("a_lost_device_gives_errors_not_panics").is_none() {
+        return;
+    }
+    let gpu = wunet::gpu::request_gpu().unwrap();
+    let m = init_random(&UNetSpec::new(3, 1, vec![4, 8]), &InitOptions { seed: 4 });
+    let x = common::random_tensor([1, 3, 32, 32], 6);
+    let gm = GpuModel::new(&gpu.device, &gpu.queue, &m, Default::default()).unwrap();
+    let plan = gm.plan(x.shape).unwrap();
+    let want = plan.run(&x).unwrap();
+    let q = quantize(&m, std::slice::from_ref(&x)).unwrap();
+    let gq = GpuInt8Model::new(&gpu.device, &gpu.queue, &q, Default::default()).unwrap();
+    let qplan = gq.plan(x.shape).unwrap();
+    qplan.run(&x).unwrap();
+
+    gpu.device.destroy();
+    let outcomes = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        (
+            plan.run(&x).map(|_| ()),
+            qplan.run(&x).map(|_| ()),
+            gm.plan([1, 3, 64, 64]).map(|_| ()),
+            GpuModel::new(&gpu.device, &gpu.queue, &m, Default::default()).map(|_| ()),
+        )
+    }))
+    .expect("no panic on a lost device");
+    eprintln!("after the device was lost: {outcomes:?}");
+    assert!(outcomes.0.is_err(), "float32 run: {:?}", outcomes.0);
+    assert!(outcomes.1.is_err(), "int8 run: {:?}", outcomes.1);
+    assert!(outcomes.2.is_err(), "planning: {:?}", outcomes.2);
+    assert!(outcomes.3.is_err(), "uploading a model: {:?}", outcomes.3);
+    let cpu = CpuModel::new(m.clone(), true).forward(&x).unwrap();
+    common::assert_close("cpu after the loss", &cpu, &want, 1e-4);
 }

@@ -265,7 +265,12 @@ fn a_cmyk_jpeg_decodes_to_the_right_colours() {
     // Pillow's `Image.open(..).convert("RGB")` at the band centres, rows 4 and 12.
     let want: [[[u8; 3]; 4]; 2] = [
         [[0, 255, 255], [255, 0, 255], [255, 255, 0], [126, 126, 126]],
-        [[170, 255, 255], [255, 170, 255], [255, 255, 170], [213, 213, 213]],
+        [
+            [170, 255, 255],
+            [255, 170, 255],
+            [255, 255, 170],
+            [213, 213, 213],
+        ],
     ];
     for (ri, y) in [4usize, 12].into_iter().enumerate() {
         for (band, x) in [3usize, 9, 15, 21].into_iter().enumerate() {

@@ -44,6 +44,33 @@ pub fn fixed_subgroup_size(device: &wgpu::Device) -> Option<u32> {
         .then_some(sg)
 }
 
+/// A buffer holding `bytes` (zero-padded to a multiple of 4), written through the queue rather
+/// than mapped at creation: on a lost device mapping fails and wgpu's `create_buffer_init`
+/// panics, while a queue write only records an error for the surrounding error scope.
+pub(crate) fn buffer_with(
+    device: &wgpu::Device,
+    queue: &wgpu::Queue,
+    label: &str,
+    bytes: &[u8],
+    usage: wgpu::BufferUsages,
+) -> wgpu::Buffer {
+    let size = (bytes.len() as u64).div_ceil(4).max(1) * 4;
+    let buffer = device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some(label),
+        size,
+        usage: usage | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    });
+    if bytes.len() % 4 == 0 {
+        queue.write_buffer(&buffer, 0, bytes);
+    } else {
+        let mut padded = bytes.to_vec();
+        padded.resize(size as usize, 0);
+        queue.write_buffer(&buffer, 0, &padded);
+    }
+    buffer
+}
+
 /// Run a GPU operation under validation and out-of-memory error scopes; the first error
 /// becomes an `Error::Gpu` naming `what`. (Async: a browser cannot block on the scopes.)
 pub(crate) async fn scoped_async<T>(

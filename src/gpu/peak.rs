@@ -3,8 +3,6 @@
 
 use web_time::Instant;
 
-use wgpu::util::DeviceExt;
-
 use super::exec::map_read_async;
 use super::scoped_async;
 use crate::shaders;
@@ -56,11 +54,13 @@ pub async fn measure_fma_peak_async(device: &wgpu::Device, queue: &wgpu::Queue) 
     .await?;
     // One dispatch of `iters` iterations per invocation: GFLOP/s.
     let run = |iters: u32| {
-        let params = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("fma params"),
-            contents: bytemuck::cast_slice(&[iters, 0, 0, 0]),
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let params = super::buffer_with(
+            device,
+            queue,
+            "fma params",
+            bytemuck::cast_slice(&[iters, 0, 0, 0]),
+            wgpu::BufferUsages::UNIFORM,
+        );
         let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: Some("fma"),
             layout: &pipeline.get_bind_group_layout(0),

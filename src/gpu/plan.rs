@@ -5,8 +5,6 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use wgpu::util::DeviceExt;
-
 use super::kernels::{
     linear_groups, pack_conv3x3_grouped, pack_rows, pack_upconv_grouped, pack_vec4, Kernel,
     CONV_PX, CONV_WG,
@@ -65,12 +63,14 @@ pub struct GpuModel {
     weight_bytes: u64,
 }
 
-fn storage(device: &wgpu::Device, label: &str, data: &[f32]) -> wgpu::Buffer {
-    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: bytemuck::cast_slice(data),
-        usage: wgpu::BufferUsages::STORAGE,
-    })
+fn storage(device: &wgpu::Device, queue: &wgpu::Queue, label: &str, data: &[f32]) -> wgpu::Buffer {
+    super::buffer_with(
+        device,
+        queue,
+        label,
+        bytemuck::cast_slice(data),
+        wgpu::BufferUsages::STORAGE,
+    )
 }
 
 /// 3×3 conv weights `[cout, cin, 3, 3]` → rows indexed `ci * 9 + tap` of `cout` padded to the
@@ -132,7 +132,7 @@ impl GpuModel {
                 });
             }
             weight_bytes += bytes;
-            Ok(storage(device, label, data))
+            Ok(storage(device, queue, label, data))
         };
         let eps = model.spec.bn_eps;
         let g = Graph::build(
@@ -516,11 +516,13 @@ pub(super) fn assemble(
             let o = i * ustride as usize;
             uniforms[o..o + 32].copy_from_slice(bytemuck::cast_slice(&spec.params));
         }
-        let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-            label: Some("plan uniforms"),
-            contents: &uniforms,
-            usage: wgpu::BufferUsages::UNIFORM,
-        });
+        let ubuf = super::buffer_with(
+            device,
+            queue,
+            "plan uniforms",
+            &uniforms,
+            wgpu::BufferUsages::UNIFORM,
+        );
         let steps = specs
             .into_iter()
             .enumerate()

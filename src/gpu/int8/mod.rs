@@ -15,8 +15,6 @@ mod timing;
 
 use std::collections::HashMap;
 
-use wgpu::util::DeviceExt;
-
 use super::kernels::{linear_groups, Kernel, CONV_PX, CONV_WG};
 use super::plan::{assemble, check_limits, Binding, Plan, StepSpec};
 use super::scoped_async;
@@ -191,8 +189,8 @@ impl GpuInt8Model {
             let name = r.name();
             let packed = Packed3x3::new(pc);
             let density = packed.density;
-            let dense = || packed.dense(device, &name);
-            let sparse = || packed.sparse(device, &name);
+            let dense = || packed.dense(device, queue, &name);
+            let sparse = || packed.sparse(device, queue, &name);
             let (layer, ms) = match opts.conv {
                 ConvChoice::Dense => (dense(), None),
                 ConvChoice::Sparse => (sparse(), None),
@@ -247,7 +245,7 @@ impl GpuInt8Model {
                 });
             }
             weight_bytes += bytes;
-            Ok(make(device, label, data))
+            Ok(make(device, queue, label, data))
         };
         let ups = m
             .ups
@@ -495,12 +493,8 @@ impl GpuInt8Model {
 }
 
 /// A storage buffer holding `data`.
-fn make(device: &wgpu::Device, label: &str, data: &[u8]) -> wgpu::Buffer {
-    device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some(label),
-        contents: data,
-        usage: wgpu::BufferUsages::STORAGE,
-    })
+fn make(device: &wgpu::Device, queue: &wgpu::Queue, label: &str, data: &[u8]) -> wgpu::Buffer {
+    super::buffer_with(device, queue, label, data, wgpu::BufferUsages::STORAGE)
 }
 
 /// Kernel, parameters, workgroups and bindings of a 3×3 conv reading `a` (and `b`) into `out`.

@@ -122,10 +122,10 @@ impl Packed3x3 {
     }
 
     /// The layer for `conv3x3_i8`.
-    pub(super) fn dense(&self, device: &wgpu::Device, name: &str) -> Layer {
+    pub(super) fn dense(&self, device: &wgpu::Device, queue: &wgpu::Queue, name: &str) -> Layer {
         Layer {
-            weights: make(device, name, bytemuck::cast_slice(&self.dense)),
-            rq: make(device, name, bytemuck::cast_slice(&self.rq)),
+            weights: make(device, queue, name, bytemuck::cast_slice(&self.dense)),
+            rq: make(device, queue, name, bytemuck::cast_slice(&self.rq)),
             entries: None,
             blocks: self.blocks,
             zl: self.zl,
@@ -133,11 +133,16 @@ impl Packed3x3 {
     }
 
     /// The layer for `conv3x3_sparse_i8` (the dense kernel's requantization constants).
-    pub(super) fn sparse(&self, device: &wgpu::Device, name: &str) -> Layer {
+    pub(super) fn sparse(&self, device: &wgpu::Device, queue: &wgpu::Queue, name: &str) -> Layer {
         Layer {
-            weights: make(device, name, bytemuck::cast_slice(&self.sparse)),
-            rq: make(device, name, bytemuck::cast_slice(&self.rq)),
-            entries: Some(make(device, name, bytemuck::cast_slice(&self.entries))),
+            weights: make(device, queue, name, bytemuck::cast_slice(&self.sparse)),
+            rq: make(device, queue, name, bytemuck::cast_slice(&self.rq)),
+            entries: Some(make(
+                device,
+                queue,
+                name,
+                bytemuck::cast_slice(&self.entries),
+            )),
             blocks: self.blocks,
             zl: self.zl,
         }

@@ -3,8 +3,6 @@
 
 use std::collections::HashMap;
 
-use wgpu::util::DeviceExt;
-
 use super::pack::Packed3x3;
 use super::{conv_dispatch, packed_bytes, Dot4, Layer};
 use crate::compress::QParams;
@@ -44,11 +42,13 @@ pub(super) fn time_conv(
         })
         .collect();
     let (kernel, params, groups, bindings) = conv_dispatch(l, g, *a, *b, *out);
-    let ubuf = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-        label: Some("kernel probe params"),
-        contents: bytemuck::cast_slice(&params),
-        usage: wgpu::BufferUsages::UNIFORM,
-    });
+    let ubuf = crate::gpu::buffer_with(
+        device,
+        queue,
+        "kernel probe params",
+        bytemuck::cast_slice(&params),
+        wgpu::BufferUsages::UNIFORM,
+    );
     let pipeline = &pipelines[&kernel];
     let mut entries = vec![wgpu::BindGroupEntry {
         binding: 0,
@@ -190,8 +190,8 @@ pub fn time_conv_kernels(
         let pc = PConv::conv3x3(&qc, q, &parts);
         let packed = Packed3x3::new(&pc);
         let (dense, sparse) = (
-            packed.dense(device, "probe"),
-            packed.sparse(device, "probe"),
+            packed.dense(device, queue, "probe"),
+            packed.sparse(device, queue, "probe"),
         );
         out.push(KernelTiming {
             layer: conv.name(),
