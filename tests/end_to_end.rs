@@ -103,7 +103,11 @@ fn one_submit_per_inference_and_memory_is_reused() {
     let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions::default()).unwrap();
     assert_eq!(
         gm.weight_bytes(),
-        wunet::gpu::packed_weight_bytes(&model.spec, true)
+        wunet::gpu::packed_weight_bytes(
+            &model.spec,
+            true,
+            wunet::gpu::fixed_subgroup_size(&gpu.device).is_some()
+        )
     );
     let plan = gm.plan([1, 3, 45, 61]).unwrap();
     let g = plan.graph();

@@ -264,8 +264,10 @@ pub(crate) fn linear_groups(total: u64, max_per_dim: u32) -> [u32; 3] {
 }
 
 /// Bytes of weights `GpuModel` uploads for `spec`: every conv packed with output channels padded
-/// to 4, plus biases (and, unfolded, BatchNorm's scale and shift).
-pub fn packed_weight_bytes(spec: &UNetSpec, fold_bn: bool) -> u64 {
+/// to its kernel's block, plus biases (and, unfolded, BatchNorm's scale and shift). `subgroups`:
+/// packed for the subgroup kernels (transposed convs in blocks of 4 channels, not 8).
+pub fn packed_weight_bytes(spec: &UNetSpec, fold_bn: bool, subgroups: bool) -> u64 {
+    let up_blk = if subgroups { 4 } else { 8 };
     let p4 = |c: usize| c.div_ceil(4) * 4;
     let bn = if fold_bn { 0 } else { 2 };
     let conv = |cin: usize, cout: usize| {
@@ -282,7 +284,7 @@ pub fn packed_weight_bytes(spec: &UNetSpec, fold_bn: bool) -> u64 {
     let last = *spec.features.last().expect("at least one level");
     b += dc(last, 2 * last);
     for &f in spec.features.iter().rev() {
-        b += (2 * f * 4 + 1) * f.div_ceil(8) * 8 + dc(2 * f, f);
+        b += (2 * f * 4 + 1) * f.div_ceil(up_blk) * up_blk + dc(2 * f, f);
     }
     b += (spec.features[0] + 1) * p4(spec.out_channels);
     4 * b as u64

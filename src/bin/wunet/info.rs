@@ -93,7 +93,7 @@ pub(crate) fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -
     );
     println!(
         "weight memory (GPU, BN folded, f32): {}",
-        mib(packed_weight_bytes(s, true))
+        mib(packed_weight_bytes(s, true, false))
     );
     Ok(())
 }
