@@ -134,31 +134,32 @@ fn step(ky: u32, ci: u32, wb: u32, r4: u32, ok: bool, hval: f32) {
     taps(ky, wb, l, v, e);
 }
 
-// XB = 1 (a column of SG rows, 4 pixels wide): each lane loads its own input row with both edge
+// XB = 1 (a column of SG rows, 4 pixels wide), one input channel (of `src_a` when `is_a`, at
+// tensor offset `base`; weights from vec4 `wb`): each lane loads its own input row with both edge
 // values, the first and last lanes also the row above / below the column; the rows y - 1 and
 // y + 1 of the others come from their neighbours by shuffles.
-fn column(ci: u32, wb: u32, base: u32) {
+fn column(is_a: bool, wb: u32, base: u32) {
     let o4 = (base + yc * p.w) / 4u + x4;
-    let v = select(vec4(0.0), ld(ci, o4), ok1);
+    let v = select(vec4(0.0), lda(is_a, o4), ok1);
     var hl = 0.0;
     var hr = 0.0;
     if (ok1 && hl_ok) {
-        hl = ld_w(ci, o4 - 1u);
+        hl = lda_w(is_a, o4 - 1u);
     }
     if (ok1 && hr_ok) {
-        hr = ld_x(ci, o4 + 1u);
+        hr = lda_x(is_a, o4 + 1u);
     }
     var ev = vec4(0.0);
     var el = 0.0;
     var er = 0.0;
     if (e_ok) {
         let e4 = (base + erow * p.w) / 4u + x4;
-        ev = ld(ci, e4);
+        ev = lda(is_a, e4);
         if (hl_ok) {
-            el = ld_w(ci, e4 - 1u);
+            el = lda_w(is_a, e4 - 1u);
         }
         if (hr_ok) {
-            er = ld_x(ci, e4 + 1u);
+            er = lda_x(is_a, e4 + 1u);
         }
     }
     let top = lane_id == 0u;
@@ -180,7 +181,30 @@ fn column(ci: u32, wb: u32, base: u32) {
     );
 }
 
-// Vec4 `i` of input channel `ci` (of `src_a`, then `src_b`), relative to that channel's tensor.
+// Vec4 `i` of `src_a` (`is_a`) or `src_b`, and its x or w component alone (one scalar load).
+// `is_a` is a constant where these are called: no branch remains.
+fn lda(is_a: bool, i: u32) -> vec4<f32> {
+    if (is_a) {
+        return src_a[i];
+    }
+    return src_b[i];
+}
+
+fn lda_x(is_a: bool, i: u32) -> f32 {
+    if (is_a) {
+        return src_a[i].x;
+    }
+    return src_b[i].x;
+}
+
+fn lda_w(is_a: bool, i: u32) -> f32 {
+    if (is_a) {
+        return src_a[i].w;
+    }
+    return src_b[i].w;
+}
+
+// The same for input channel `ci` over both inputs (`src_a`'s channels, then `src_b`'s).
 fn ld(ci: u32, i: u32) -> vec4<f32> {
     if (ci < p.cin_a) {
         return src_a[i];
@@ -279,26 +303,33 @@ fn main(
     first = xb == 0u;
     last = xb == XB - 1u;
     let cin = p.cin_a + p.cin_b;
-    for (var ci = 0u; ci < cin; ci++) {
-        let wb = (g * cin + ci) * 18u;
-        let base = select(
-            (n * p.cin_b + ci - p.cin_a) * hw,
-            (n * p.cin_a + ci) * hw,
-            ci < p.cin_a,
-        );
-        // XB = 8: the patch edges of the three rows, scalar loads taken by the fetching lanes.
-        var hval = 0.0;
-        if (XB == 8u && hm8) {
-            let i = (base + hrow * p.w) / 4u + hc4;
-            if (hright) {
-                hval = ld_x(ci, i);
-            } else {
-                hval = ld_w(ci, i);
-            }
+    if (XB == 1u) {
+        // The skip's channels, then the upsampled ones: two loops, no per-load branch.
+        for (var c = 0u; c < p.cin_a; c++) {
+            column(true, (g * cin + c) * 18u, (n * p.cin_a + c) * hw);
         }
-        if (XB == 1u) {
-            column(ci, wb, base);
-        } else {
+        for (var c = 0u; c < p.cin_b; c++) {
+            column(false, (g * cin + p.cin_a + c) * 18u, (n * p.cin_b + c) * hw);
+        }
+    } else {
+        // (Patch rows: one loop with the source chosen per load measured faster than two loops.)
+        for (var ci = 0u; ci < cin; ci++) {
+            let wb = (g * cin + ci) * 18u;
+            let base = select(
+                (n * p.cin_b + ci - p.cin_a) * hw,
+                (n * p.cin_a + ci) * hw,
+                ci < p.cin_a,
+            );
+            // XB = 8: the patch edges of the three rows, scalar loads taken by the fetching lanes.
+            var hval = 0.0;
+            if (XB == 8u && hm8) {
+                let i = (base + hrow * p.w) / 4u + hc4;
+                if (hright) {
+                    hval = ld_x(ci, i);
+                } else {
+                    hval = ld_w(ci, i);
+                }
+            }
             step(0u, ci, wb, (base + rtop * p.w) / 4u, ok0, hval);
             step(1u, ci, wb, (base + yc * p.w) / 4u, ok1, hval);
             step(2u, ci, wb, (base + rbot * p.w) / 4u, ok2, hval);
