@@ -9,7 +9,8 @@
 // why loads, not arithmetic, bound SIMD-style devices). No alignment is assumed: any width.
 //
 // Workgroup = one subgroup; invocation i of the dispatch takes pixel pair i of the input in
-// raster order (pairs do not cross rows).
+// raster order (pairs do not cross rows). Workgroups: x · y of them cover the pairs (folded into y
+// past the per-dimension limit), z = n · cog.
 // Weights grouped by 4 output channels: vec4 index (g * cin + ci) * 4 + dy * 2 + dx holds
 // channels 4g ..+ 4 (zero past cout); bias: vec4 g.
 
@@ -55,14 +56,15 @@ fn store(n: u32, co0: u32, oy: u32, ox: u32, v: vec4<f32>) {
 @compute @workgroup_size(SG, 1, 1)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(num_workgroups) nwg: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let pairs = (p.w + 1u) / 2u;
-    let i = wid.x * SG + lane;
+    let i = (wid.y * nwg.x + wid.x) * SG + lane;
     let y = i / pairs;
     let x0 = (i % pairs) * 2u;
-    let n = wid.y / p.cog;
-    let g = wid.y % p.cog;
+    let n = wid.z / p.cog;
+    let g = wid.z % p.cog;
     let inside = y < p.h;
     let hw = p.h * p.w;
     // Every lane loads (clamped, zeroed outside) so that all take part in the shuffles.

@@ -377,11 +377,12 @@ impl GpuModel {
                         let blocks = c.div_ceil(lb.kernel.out_block() as u32);
                         let groups = match lb.kernel {
                             // One subgroup per workgroup, one input pixel pair per invocation.
-                            Kernel::UpConvSg => [
-                                (ih * iw.div_ceil(2)).div_ceil(self.sg.unwrap_or(8)),
-                                n * blocks,
-                                1,
-                            ],
+                            Kernel::UpConvSg => {
+                                let wgs = (ih as u64 * iw.div_ceil(2) as u64)
+                                    .div_ceil(self.sg.unwrap_or(8) as u64);
+                                let x = wgs.min(maxd as u64);
+                                [x as u32, wgs.div_ceil(x) as u32, n * blocks]
+                            }
                             _ => [
                                 iw.div_ceil(2).div_ceil(CONV_WG.0),
                                 (2 * ih).div_ceil(CONV_WG.1),
