@@ -109,7 +109,8 @@ fn every_kernel_matches_the_cpu_reference() {
     // The subgroup kernel (where the adapter has fixed-size subgroups), every mode (see
     // `the_subgroup_conv_runs_where_it_applies`): 12 output channels (a partial block of 8),
     // odd heights, skips read from two inputs.
-    for shape in [[2, 3, 26, 48], [1, 3, 8, 128]] {
+    // (72 × 16: columns of up to 64 rows, with a partial last one, on adapters with wide subgroups.)
+    for shape in [[2, 3, 26, 48], [1, 3, 8, 128], [1, 3, 72, 16]] {
         check_variant(
             vec![12, 24, 48],
             3,
@@ -146,7 +147,22 @@ fn the_subgroup_conv_runs_where_it_applies() {
     let Some(gpu) = common::gpu("the_subgroup_conv_runs_where_it_applies") else {
         return;
     };
-    let Some(sg) = wunet::gpu::fixed_subgroup_size(&gpu.device) else {
+    // Where the adapter reports one fixed subgroup size, the layout probe must accept it (else
+    // the subgroup kernels would silently never run here).
+    let info = &gpu.info;
+    if gpu.device.features().contains(wgpu::Features::SUBGROUP)
+        && info.subgroup_min_size == info.subgroup_max_size
+        && (4..=64).contains(&info.subgroup_min_size)
+        && std::env::var("WUNET_SUBGROUPS").map_or(true, |v| v != "0")
+    {
+        assert_eq!(
+            wunet::gpu::fixed_subgroup_size(&gpu.device, &gpu.queue),
+            Some(info.subgroup_min_size),
+            "the subgroup probe fails on {}",
+            info.name
+        );
+    }
+    let Some(sg) = wunet::gpu::fixed_subgroup_size(&gpu.device, &gpu.queue) else {
         eprintln!("skipped: no fixed subgroup size on {}", gpu.info.name);
         return;
     };

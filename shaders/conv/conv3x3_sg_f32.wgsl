@@ -16,14 +16,11 @@
 // since the arena must be bound read_write.
 //
 // Register block: 4 consecutive pixels × 8 output channels per invocation, named accumulators.
-// Mapping: a subgroup covers XB × (SG / XB) invocations (XB along x, each 4 pixels); a workgroup
-// of WG invocations (the host uses one subgroup: small deep layers keep every lane busy) covers
-// 4·XB pixels × WG / XB rows. Positions come from `subgroup_id` and `subgroup_invocation_id`, so
-// the shuffles are right however the hardware numbers its lanes.
-//
-// Weights grouped by 8 output channels: vec4 index ((g * cin + ci) * 9 + tap) * 2 + j holds
-// channels 8g + 4j ..+ 4, so one channel's 18 vec4s are contiguous (lanes load neighbouring
-// vec4s, not 9 scattered rows).
+// Mapping: a workgroup is one subgroup of SG lanes (the host checks that such a workgroup runs as
+// one full subgroup: `gpu::fixed_subgroup_size`), XB lanes along x (each 4 pixels) × SG / XB rows;
+// positions come from `subgroup_invocation_id`, so the shuffles are right however the hardware
+// numbers its invocations. XB = 1 is the column mode (SG rows × 4 pixels; rows y ± 1 come from
+// the neighbouring lanes too); XB = 2, 4, 8 are patch rows.
 
 struct Params {
     n: u32,
@@ -46,9 +43,8 @@ struct Params {
 
 // The adapter's subgroup size (its minimum and maximum agree).
 override SG: u32 = 8u;
-// Invocations along x per subgroup row (a power of two, 2 ≤ XB ≤ SG).
+// Invocations along x per subgroup row (1, 2, 4 or 8, at most SG).
 override XB: u32 = 8u;
-override WG: u32 = 64u;
 
 // Accumulators: a* output channels 0–3, b* 4–7, for the 4 pixels.
 var<private> a0: vec4<f32>;
@@ -238,15 +234,14 @@ fn store(n: u32, co: u32, y: u32, x0: u32, v_in: vec4<f32>) {
     dst[(((n * p.cout + co) * p.h + y) * p.w + x0) / 4u] = v;
 }
 
-@compute @workgroup_size(WG, 1, 1)
+@compute @workgroup_size(SG, 1, 1)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(subgroup_id) sid: u32,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
     let xb = lane % XB;
     let x0 = (wid.x * XB + xb) * 4u;
-    let y = wid.y * (WG / XB) + sid * (SG / XB) + lane / XB;
+    let y = wid.y * (SG / XB) + lane / XB;
     let n = wid.z / p.cog;
     let g = wid.z % p.cog;
     let inside = x0 < p.w && y < p.h;

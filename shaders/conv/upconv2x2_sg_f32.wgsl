@@ -101,8 +101,10 @@ fn main(
         let o1 = s1 + ci * hw;
         let u0 = select(0.0, src[o], inside);
         let u1 = select(0.0, src[o1], ok1);
-        let v0 = select(0.0, src[o + hw], inside && has2);
-        let v1 = select(0.0, src[o1 + hw], ok1 && has2);
+        // (Past the last channel the address stays on this one: both sides of a select are read.)
+        let step = select(0u, hw, has2);
+        let v0 = select(0.0, src[o + step], inside && has2);
+        let v1 = select(0.0, src[o1 + step], ok1 && has2);
         // Channel ci: taps (dy, dx) are q = dy * 2 + dx; channel ci + 1: q + 4.
         let w00 = wt(0u, r0, r1);
         let w01 = wt(1u, r0, r1);

@@ -13,7 +13,8 @@ pub enum Kernel {
     Conv3x3Co8,
     /// 3×3 conv, 4 px × 8 output channels per invocation, weights shared through subgroup
     /// shuffles (adapters with one fixed subgroup size; rows a multiple of 4 wide). The value is
-    /// XB, the invocations along x per subgroup row (2, 4 or 8). Weights grouped by 8 output
+    /// XB, the invocations along x per subgroup row (1: a column of SG rows; 2, 4 or 8: patch
+    /// rows). Weights grouped by 8 output
     /// channels (`pack_conv3x3_grouped`).
     Conv3x3Sg(u32),
     /// `Conv3x3Co8` on the grouped weights of `Conv3x3Sg`, for the layers packed for it whose
@@ -114,8 +115,8 @@ impl Kernel {
     }
 
     /// The subgroup variant for a row `w` wide on an adapter whose subgroups are `sg` lanes
-    /// (`None` where it does not apply: no fixed subgroup size, or `w` under 8 or not a multiple
-    /// of 4).
+    /// (`None` where it does not apply: no fixed subgroup size, or `w` not a multiple of 4, or a
+    /// layer both lower than a subgroup and narrower than 8).
     pub fn conv3x3_sg_for(sg: Option<u32>, h: usize, w: usize) -> Option<Kernel> {
         let sg = sg?;
         if !w.is_multiple_of(4) {
@@ -140,7 +141,7 @@ impl Kernel {
     fn constants(self, sg: u32) -> Vec<(&'static str, f64)> {
         match self {
             Kernel::UpConvSg => vec![("SG", sg as f64)],
-            Kernel::Conv3x3Sg(xb) => vec![("SG", sg as f64), ("XB", xb as f64), ("WG", sg as f64)],
+            Kernel::Conv3x3Sg(xb) => vec![("SG", sg as f64), ("XB", xb as f64)],
             Kernel::UpConv | Kernel::Conv3x3I8 | Kernel::Conv3x3SparseI8 | Kernel::UpConvI8 => {
                 vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)]
             }

@@ -28,20 +28,98 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 /// The subgroup size the subgroup kernels are specialized for: `Some` where the device has
-/// subgroups of one fixed size, a power of two up to 64 (lavapipe: 8, NVIDIA: 32), `None`
-/// elsewhere or when `WUNET_SUBGROUPS=0` (then the kernels without subgroups run).
-pub fn fixed_subgroup_size(device: &wgpu::Device) -> Option<u32> {
+/// subgroups of one fixed size, a power of two from 4 to 64 (lavapipe: 8, NVIDIA: 32), and a
+/// probe dispatch shows that a workgroup of that many invocations is one full subgroup whose
+/// shuffles work (`shaders/probe/subgroup_layout.wgsl`); `None` elsewhere, in the browser (wgpu's
+/// WebGPU backend does not expose subgroups), or when `WUNET_SUBGROUPS=0`: then the kernels
+/// without subgroups run.
+pub fn fixed_subgroup_size(device: &wgpu::Device, queue: &wgpu::Queue) -> Option<u32> {
     if !device.features().contains(wgpu::Features::SUBGROUP) {
         return None;
     }
-    #[cfg(not(target_arch = "wasm32"))]
-    if std::env::var("WUNET_SUBGROUPS").is_ok_and(|v| v == "0") {
-        return None;
+    #[cfg(target_arch = "wasm32")]
+    {
+        let _ = queue;
+        None
     }
-    let info = device.adapter_info();
-    let sg = info.subgroup_min_size;
-    (sg == info.subgroup_max_size && sg.is_power_of_two() && (2..=Kernel::SG_MAX).contains(&sg))
-        .then_some(sg)
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        if std::env::var("WUNET_SUBGROUPS").is_ok_and(|v| v == "0") {
+            return None;
+        }
+        let info = device.adapter_info();
+        let sg = info.subgroup_min_size;
+        if sg != info.subgroup_max_size
+            || !sg.is_power_of_two()
+            || !(4..=Kernel::SG_MAX).contains(&sg)
+        {
+            return None;
+        }
+        subgroup_layout_holds(device, queue, sg).then_some(sg)
+    }
+}
+
+/// Run the subgroup layout probe with workgroups of `sg` invocations; any failure (including a
+/// GPU error) means no.
+#[cfg(not(target_arch = "wasm32"))]
+fn subgroup_layout_holds(device: &wgpu::Device, queue: &wgpu::Queue, sg: u32) -> bool {
+    const GROUPS: u32 = 4;
+    let run = || -> crate::Result<bool> {
+        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+            label: Some("probe/subgroup_layout"),
+            source: wgpu::ShaderSource::Wgsl(
+                crate::shaders::source("probe/subgroup_layout").into(),
+            ),
+        });
+        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+            label: Some("probe/subgroup_layout"),
+            layout: None,
+            module: &module,
+            entry_point: Some("main"),
+            compilation_options: wgpu::PipelineCompilationOptions {
+                constants: &[("SG", sg as f64)],
+                ..Default::default()
+            },
+            cache: None,
+        });
+        let bytes = (GROUPS * sg * 4) as u64;
+        let out = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("subgroup probe"),
+            size: bytes,
+            usage: wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC,
+            mapped_at_creation: false,
+        });
+        let read = device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("subgroup probe readback"),
+            size: bytes,
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let bg = device.create_bind_group(&wgpu::BindGroupDescriptor {
+            label: Some("subgroup probe"),
+            layout: &pipeline.get_bind_group_layout(0),
+            entries: &[wgpu::BindGroupEntry {
+                binding: 0,
+                resource: out.as_entire_binding(),
+            }],
+        });
+        let mut enc = device.create_command_encoder(&Default::default());
+        {
+            let mut pass = enc.begin_compute_pass(&Default::default());
+            pass.set_pipeline(&pipeline);
+            pass.set_bind_group(0, &bg, &[]);
+            pass.dispatch_workgroups(GROUPS, 1, 1);
+        }
+        enc.copy_buffer_to_buffer(&out, 0, &read, 0, bytes);
+        queue.submit([enc.finish()]);
+        let got = pollster::block_on(exec::map_read_async(device, &[(read, bytes)]))?;
+        Ok(got[0]
+            .chunks_exact(4)
+            .all(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) == 1))
+    };
+    pollster::block_on(scoped_async(device, "probing subgroups", run))
+        .and_then(|r| r)
+        .unwrap_or(false)
 }
 
 /// A buffer holding `bytes` (zero-padded to a multiple of 4), written through the queue rather

@@ -146,7 +146,7 @@ impl GpuModel {
             opts.fold_bn,
         )?;
         let sg = match opts.conv3x3 {
-            None | Some(Kernel::Conv3x3Sg(_)) => super::fixed_subgroup_size(device),
+            None | Some(Kernel::Conv3x3Sg(_)) => super::fixed_subgroup_size(device, queue),
             Some(_) => None,
         };
         let mut convs = HashMap::new();
@@ -161,8 +161,15 @@ impl GpuModel {
                     Some(Kernel::Conv3x3Sg(_)) | None if sg.is_some() && w.shape[0] >= 8 => {
                         Kernel::Conv3x3Sg(0)
                     }
-                    Some(Kernel::Conv3x3Sg(_)) | None => Kernel::conv3x3_for(w.shape[0]),
-                    Some(k) => k,
+                    Some(Kernel::Conv3x3Sg(_) | Kernel::Conv3x3Co8Grouped) | None => {
+                        Kernel::conv3x3_for(w.shape[0])
+                    }
+                    Some(k @ (Kernel::Conv3x3Co4 | Kernel::Conv3x3Co8)) => k,
+                    Some(k) => {
+                        return Err(Error::InvalidArgument(format!(
+                            "{k:?} is not a float32 3×3 conv kernel"
+                        )))
+                    }
                 };
                 let (packed, bias) = if *fused {
                     pack_conv3x3(&fold_bn(w, bn, eps), kernel)

@@ -352,7 +352,7 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
     // The subgroup kernel where the adapter has fixed-size subgroups, its mode picked per layer
     // (where a layer's shape rules it out, its column shows Conv3x3Co8Grouped). That column is
     // what the default per-layer choice runs.
-    let subgroups = wunet::gpu::fixed_subgroup_size(&gpu.device).is_some();
+    let subgroups = wunet::gpu::fixed_subgroup_size(&gpu.device, &gpu.queue).is_some();
     let mut variants = vec![Kernel::Conv3x3Co4, Kernel::Conv3x3Co8];
     if subgroups {
         variants.push(Kernel::Conv3x3Sg(0));
