@@ -274,9 +274,9 @@ fn a_cmyk_jpeg_decodes_to_the_right_colours() {
     ];
     for (ri, y) in [4usize, 12].into_iter().enumerate() {
         for (band, x) in [3usize, 9, 15, 21].into_iter().enumerate() {
-            for c in 0..3 {
+            for (c, &exp) in want[ri][band].iter().enumerate() {
                 let got = t.data[(c * 16 + y) * 24 + x] * 255.0;
-                let exp = want[ri][band][c] as f32;
+                let exp = exp as f32;
                 assert!(
                     (got - exp).abs() <= 8.0,
                     "pixel ({x}, {y}) channel {c}: {got:.1}, Pillow {exp}"

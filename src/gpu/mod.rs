@@ -139,7 +139,7 @@ pub(crate) fn buffer_with(
         usage: usage | wgpu::BufferUsages::COPY_DST,
         mapped_at_creation: false,
     });
-    if bytes.len() % 4 == 0 {
+    if bytes.len().is_multiple_of(4) {
         queue.write_buffer(&buffer, 0, bytes);
     } else {
         let mut padded = bytes.to_vec();
