@@ -258,26 +258,12 @@ fn bad_models_get_clear_errors() {
 
 /// A PNG whose header declares a 0×0 image (with valid chunk CRCs).
 fn zero_sized_png() -> Vec<u8> {
-    fn crc(data: &[u8]) -> u32 {
-        let mut c = 0xFFFF_FFFFu32;
-        for &b in data {
-            c ^= b as u32;
-            for _ in 0..8 {
-                c = if c & 1 != 0 {
-                    0xEDB8_8320 ^ (c >> 1)
-                } else {
-                    c >> 1
-                };
-            }
-        }
-        !c
-    }
     let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
     let mut chunk = |kind: &[u8], data: &[u8]| {
         png.extend((data.len() as u32).to_be_bytes());
         let body: Vec<u8> = kind.iter().chain(data).copied().collect();
         png.extend(&body);
-        png.extend(crc(&body).to_be_bytes());
+        png.extend(common::crc32(&body).to_be_bytes());
     };
     chunk(b"IHDR", &[0, 0, 0, 0, 0, 0, 0, 0, 8, 2, 0, 0, 0]);
     chunk(b"IEND", &[]);

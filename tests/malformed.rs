@@ -107,22 +107,6 @@ fn image(bytes: &[u8]) -> wunet::Result<Tensor> {
     image_tensor(&img, &UNetSpec::new(3, 1, vec![4, 8]))
 }
 
-/// CRC-32 (IEEE), bit by bit: PNG chunk checksums.
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut c = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        c ^= b as u32;
-        for _ in 0..8 {
-            c = if c & 1 != 0 {
-                0xEDB8_8320 ^ (c >> 1)
-            } else {
-                c >> 1
-            };
-        }
-    }
-    !c
-}
-
 fn npy(header: &str, data: &[u8]) -> Vec<u8> {
     let mut h = header.to_string();
     while !(10 + h.len() + 1).is_multiple_of(64) {
@@ -218,7 +202,7 @@ fn malformed_inputs_get_clear_errors_never_panics() {
             p[16..20].copy_from_slice(&100_000u32.to_be_bytes());
             p[20..24].copy_from_slice(&100_000u32.to_be_bytes());
             // A valid chunk CRC, so only the size is wrong.
-            let crc = crc32(&p[12..29]);
+            let crc = common::crc32(&p[12..29]);
             p[29..33].copy_from_slice(&crc.to_be_bytes());
             p
         }), Want::Error("limit")),

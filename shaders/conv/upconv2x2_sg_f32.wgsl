@@ -34,6 +34,28 @@ struct Params {
 // The adapter's subgroup size (its minimum and maximum agree), at least 4.
 override SG: u32 = 8u;
 
+// Accumulators a<dy><k>: output row 2y + dy, column 2 x0 + k, 4 output channels.
+var<private> a00: vec4<f32>;
+var<private> a01: vec4<f32>;
+var<private> a02: vec4<f32>;
+var<private> a03: vec4<f32>;
+var<private> a10: vec4<f32>;
+var<private> a11: vec4<f32>;
+var<private> a12: vec4<f32>;
+var<private> a13: vec4<f32>;
+
+// One input channel's pixels u0, u1 through its 4 taps w<dy><dx>.
+fn taps(u0: f32, u1: f32, w00: vec4<f32>, w01: vec4<f32>, w10: vec4<f32>, w11: vec4<f32>) {
+    a00 = fma(vec4(u0), w00, a00);
+    a01 = fma(vec4(u0), w01, a01);
+    a02 = fma(vec4(u1), w00, a02);
+    a03 = fma(vec4(u1), w01, a03);
+    a10 = fma(vec4(u0), w10, a10);
+    a11 = fma(vec4(u0), w11, a11);
+    a12 = fma(vec4(u1), w10, a12);
+    a13 = fma(vec4(u1), w11, a13);
+}
+
 // Weight vec4 `q` (of the pair of input channels) from lane q % SG of r0 or r1.
 fn wt(q: u32, r0: vec4<f32>, r1: vec4<f32>) -> vec4<f32> {
     return subgroupShuffle(select(r1, r0, q < SG), q % SG);
@@ -74,15 +96,14 @@ fn main(
     let s1 = select(s, s + 1u, ok1);
 
     let b = bias[g];
-    // a<dy><k>: output row 2y + dy, column 2 x0 + k.
-    var a00 = b;
-    var a01 = b;
-    var a02 = b;
-    var a03 = b;
-    var a10 = b;
-    var a11 = b;
-    var a12 = b;
-    var a13 = b;
+    a00 = b;
+    a01 = b;
+    a02 = b;
+    a03 = b;
+    a10 = b;
+    a11 = b;
+    a12 = b;
+    a13 = b;
     let wg = g * p.cin * 4u;
     let last = p.cin * 4u - 1u;
     for (var ci = 0u; ci < p.cin; ci += 2u) {
@@ -106,30 +127,8 @@ fn main(
         let v0 = select(0.0, src[o + step], inside && has2);
         let v1 = select(0.0, src[o1 + step], ok1 && has2);
         // Channel ci: taps (dy, dx) are q = dy * 2 + dx; channel ci + 1: q + 4.
-        let w00 = wt(0u, r0, r1);
-        let w01 = wt(1u, r0, r1);
-        let w10 = wt(2u, r0, r1);
-        let w11 = wt(3u, r0, r1);
-        a00 = fma(vec4(u0), w00, a00);
-        a01 = fma(vec4(u0), w01, a01);
-        a02 = fma(vec4(u1), w00, a02);
-        a03 = fma(vec4(u1), w01, a03);
-        a10 = fma(vec4(u0), w10, a10);
-        a11 = fma(vec4(u0), w11, a11);
-        a12 = fma(vec4(u1), w10, a12);
-        a13 = fma(vec4(u1), w11, a13);
-        let z00 = wt(4u, r0, r1);
-        let z01 = wt(5u, r0, r1);
-        let z10 = wt(6u, r0, r1);
-        let z11 = wt(7u, r0, r1);
-        a00 = fma(vec4(v0), z00, a00);
-        a01 = fma(vec4(v0), z01, a01);
-        a02 = fma(vec4(v1), z00, a02);
-        a03 = fma(vec4(v1), z01, a03);
-        a10 = fma(vec4(v0), z10, a10);
-        a11 = fma(vec4(v0), z11, a11);
-        a12 = fma(vec4(v1), z10, a12);
-        a13 = fma(vec4(v1), z11, a13);
+        taps(u0, u1, wt(0u, r0, r1), wt(1u, r0, r1), wt(2u, r0, r1), wt(3u, r0, r1));
+        taps(v0, v1, wt(4u, r0, r1), wt(5u, r0, r1), wt(6u, r0, r1), wt(7u, r0, r1));
     }
     if (!inside) {
         return;

@@ -20,6 +20,9 @@ pub enum Kernel {
     /// `Conv3x3Co8` on the grouped weights of `Conv3x3Sg`, for the layers packed for it whose
     /// rows it cannot take.
     Conv3x3Co8Grouped,
+    /// Not a layer: the check behind `gpu::fixed_subgroup_size` that a workgroup of SG
+    /// invocations runs as one full subgroup.
+    SubgroupProbe,
     BnRelu,
     MaxPool,
     UpConv,
@@ -89,6 +92,7 @@ impl Kernel {
             Kernel::MaxPool => "pool/maxpool2x2_f32",
             Kernel::UpConv => "conv/upconv2x2_f32",
             Kernel::UpConvSg => "conv/upconv2x2_sg_f32",
+            Kernel::SubgroupProbe => "probe/subgroup_layout",
             Kernel::Resize => "resize/bilinear_ac_f32",
             Kernel::Head => "conv/conv1x1_f32",
         }
@@ -140,7 +144,7 @@ impl Kernel {
     /// Values of the shader's `override` constants.
     fn constants(self, sg: u32) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::UpConvSg => vec![("SG", sg as f64)],
+            Kernel::UpConvSg | Kernel::SubgroupProbe => vec![("SG", sg as f64)],
             Kernel::Conv3x3Sg(xb) => vec![("SG", sg as f64), ("XB", xb as f64)],
             Kernel::UpConv | Kernel::Conv3x3I8 | Kernel::Conv3x3SparseI8 | Kernel::UpConvI8 => {
                 vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)]

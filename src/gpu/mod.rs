@@ -65,23 +65,7 @@ pub fn fixed_subgroup_size(device: &wgpu::Device, queue: &wgpu::Queue) -> Option
 fn subgroup_layout_holds(device: &wgpu::Device, queue: &wgpu::Queue, sg: u32) -> bool {
     const GROUPS: u32 = 4;
     let run = || -> crate::Result<bool> {
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some("probe/subgroup_layout"),
-            source: wgpu::ShaderSource::Wgsl(
-                crate::shaders::source("probe/subgroup_layout").into(),
-            ),
-        });
-        let pipeline = device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some("probe/subgroup_layout"),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &[("SG", sg as f64)],
-                ..Default::default()
-            },
-            cache: None,
-        });
+        let pipeline = Kernel::SubgroupProbe.pipeline_sg(device, sg);
         let bytes = (GROUPS * sg * 4) as u64;
         let out = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("subgroup probe"),

@@ -100,3 +100,19 @@ pub fn expect_error(args: &[&str], needles: &[&str]) {
         assert!(err.contains(n), "{args:?}: stderr lacks {n:?}:\n{err}");
     }
 }
+
+/// CRC-32 (IEEE), bit by bit: PNG chunk checksums for hand-made broken images.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        c ^= b as u32;
+        for _ in 0..8 {
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
+        }
+    }
+    !c
+}

@@ -508,40 +508,25 @@ fn conv_dispatch<'a>(
     let [n, c, h, w] = g.shapes[out].map(|v| v as u32);
     let g4 = |t: usize| (g.shapes[t][1] as u32).div_ceil(4);
     let (ga, gb) = (g4(a), b.map_or(0, g4));
-    let src = [Binding::Arena(a), b.map_or(Binding::Unused, Binding::Arena)];
-    match &l.entries {
-        None => (
-            Kernel::Conv3x3I8,
-            [n, ga, gb, h, w, c.div_ceil(4), l.blocks, l.zl],
-            [
-                w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
-                h.div_ceil(CONV_WG.1),
-                n * l.blocks,
-            ],
-            src.into_iter()
-                .chain([
-                    Binding::Weights(&l.weights),
-                    Binding::Weights(&l.rq),
-                    Binding::Arena(out),
-                ])
-                .collect(),
-        ),
-        Some(entries) => (
-            Kernel::Conv3x3SparseI8,
-            [n, ga, gb, h, w, c.div_ceil(4), l.blocks, l.zl],
-            [
-                w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
-                h.div_ceil(CONV_WG.1),
-                n * l.blocks,
-            ],
-            src.into_iter()
-                .chain([
-                    Binding::Weights(&l.weights),
-                    Binding::Weights(entries),
-                    Binding::Weights(&l.rq),
-                    Binding::Arena(out),
-                ])
-                .collect(),
-        ),
-    }
+    // The sparse kernel binds its block lists between the weights and the requantization.
+    let (kernel, entries) = match &l.entries {
+        None => (Kernel::Conv3x3I8, None),
+        Some(e) => (Kernel::Conv3x3SparseI8, Some(Binding::Weights(e))),
+    };
+    let bufs = [Binding::Arena(a), b.map_or(Binding::Unused, Binding::Arena)]
+        .into_iter()
+        .chain([Binding::Weights(&l.weights)])
+        .chain(entries)
+        .chain([Binding::Weights(&l.rq), Binding::Arena(out)])
+        .collect();
+    (
+        kernel,
+        [n, ga, gb, h, w, c.div_ceil(4), l.blocks, l.zl],
+        [
+            w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
+            h.div_ceil(CONV_WG.1),
+            n * l.blocks,
+        ],
+        bufs,
+    )
 }
