@@ -227,16 +227,22 @@ impl Model {
             .map_err(|e| js_err(format!("{e:?}")))
     }
 
-    /// What runs: `{path: "webgpu"|"cpu", adapter, precision, dot4, in_channels, out_channels,
-    /// features}`.
+    /// What runs: `{path: "webgpu"|"cpu", adapter, precision, dot4, subgroup_size, in_channels,
+    /// out_channels, features}`; `subgroup_size`: the subgroup width the float32 kernels share
+    /// their loads across, `null` where the kernels without subgroups run.
     pub fn info(&self) -> Result<JsValue, JsError> {
         let i = self.inner.borrow();
+        let sg = match &i.engine {
+            Engine::Gpu { model, .. } => model.subgroup_size(),
+            _ => None,
+        };
         let json = format!(
-            "{{\"path\":\"{}\",\"adapter\":{:?},\"precision\":\"{}\",\"dot4\":{},\"in_channels\":{},\"out_channels\":{},\"features\":{:?}}}",
+            "{{\"path\":\"{}\",\"adapter\":{:?},\"precision\":\"{}\",\"dot4\":{},\"subgroup_size\":{},\"in_channels\":{},\"out_channels\":{},\"features\":{:?}}}",
             i.path,
             i.adapter,
             i.precision,
             i.dot4.map_or("null".to_string(), |d| format!("\"{d:?}\"")),
+            sg.map_or("null".to_string(), |s| s.to_string()),
             i.spec.in_channels,
             i.spec.out_channels,
             i.spec.features

@@ -37,7 +37,10 @@ pub async fn request_gpu_async() -> Result<Gpu> {
         .await
         .map_err(|_| Error::NoAdapter)?;
     let info = adapter.get_info();
-    let (device, queue) = adapter
+    // wgpu's WebGPU backend cannot name the `subgroups` feature: the page's request adds it.
+    #[cfg(all(target_arch = "wasm32", feature = "web"))]
+    browser::request_subgroups_begin();
+    let device = adapter
         .request_device(&wgpu::DeviceDescriptor {
             label: Some("wunet"),
             // Timestamps when the adapter has them (for `bench`), subgroups for the conv kernel
@@ -50,8 +53,11 @@ pub async fn request_gpu_async() -> Result<Gpu> {
             required_limits: adapter.limits(),
             ..Default::default()
         })
-        .await
-        .map_err(|e| Error::Gpu(format!("cannot open a device on {}: {e}", info.name)))?;
+        .await;
+    #[cfg(all(target_arch = "wasm32", feature = "web"))]
+    browser::request_subgroups_end();
+    let (device, queue) =
+        device.map_err(|e| Error::Gpu(format!("cannot open a device on {}: {e}", info.name)))?;
     // Errors are caught by error scopes around each plan and run; anything else is reported, not
     // turned into a panic.
     device.on_uncaptured_error(std::sync::Arc::new(|e| {
@@ -70,4 +76,41 @@ pub async fn request_gpu_async() -> Result<Gpu> {
         info,
         wgsl: instance.wgsl_language_features(),
     })
+}
+
+/// In the browser, wgpu 30's WebGPU backend maps no `subgroups` feature, so it cannot ask for
+/// one. While wunet requests its device, `GPUAdapter.prototype.requestDevice` is wrapped to add
+/// `"subgroups"` to the required features where the adapter offers them (and restored right
+/// after); `gpu::fixed_subgroup_size` then reads the device's own feature set.
+#[cfg(all(target_arch = "wasm32", feature = "web"))]
+mod browser {
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen(inline_js = r#"
+let saved = null;
+export function request_subgroups_begin() {
+  if (typeof GPUAdapter === "undefined" || saved !== null) return;
+  const orig = GPUAdapter.prototype.requestDevice;
+  saved = orig;
+  GPUAdapter.prototype.requestDevice = function (desc) {
+    const d = Object.assign({}, desc);
+    if (this.features.has("subgroups")) {
+      const f = Array.from(d.requiredFeatures || []);
+      if (!f.includes("subgroups")) f.push("subgroups");
+      d.requiredFeatures = f;
+    }
+    return orig.call(this, d);
+  };
+}
+export function request_subgroups_end() {
+  if (saved !== null) {
+    GPUAdapter.prototype.requestDevice = saved;
+    saved = null;
+  }
+}
+"#)]
+    extern "C" {
+        pub fn request_subgroups_begin();
+        pub fn request_subgroups_end();
+    }
 }

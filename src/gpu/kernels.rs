@@ -184,9 +184,14 @@ impl Kernel {
         packed_dot: bool,
         sg: u32,
     ) -> wgpu::ComputePipeline {
+        let mut src = shaders::compose(self.shader(), packed_dot);
+        // Browsers require the extension to be enabled; naga (native) does not parse it.
+        if cfg!(target_arch = "wasm32") && sg > 0 {
+            src.insert_str(0, "enable subgroups;\n");
+        }
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(self.shader()),
-            source: wgpu::ShaderSource::Wgsl(shaders::compose(self.shader(), packed_dot).into()),
+            source: wgpu::ShaderSource::Wgsl(src.into()),
         });
         let constants = self.constants(sg);
         device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {

@@ -28,45 +28,56 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 /// The subgroup size the subgroup kernels are specialized for: `Some` where the device has
-/// subgroups of one fixed size, a power of two from 4 to 64 (lavapipe: 8, NVIDIA: 32), and a
-/// probe dispatch shows that a workgroup of that many invocations is one full subgroup whose
-/// shuffles work (`shaders/probe/subgroup_layout.wgsl`); `None` elsewhere, in the browser (wgpu's
-/// WebGPU backend does not expose subgroups), or when `WUNET_SUBGROUPS=0`: then the kernels
-/// without subgroups run.
+/// subgroups of one fixed size, a power of two from 4 to 64 (lavapipe: 8, NVIDIA: 32, Chrome's
+/// SwiftShader: 4), and a probe dispatch shows that a workgroup of that many invocations is one
+/// full subgroup whose shuffles work (`shaders/probe/subgroup_layout.wgsl`); `None` elsewhere, or
+/// when `WUNET_SUBGROUPS=0` (native): then the kernels without subgroups run.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn fixed_subgroup_size(device: &wgpu::Device, queue: &wgpu::Queue) -> Option<u32> {
-    if !device.features().contains(wgpu::Features::SUBGROUP) {
+    pollster::block_on(fixed_subgroup_size_async(device, queue))
+}
+
+/// `fixed_subgroup_size` for callers that cannot block (the browser).
+pub async fn fixed_subgroup_size_async(device: &wgpu::Device, queue: &wgpu::Queue) -> Option<u32> {
+    if !has_subgroups(device) {
         return None;
     }
+    let info = device.adapter_info();
+    let sg = info.subgroup_min_size;
+    if sg != info.subgroup_max_size || !sg.is_power_of_two() || !(4..=Kernel::SG_MAX).contains(&sg)
+    {
+        return None;
+    }
+    subgroup_layout_holds(device, queue, sg).await.then_some(sg)
+}
+
+/// Whether the device was created with subgroups (and they are not turned off).
+fn has_subgroups(device: &wgpu::Device) -> bool {
     #[cfg(target_arch = "wasm32")]
     {
-        let _ = queue;
-        None
+        // wgpu's WebGPU backend does not map the feature; the browser's device knows
+        // (`adapter::browser` asked for it).
+        #[cfg(feature = "web")]
+        return device
+            .as_webgpu()
+            .is_some_and(|d| d.features().has("subgroups"));
+        #[cfg(not(feature = "web"))]
+        return false;
     }
     #[cfg(not(target_arch = "wasm32"))]
     {
-        if std::env::var("WUNET_SUBGROUPS").is_ok_and(|v| v == "0") {
-            return None;
-        }
-        let info = device.adapter_info();
-        let sg = info.subgroup_min_size;
-        if sg != info.subgroup_max_size
-            || !sg.is_power_of_two()
-            || !(4..=Kernel::SG_MAX).contains(&sg)
-        {
-            return None;
-        }
-        subgroup_layout_holds(device, queue, sg).then_some(sg)
+        device.features().contains(wgpu::Features::SUBGROUP)
+            && !std::env::var("WUNET_SUBGROUPS").is_ok_and(|v| v == "0")
     }
 }
 
 /// Run the subgroup layout probe with workgroups of `sg` invocations; any failure (including a
 /// GPU error) means no.
-#[cfg(not(target_arch = "wasm32"))]
-fn subgroup_layout_holds(device: &wgpu::Device, queue: &wgpu::Queue, sg: u32) -> bool {
+async fn subgroup_layout_holds(device: &wgpu::Device, queue: &wgpu::Queue, sg: u32) -> bool {
     const GROUPS: u32 = 4;
-    let run = || -> crate::Result<bool> {
+    let bytes = (GROUPS * sg * 4) as u64;
+    let submit = || -> wgpu::Buffer {
         let pipeline = Kernel::SubgroupProbe.pipeline_sg(device, sg);
-        let bytes = (GROUPS * sg * 4) as u64;
         let out = device.create_buffer(&wgpu::BufferDescriptor {
             label: Some("subgroup probe"),
             size: bytes,
@@ -96,14 +107,17 @@ fn subgroup_layout_holds(device: &wgpu::Device, queue: &wgpu::Queue, sg: u32) ->
         }
         enc.copy_buffer_to_buffer(&out, 0, &read, 0, bytes);
         queue.submit([enc.finish()]);
-        let got = pollster::block_on(exec::map_read_async(device, &[(read, bytes)]))?;
-        Ok(got[0]
-            .chunks_exact(4)
-            .all(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) == 1))
+        read
     };
-    pollster::block_on(scoped_async(device, "probing subgroups", run))
-        .and_then(|r| r)
-        .unwrap_or(false)
+    let Ok(read) = scoped_async(device, "probing subgroups", submit).await else {
+        return false;
+    };
+    match exec::map_read_async(device, &[(read, bytes)]).await {
+        Ok(got) => got[0]
+            .chunks_exact(4)
+            .all(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]) == 1),
+        Err(_) => false,
+    }
 }
 
 /// A buffer holding `bytes` (zero-padded to a multiple of 4), written through the queue rather

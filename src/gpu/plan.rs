@@ -90,6 +90,12 @@ fn pack_conv3x3(w: &ConvWeights, kernel: Kernel) -> (Vec<f32>, Vec<f32>) {
 }
 
 impl GpuModel {
+    /// The subgroup size the subgroup kernels run with here (`None`: the kernels without
+    /// subgroups run).
+    pub fn subgroup_size(&self) -> Option<u32> {
+        self.sg
+    }
+
     #[cfg(not(target_arch = "wasm32"))]
     pub fn new(
         device: &wgpu::Device,
@@ -107,8 +113,14 @@ impl GpuModel {
         model: &UNet,
         opts: GpuOptions,
     ) -> Result<GpuModel> {
+        let sg = match opts.conv3x3 {
+            None | Some(Kernel::Conv3x3Sg(_)) => {
+                super::fixed_subgroup_size_async(device, queue).await
+            }
+            Some(_) => None,
+        };
         scoped_async(device, "uploading the model", || {
-            GpuModel::build(device, queue, model, opts)
+            GpuModel::build(device, queue, model, opts, sg)
         })
         .await?
     }
@@ -118,6 +130,7 @@ impl GpuModel {
         queue: &wgpu::Queue,
         model: &UNet,
         opts: GpuOptions,
+        sg: Option<u32>,
     ) -> Result<GpuModel> {
         let limits = device.limits();
         let mut weight_bytes = 0u64;
@@ -145,10 +158,6 @@ impl GpuModel {
             ],
             opts.fold_bn,
         )?;
-        let sg = match opts.conv3x3 {
-            None | Some(Kernel::Conv3x3Sg(_)) => super::fixed_subgroup_size(device, queue),
-            Some(_) => None,
-        };
         let mut convs = HashMap::new();
         let mut bns = HashMap::new();
         for op in &g.ops {
