@@ -18,18 +18,28 @@ pub fn needs_int8_lib(src: &str) -> bool {
     src.contains("dot4x4(") || src.contains("requant4(") || src.contains("dot4i8(")
 }
 
-/// The source of kernel `name` ready to compile: kernels calling the int8 library get it
-/// prepended, after the dot-product variant: `packed_dot` selects WGSL's
+/// The source of kernel `name` ready to compile: float32 kernels that address channel planes
+/// get the layout's `plane_stride` (`lib/layout_f32.wgsl`) prepended; kernels calling the int8
+/// library get it, after the dot-product variant: `packed_dot` selects WGSL's
 /// `packed_4x8_integer_dot_product` builtin, else the unpacking fallback.
 pub fn compose(name: &str, packed_dot: bool) -> String {
     let src = source(name);
-    if !needs_int8_lib(src) {
-        return src.to_string();
+    let mut out = String::new();
+    if src.contains("plane_stride(") {
+        out.push_str(source("lib/layout_f32"));
+        out.push('\n');
     }
-    let dot = if packed_dot {
-        "lib/int8_dot4_builtin"
-    } else {
-        "lib/int8_dot4_unpacked"
-    };
-    format!("{}\n{}\n{}", source(dot), source("lib/int8_common"), src)
+    if needs_int8_lib(src) {
+        let dot = if packed_dot {
+            "lib/int8_dot4_builtin"
+        } else {
+            "lib/int8_dot4_unpacked"
+        };
+        out.push_str(source(dot));
+        out.push('\n');
+        out.push_str(source("lib/int8_common"));
+        out.push('\n');
+    }
+    out.push_str(src);
+    out
 }

@@ -30,7 +30,7 @@ fn every_shader_parses_and_validates() {
                 wunet::shaders::compose(&name, false),
             ]
         } else {
-            vec![src.clone()]
+            vec![wunet::shaders::compose(&name, true)]
         };
         for src in variants {
             let module = naga::front::wgsl::parse_str(&src)

@@ -1,5 +1,6 @@
-// 1×1 convolution with bias (the head: logits), NCHW float32. One invocation per pixel and group
-// of 4 output channels. Weights: vec4 over output channels, index (ci * cog + g).
+// 1×1 convolution with bias (the head: logits), NCHW float32 (planes `plane_stride` apart). One
+// invocation per pixel and group of 4 output channels. Weights: vec4 over output channels, index
+// (ci * cog + g).
 
 struct Params {
     n: u32,
@@ -29,15 +30,16 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let px = i % p.hw;
     let g = (i / p.hw) % p.cog;
     let n = i / (p.hw * p.cog);
-    let s = n * p.cin * p.hw + px;
+    let ps = plane_stride(p.hw);
+    let s = n * p.cin * ps + px;
     var acc = bias[g];
     for (var ci = 0u; ci < p.cin; ci++) {
-        acc += src[s + ci * p.hw] * weights[ci * p.cog + g];
+        acc += src[s + ci * ps] * weights[ci * p.cog + g];
     }
-    let o = (n * p.cout + g * 4u) * p.hw + px;
+    let o = (n * p.cout + g * 4u) * ps + px;
     let left = p.cout - g * 4u;
     dst[o] = acc.x;
-    if (left > 1u) { dst[o + p.hw] = acc.y; }
-    if (left > 2u) { dst[o + 2u * p.hw] = acc.z; }
-    if (left > 3u) { dst[o + 3u * p.hw] = acc.w; }
+    if (left > 1u) { dst[o + ps] = acc.y; }
+    if (left > 2u) { dst[o + 2u * ps] = acc.z; }
+    if (left > 3u) { dst[o + 3u * ps] = acc.w; }
 }

@@ -1,6 +1,7 @@
-// 3×3 convolution, padding 1, stride 1, NCHW float32, with BatchNorm folded into the weights and
-// bias and ReLU fused in the epilogue. The input channels are those of `src_a` followed by those
-// of `src_b`: the decoder's skip concatenation is read in place, never built.
+// 3×3 convolution, padding 1, stride 1, NCHW float32 (planes `plane_stride` apart), with BatchNorm
+// folded into the weights and bias and ReLU fused in the epilogue. The input channels are those of
+// `src_a` followed by those of `src_b`: the decoder's skip concatenation is read in place, never
+// built.
 //
 // Register blocking: each invocation computes 4 consecutive pixels of a row × CO output channels
 // (CO = 4, or 8 when CO8), in named vec4 accumulators. Per input channel and kernel row it loads
@@ -47,7 +48,7 @@ fn store(n: u32, co0: u32, y: u32, x: u32, v_in: vec4<f32>) {
     if (p.relu != 0u) {
         v = max(v, vec4<f32>(0.0));
     }
-    let hw = p.h * p.w;
+    let hw = plane_stride(p.h * p.w);
     let base = (n * p.cout + co0) * hw + y * p.w + x;
     let left = p.cout - co0;
     dst[base] = v.x;
@@ -68,7 +69,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     let vpb = select(1u, 2u, CO8); // vec4 per output-channel block
     let wrow = p.cog * vpb;
     let gv = g * vpb;
-    let hw = p.h * p.w;
+    let hw = plane_stride(p.h * p.w);
     let base_a = n * p.cin_a * hw;
     let base_b = n * p.cin_b * hw;
 

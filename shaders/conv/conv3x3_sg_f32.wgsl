@@ -1,6 +1,7 @@
-// 3×3 convolution, padding 1, stride 1, NCHW float32, BatchNorm folded, ReLU fused, the skip
-// concatenation read in place from `src_a` then `src_b` (as conv3x3_bn_relu_f32), for adapters
-// with subgroups of one fixed size and rows whose width is a multiple of 4.
+// 3×3 convolution, padding 1, stride 1, NCHW float32 (planes `plane_stride` apart), BatchNorm
+// folded, ReLU fused, the skip concatenation read in place from `src_a` then `src_b` (as
+// conv3x3_bn_relu_f32), for adapters with subgroups of one fixed size and rows whose width is a
+// multiple of 4.
 //
 // Why subgroups: on SIMD-style implementations (lavapipe, SwiftShader) every load instruction
 // costs about the same per lane whether or not its address is uniform, so the v2 kernel's six
@@ -231,7 +232,7 @@ fn store(n: u32, co: u32, y: u32, x0: u32, v_in: vec4<f32>) {
     if (p.relu != 0u) {
         v = max(v, vec4(0.0));
     }
-    dst[(((n * p.cout + co) * p.h + y) * p.w + x0) / 4u] = v;
+    dst[((n * p.cout + co) * plane_stride(p.h * p.w) + y * p.w + x0) / 4u] = v;
 }
 
 @compute @workgroup_size(SG, 1, 1)
@@ -246,7 +247,7 @@ fn main(
     let g = wid.z % p.cog;
     let inside = x0 < p.w && y < p.h;
     let gv = g * 2u;
-    let hw = p.h * p.w;
+    let hw = plane_stride(p.h * p.w);
     // Addresses are clamped into the image so that every lane can load (no lane leaves before
     // the shuffles); what lies outside is zeroed.
     lane_id = lane;

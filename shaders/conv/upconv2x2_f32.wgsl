@@ -1,5 +1,5 @@
-// ConvTranspose2d(kernel 2, stride 2) with bias, NCHW float32, as a GEMM per kernel tap: output
-// pixel (2y + dy, 2x + dx) = bias + Σ_ci in[ci, y, x] · W[ci, co, dy, dx].
+// ConvTranspose2d(kernel 2, stride 2) with bias, NCHW float32 (planes `plane_stride` apart), as a
+// GEMM per kernel tap: output pixel (2y + dy, 2x + dx) = bias + Σ_ci in[ci, y, x] · W[ci, co, dy, dx].
 //
 // Each invocation computes one output row (fixing dy) × 4 consecutive output pixels (input pixels
 // x0, x0 + 1, both taps dx) × 8 output channels, in 8 named vec4 accumulators: per input channel
@@ -33,7 +33,7 @@ fn store(n: u32, co0: u32, oy: u32, ox: u32, v: vec4<f32>) {
     if (ox >= ow || co0 >= p.cout) {
         return;
     }
-    let ohw = 4u * p.h * p.w;
+    let ohw = plane_stride(4u * p.h * p.w);
     let o = (n * p.cout + co0) * ohw + oy * ow + ox;
     let left = p.cout - co0;
     dst[o] = v.x;
@@ -53,7 +53,7 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(workgroup_id) wi
     }
     let y = oy / 2u;
     let dy = oy % 2u;
-    let hw = p.h * p.w;
+    let hw = plane_stride(p.h * p.w);
     let wrow = 2u * p.cog;
     let x1ok = x0 + 1u < p.w;
     let x1 = select(x0, x0 + 1u, x1ok);

@@ -1,5 +1,6 @@
-// ConvTranspose2d(kernel 2, stride 2) with bias, NCHW float32, for adapters with subgroups of one
-// fixed size: output pixel (2y + dy, 2x + dx) = bias + Σ_ci in[ci, y, x] · W[ci, co, dy, dx].
+// ConvTranspose2d(kernel 2, stride 2) with bias, NCHW float32 (planes `plane_stride` apart), for
+// adapters with subgroups of one fixed size:
+// output pixel (2y + dy, 2x + dx) = bias + Σ_ci in[ci, y, x] · W[ci, co, dy, dx].
 //
 // Each invocation takes 2 neighbouring input pixels and computes all 4 taps of both (a 2 × 4
 // output patch) for 4 output channels: 8 named vec4 accumulators (vec4 over channels). The
@@ -66,7 +67,7 @@ fn store(n: u32, co0: u32, oy: u32, ox: u32, v: vec4<f32>) {
     if (ox >= ow || co0 >= p.cout) {
         return;
     }
-    let ohw = 4u * p.h * p.w;
+    let ohw = plane_stride(4u * p.h * p.w);
     let o = (n * p.cout + co0) * ohw + oy * ow + ox;
     let left = p.cout - co0;
     dst[o] = v.x;
@@ -88,7 +89,7 @@ fn main(
     let n = wid.z / p.cog;
     let g = wid.z % p.cog;
     let inside = y < p.h;
-    let hw = p.h * p.w;
+    let hw = plane_stride(p.h * p.w);
     // Every lane loads (clamped, zeroed outside) so that all take part in the shuffles.
     let yc = min(y, p.h - 1u);
     let ok1 = inside && x0 + 1u < p.w;

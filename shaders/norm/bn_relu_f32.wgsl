@@ -1,5 +1,6 @@
-// Standalone inference BatchNorm + ReLU, NCHW float32: y = max(x * scale[c] + shift[c], 0).
-// Used when BatchNorm is not folded into the preceding conv. One invocation per element.
+// Standalone inference BatchNorm + ReLU, NCHW float32 (planes `plane_stride` apart):
+// y = max(x * scale[c] + shift[c], 0). Used when BatchNorm is not folded into the preceding conv.
+// One invocation per element.
 
 struct Params {
     total: u32,
@@ -22,6 +23,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if (i >= p.total) {
         return;
     }
-    let c = (i / p.hw) % p.c;
-    dst[i] = max(src[i] * scale[c] + shift[c], 0.0);
+    let plane = i / p.hw;
+    let c = plane % p.c;
+    let o = plane * plane_stride(p.hw) + i % p.hw;
+    dst[o] = max(src[o] * scale[c] + shift[c], 0.0);
 }

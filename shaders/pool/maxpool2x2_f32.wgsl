@@ -1,5 +1,5 @@
-// 2×2 max-pool, stride 2, NCHW float32; odd input sizes drop their last row/column (floor).
-// One invocation per output element.
+// 2×2 max-pool, stride 2, NCHW float32 (planes `plane_stride` apart); odd input sizes drop their
+// last row/column (floor). One invocation per output element.
 
 struct Params {
     total: u32,
@@ -25,6 +25,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let x = i % ow;
     let y = (i / ow) % oh;
     let plane = i / (ow * oh);
-    let s = plane * p.h * p.w + 2u * y * p.w + 2u * x;
-    dst[i] = max(max(src[s], src[s + 1u]), max(src[s + p.w], src[s + p.w + 1u]));
+    let s = plane * plane_stride(p.h * p.w) + 2u * y * p.w + 2u * x;
+    dst[plane * plane_stride(ow * oh) + y * ow + x] = max(max(src[s], src[s + 1u]), max(src[s + p.w], src[s + p.w + 1u]));
 }

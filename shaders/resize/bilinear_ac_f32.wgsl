@@ -1,4 +1,5 @@
-// Bilinear resize with align_corners=True, NCHW float32, computed as PyTorch's CPU kernel does:
+// Bilinear resize with align_corners=True, NCHW float32 (planes `plane_stride` apart), computed as
+// PyTorch's CPU kernel does:
 // src = dst * (in - 1) / (out - 1); i0 = floor(src), i1 = min(i0 + 1, in - 1), l1 = src - i0.
 // One invocation per output element.
 
@@ -40,8 +41,8 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     let lx1 = sx - f32(x0);
     let lx0 = 1.0 - lx1;
 
-    let b = plane * p.ih * p.iw;
+    let b = plane * plane_stride(p.ih * p.iw);
     let r0 = b + y0 * p.iw;
     let r1 = b + y1 * p.iw;
-    dst[i] = ly0 * (lx0 * src[r0 + x0] + lx1 * src[r0 + x1]) + ly1 * (lx0 * src[r1 + x0] + lx1 * src[r1 + x1]);
+    dst[plane * plane_stride(p.oh * p.ow) + y * p.ow + x] = ly0 * (lx0 * src[r0 + x0] + lx1 * src[r0 + x1]) + ly1 * (lx0 * src[r1 + x0] + lx1 * src[r1 + x1]);
 }

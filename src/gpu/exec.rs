@@ -49,12 +49,22 @@ impl Plan {
             self.mem.sizes[self.graph.output],
         );
         let (data, _) = self.execute(input, offset, bytes, None).await?;
-        Tensor::new(self.output_shape(), bytemuck::pod_collect_to_vec(&data))
+        Tensor::new(self.output_shape(), self.output_values(&data))
+    }
+
+    /// The output tensor's values from its bytes in the arena: float32 plans keep channel planes
+    /// `plan::plane_stride` apart; int8 plans write their float output densely.
+    fn output_values(&self, data: &[u8]) -> Vec<f32> {
+        let v: Vec<f32> = bytemuck::pod_collect_to_vec(data);
+        match self.input_quant {
+            None => crate::plan::unpad_planes(self.output_shape(), &v),
+            Some(_) => v,
+        }
     }
 
     /// Run one inference and read back the raw bytes of every tensor of the graph (indexed by
-    /// `TensorId`; int8 plans keep activations packed, see `cpu::int8::QAct`). Needs a plan made
-    /// with `keep_intermediates`.
+    /// `TensorId`; float32 planes `plan::plane_stride` apart, int8 activations packed, see
+    /// `cpu::int8::QAct`). Needs a plan made with `keep_intermediates`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn run_all_raw(&self, input: &Tensor) -> Result<Vec<Vec<u8>>> {
         let end = self.graph.ops.len();
@@ -92,9 +102,10 @@ impl Plan {
         (0..self.graph.shapes.len())
             .map(|t| {
                 let o = (self.mem.offsets[t] / 4) as usize;
+                let s = self.graph.shapes[t];
                 Tensor::new(
-                    self.graph.shapes[t],
-                    data[o..o + (self.mem.sizes[t] / 4) as usize].to_vec(),
+                    s,
+                    crate::plan::unpad_planes(s, &data[o..o + (self.mem.sizes[t] / 4) as usize]),
                 )
             })
             .collect()
@@ -171,7 +182,7 @@ impl Plan {
             })
             .collect();
         Ok((
-            Tensor::new(self.output_shape(), bytemuck::pod_collect_to_vec(&data))?,
+            Tensor::new(self.output_shape(), self.output_values(&data))?,
             Profile { mode, step_ms },
         ))
     }
@@ -205,14 +216,17 @@ impl Plan {
             })
         };
         scoped_async(&self.device, "running the plan", || {
-            let packed;
+            let (packed, padded);
             let input_bytes: &[u8] = match self.input_quant {
                 // int8 plans take the input quantized and packed (`QAct`) by the host.
                 Some(q) => {
                     packed = crate::cpu::int8::QAct::from_f32(input, q).data;
                     &packed[..self.mem.sizes[self.graph.input] as usize]
                 }
-                None => bytemuck::cast_slice(&input.data),
+                None => {
+                    padded = crate::plan::pad_planes(input.shape, &input.data);
+                    bytemuck::cast_slice(&padded)
+                }
             };
             self.queue
                 .write_buffer(&self.arena, self.mem.offsets[self.graph.input], input_bytes);
