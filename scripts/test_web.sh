@@ -17,6 +17,20 @@ cp tests/fixtures/d3_odd_input.npy "$t/calib/"
 $W compress -m tests/fixtures/d3_odd.safetensors --int8 --calibrate "$t/calib" -o "$t/d3_odd_int8.safetensors"
 $W infer -m "$t/d3_odd_int8.safetensors" "$t/d3_odd_input.npy" -o "$t/d3_odd_int8_gpu.npy" --device gpu
 $W infer -m "$t/d3_odd_int8.safetensors" "$t/d3_odd_input.npy" -o "$t/d3_odd_int8_cpu.npy" --device cpu
+# A 64 × 64 input: its planes are whole pages, so the GPU layout pads them (plan::plane_stride);
+# the reference is the native CPU engine's output.
+python3 - "$t/d3_64_input.npy" <<'PY'
+import random, struct, sys
+random.seed(7)
+shape = (1, 3, 64, 64)
+header = "{'descr': '<f4', 'fortran_order': False, 'shape': %s, }" % (shape,)
+header += " " * (63 - (10 + len(header)) % 64) + "\n"
+vals = [random.uniform(-1.0, 1.0) for _ in range(3 * 64 * 64)]
+with open(sys.argv[1], "wb") as f:
+    f.write(b"\x93NUMPY\x01\x00" + struct.pack("<H", len(header)) + header.encode())
+    f.write(struct.pack("<%df" % len(vals), *vals))
+PY
+$W infer -m tests/fixtures/d3_odd.safetensors "$t/d3_64_input.npy" -o "$t/d3_64_cpu.npy" --device cpu
 # A broken file: the page's error must carry the CLI's message.
 printf '\001\002\003' > "$t/bad.safetensors"
 $W info -m "$t/bad.safetensors" 2> "$t/bad_cli.txt" && { echo "the CLI accepted a broken file" >&2; exit 1; } || true
@@ -26,6 +40,8 @@ cat > "$t/case.json" <<JSON
   "want": "test/d3_odd_output.npy", "rel": 1e-4, "exact": false, "device": "gpu"},
  {"name": "d3_odd int8 vs native int8 GPU", "model": "test/d3_odd_int8.safetensors", "input": "test/d3_odd_input.npy",
   "want": "test/d3_odd_int8_gpu.npy", "rel": 0, "exact": true, "device": "gpu"},
+ {"name": "d3_odd float32 at 64x64 (padded planes) vs native CPU", "model": "test/d3_odd.safetensors",
+  "input": "test/d3_64_input.npy", "want": "test/d3_64_cpu.npy", "rel": 1e-4, "exact": false, "device": "gpu"},
  {"name": "d3_odd float32 on the wasm CPU engine vs PyTorch", "model": "test/d3_odd.safetensors",
   "input": "test/d3_odd_input.npy", "want": "test/d3_odd_output.npy", "rel": 1e-4, "exact": false, "device": "cpu"},
  {"name": "d3_odd int8 on the wasm CPU engine (simd128) vs native int8 CPU", "model": "test/d3_odd_int8.safetensors",

@@ -203,6 +203,10 @@ fn pick() -> Pick {
     Pick::Generic
 }
 
+/// Rows of the wasm kernel's register block (`wasm32::simd128_qgemm_u8i8`).
+#[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
+const SIMD128_ROWS: usize = 4;
+
 /// The best kernel this CPU has, picked at run time.
 ///
 /// # Safety
@@ -219,7 +223,7 @@ pub unsafe fn qgemm_u8i8(g: &QGemm) {
         #[cfg(target_arch = "aarch64")]
         Pick::NeonDot => aarch64::neon_dot_qgemm_u8i8_4x8(g),
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Pick::Simd128 => wasm32::simd128_qgemm_u8i8_4x8(g),
+        Pick::Simd128 => wasm32::simd128_qgemm_u8i8::<SIMD128_ROWS>(g),
     }
 }
 
@@ -236,7 +240,7 @@ pub fn qgemm_name() -> &'static str {
         #[cfg(target_arch = "aarch64")]
         Pick::NeonDot => "neon_dot_qgemm_u8i8_4x8",
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Pick::Simd128 => "simd128_qgemm_u8i8_4x8",
+        Pick::Simd128 => "simd128_qgemm_u8i8_4x4",
     }
 }
 
@@ -370,61 +374,61 @@ pub mod wasm32 {
     use super::QGemm;
     use std::arch::wasm32::*;
 
-    /// WebAssembly SIMD: blocks of 4 rows × 8 columns. Activation bytes are widened to i16 and
-    /// multiplied with `i32x4.dot_i16x8_s` (exact: i32 products, pairs summed in i32), giving two
-    /// partial sums per column, folded by shuffles at the end; the shared scalar requantization.
+    /// WebAssembly SIMD: blocks of `R` rows × 4 columns. Each step loads the 16 bytes of 4
+    /// columns × 4 k once and widens them to i16; each row's 4 weights, widened to i16 once per
+    /// call, come with one 64-bit splat load; `i32x4.dot_i16x8_s` (exact: i32 products, pairs
+    /// summed in i32) gives two partial sums per column, folded by shuffles at the end; the shared
+    /// scalar requantization. `R` is 4 or 8 (`store` writes whole groups of 4 rows).
     ///
     /// # Safety
     /// Built with simd128; pointers as `QGemm` says.
-    pub unsafe fn simd128_qgemm_u8i8_4x8(g: &QGemm) {
+    pub unsafe fn simd128_qgemm_u8i8<const R: usize>(g: &QGemm) {
         g.check();
+        let k4n = g.kp / 4;
+        let wpat: Vec<u64> = g.a[..g.m * g.kp]
+            .chunks_exact(4)
+            .map(|w| {
+                w.iter().enumerate().fold(0u64, |acc, (q, &v)| {
+                    acc | ((v as i16 as u16 as u64) << (16 * q))
+                })
+            })
+            .collect();
+        assert!(R % 4 == 0);
         let mut i = 0;
         while i < g.m {
-            let rows = (g.m - i).min(4);
-            let w: [*const u8; 4] = std::array::from_fn(|r| {
-                g.a.as_ptr().add((i + r.min(rows - 1)) * g.kp) as *const u8
-            });
+            let rows = (g.m - i).min(R);
+            let w: [*const u64; R] =
+                std::array::from_fn(|r| wpat.as_ptr().add((i + r.min(rows - 1)) * k4n));
             let mut j = 0;
             while j < g.n {
-                let cols = (g.n - j).min(8);
-                // acc[r][q]: columns 2q, 2q + 1, two partial sums each.
-                let mut acc = [[i32x4_splat(0); 4]; 4];
-                let mut tail = [0u8; 32];
+                let cols = (g.n - j).min(4);
+                // acc[r][h]: columns 2h, 2h + 1, two partial sums each.
+                let mut acc = [[i32x4_splat(0); 2]; R];
+                let mut tail = [0u8; 16];
                 for (k4, &p) in g.b.iter().enumerate() {
                     let mut src = p.add(4 * j);
-                    if cols < 8 {
+                    if cols < 4 {
                         std::ptr::copy_nonoverlapping(src, tail.as_mut_ptr(), 4 * cols);
                         src = tail.as_ptr();
                     }
-                    let xa = v128_load(src as *const v128);
-                    let xb = v128_load(src.add(16) as *const v128);
-                    let x = [
-                        u16x8_extend_low_u8x16(xa),
-                        u16x8_extend_high_u8x16(xa),
-                        u16x8_extend_low_u8x16(xb),
-                        u16x8_extend_high_u8x16(xb),
-                    ];
-                    for r in 0..4 {
-                        // The row's 4 weights as i16, twice.
-                        let word = (w[r].add(4 * k4) as *const u32).read_unaligned();
-                        let wv = i16x8_extend_low_i8x16(u32x4_splat(word));
-                        for q in 0..4 {
-                            acc[r][q] = i32x4_add(acc[r][q], i32x4_dot_i16x8(x[q], wv));
-                        }
+                    let x = v128_load(src as *const v128);
+                    let x0 = u16x8_extend_low_u8x16(x);
+                    let x1 = u16x8_extend_high_u8x16(x);
+                    for (a, wr) in acc.iter_mut().zip(&w) {
+                        let wv = v128_load64_splat(wr.add(k4));
+                        a[0] = i32x4_add(a[0], i32x4_dot_i16x8(x0, wv));
+                        a[1] = i32x4_add(a[1], i32x4_dot_i16x8(x1, wv));
                     }
                 }
-                let mut sums = [[0i32; 8]; 4];
-                for r in 0..4 {
-                    for h in 0..2 {
-                        let (a, b) = (acc[r][2 * h], acc[r][2 * h + 1]);
-                        let s = i32x4_add(
-                            i32x4_shuffle::<0, 2, 4, 6>(a, b),
-                            i32x4_shuffle::<1, 3, 5, 7>(a, b),
-                        );
-                        v128_store(sums[r].as_mut_ptr().add(4 * h) as *mut v128, s);
-                    }
+                let mut sums = [[0i32; 4]; R];
+                for (s, a) in sums.iter_mut().zip(&acc) {
+                    let v = i32x4_add(
+                        i32x4_shuffle::<0, 2, 4, 6>(a[0], a[1]),
+                        i32x4_shuffle::<1, 3, 5, 7>(a[0], a[1]),
+                    );
+                    v128_store(s.as_mut_ptr() as *mut v128, v);
                 }
-                g.store(i, rows, j, cols, &sums);
+                g.store(i, rows, j, cols, &sums[..rows.div_ceil(4) * 4]);
                 j += cols;
             }
             i += rows;
