@@ -22,6 +22,33 @@ rm -rf web/pkg
 wasm-bindgen --target web --no-typescript --out-dir web/pkg "$wasm"
 # No wasm-opt: Debian's binaryen (108) breaks wasm-bindgen's externref table, and the module is
 # well under the size budget without it.
+# The threaded build (web/pkg-threads): the CPU engine on rayon's Web Workers, for pages that
+# are cross-origin isolated (web/cpu_worker.js). WebAssembly threads need the standard library
+# rebuilt with atomics, which only nightly can do: a pinned nightly with rust-src.
+nightly=nightly-2026-10-30
+rm -rf web/pkg-threads
+if rustup run "$nightly" rustc --version >/dev/null 2>&1 ||
+  rustup toolchain install "$nightly" --profile minimal --component rust-src \
+    --target wasm32-unknown-unknown >/dev/null 2>&1; then
+  # A shared, imported memory and the thread-local-storage exports wasm-bindgen's thread
+  # support expects (the linker does not add them by itself).
+  link=""
+  for a in --shared-memory --max-memory=1073741824 --import-memory --export=__wasm_init_tls \
+    --export=__tls_size --export=__tls_align --export=__tls_base; do
+    link="$link -C link-arg=$a"
+  done
+  RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+atomics,+bulk-memory,+simd128$link" \
+    cargo "+$nightly" build -Z build-std=panic_abort,std --profile web --lib \
+    --target wasm32-unknown-unknown --features web-threads --target-dir target/web-threads
+  wasm-bindgen --target web --no-typescript --out-dir web/pkg-threads \
+    target/web-threads/wasm32-unknown-unknown/web/wunet.wasm
+else
+  echo "no $nightly toolchain: web/pkg-threads not built (the CPU engine runs single-threaded)" >&2
+fi
 mkdir -p web/assets
 cp assets/demo_unet.safetensors assets/cells.png web/assets/
-echo "web/pkg/wunet_bg.wasm: $(stat -c %s web/pkg/wunet_bg.wasm) bytes, $(gzip -9c web/pkg/wunet_bg.wasm | wc -c) gzipped"
+for p in pkg pkg-threads; do
+  f=web/$p/wunet_bg.wasm
+  [ -f "$f" ] && echo "$f: $(stat -c %s "$f") bytes, $(gzip -9c "$f" | wc -c) gzipped"
+done
+exit 0

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# The browser test: build the page (scripts/build_web.sh), serve web/ on 127.0.0.1, and drive it
-# in Debian's headless Chromium (WebGPU on SwiftShader) with playwright-core from
+# The browser test: build the page (scripts/build_web.sh), serve web/ on 127.0.0.1 (cross-origin
+# isolated, so the CPU engine runs threaded), and drive it in Debian's headless Chromium (WebGPU
+# on SwiftShader; then again without WebGPU) with playwright-core from
 # tests/browser/package-lock.json (no browser download). The page runs a float fixture model
 # (logits within 1e-4 · max|PyTorch|) and its int8 version (logits identical to the native int8
 # GPU engine's, lavapipe here), then the demo through `segment`, checking that the overlay canvas
@@ -45,7 +46,13 @@ cat > "$t/case.json" <<JSON
  {"name": "d3_odd float32 on the wasm CPU engine vs PyTorch", "model": "test/d3_odd.safetensors",
   "input": "test/d3_odd_input.npy", "want": "test/d3_odd_output.npy", "rel": 1e-4, "exact": false, "device": "cpu"},
  {"name": "d3_odd int8 on the wasm CPU engine (simd128) vs native int8 CPU", "model": "test/d3_odd_int8.safetensors",
-  "input": "test/d3_odd_input.npy", "want": "test/d3_odd_int8_cpu.npy", "rel": 0, "exact": true, "device": "cpu"}
+  "input": "test/d3_odd_input.npy", "want": "test/d3_odd_int8_cpu.npy", "rel": 0, "exact": true, "device": "cpu"},
+ {"name": "d3_odd float32 on the wasm CPU engine, one thread, vs PyTorch", "model": "test/d3_odd.safetensors",
+  "input": "test/d3_odd_input.npy", "want": "test/d3_odd_output.npy", "rel": 1e-4, "exact": false, "device": "cpu",
+  "threads": false},
+ {"name": "d3_odd int8 on the wasm CPU engine, one thread, vs native int8 CPU", "model": "test/d3_odd_int8.safetensors",
+  "input": "test/d3_odd_input.npy", "want": "test/d3_odd_int8_cpu.npy", "rel": 0, "exact": true, "device": "cpu",
+  "threads": false}
 ]}
 JSON
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
@@ -54,3 +61,5 @@ port=$((20000 + RANDOM % 20000))
 trap 'kill $srv 2>/dev/null' EXIT
 sleep 1
 node tests/browser/drive.js "http://127.0.0.1:$port/index.html?test=1" 900
+# Again in a browser without WebGPU: the CPU cases and the demo on the CPU engine (threaded).
+WUNET_NO_WEBGPU=1 node tests/browser/drive.js "http://127.0.0.1:$port/index.html?test=1" 900

@@ -12,6 +12,11 @@
 //! ```
 //! Errors reject the promises with the CLI's messages.
 
+/// `initThreadPool(n)` in JavaScript (threaded build only): starts rayon's pool of `n` Web
+/// Workers sharing this module's memory; call it once after `init()`.
+#[cfg(feature = "web-threads")]
+pub use wasm_bindgen_rayon::init_thread_pool;
+
 use std::cell::RefCell;
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -223,26 +228,37 @@ impl Model {
                 px.copy_from_slice(&[c[0], c[1], c[2], 255]);
             }
         }
-        web_sys::ImageData::new_with_u8_clamped_array_and_sh(wasm_bindgen::Clamped(&out), w, h)
+        // Copied into a JS-owned array: `ImageData` refuses a view of wasm memory when that
+        // memory is shared (the threaded build).
+        let data = js_sys::Uint8ClampedArray::new_with_length(out.len() as u32);
+        data.copy_from(&out);
+        web_sys::ImageData::new_with_js_u8_clamped_array_and_sh(&data, w, h)
             .map_err(|e| js_err(format!("{e:?}")))
     }
 
-    /// What runs: `{path: "webgpu"|"cpu", adapter, precision, dot4, subgroup_size, in_channels,
-    /// out_channels, features}`; `subgroup_size`: the subgroup width the float32 kernels share
-    /// their loads across, `null` where the kernels without subgroups run.
+    /// What runs: `{path: "webgpu"|"cpu", adapter, precision, dot4, subgroup_size, threads,
+    /// in_channels, out_channels, features}`; `subgroup_size`: the subgroup width the float32
+    /// kernels share their loads across, `null` where the kernels without subgroups run;
+    /// `threads`: the CPU engine's threads (more than 1 in the threaded build, `initThreadPool`),
+    /// `null` on WebGPU.
     pub fn info(&self) -> Result<JsValue, JsError> {
         let i = self.inner.borrow();
         let sg = match &i.engine {
             Engine::Gpu { model, .. } => model.subgroup_size(),
             _ => None,
         };
+        let threads = match i.path {
+            "cpu" => rayon::current_num_threads().to_string(),
+            _ => "null".to_string(),
+        };
         let json = format!(
-            "{{\"path\":\"{}\",\"adapter\":{:?},\"precision\":\"{}\",\"dot4\":{},\"subgroup_size\":{},\"in_channels\":{},\"out_channels\":{},\"features\":{:?}}}",
+            "{{\"path\":\"{}\",\"adapter\":{:?},\"precision\":\"{}\",\"dot4\":{},\"subgroup_size\":{},\"threads\":{},\"in_channels\":{},\"out_channels\":{},\"features\":{:?}}}",
             i.path,
             i.adapter,
             i.precision,
             i.dot4.map_or("null".to_string(), |d| format!("\"{d:?}\"")),
             sg.map_or("null".to_string(), |s| s.to_string()),
+            threads,
             i.spec.in_channels,
             i.spec.out_channels,
             i.spec.features

@@ -4,6 +4,76 @@ import init, { Model, measurePeak } from "./pkg/wunet.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
+
+// The CPU engine with threads. A cross-origin isolated page (SharedArrayBuffer) runs it on a Web
+// Worker (cpu_worker.js: the threaded package, web/pkg-threads, and rayon's pool), since this
+// thread may not block; elsewhere, or with ?threads=0, it runs here on one thread.
+let worker = null;
+let nextId = 0;
+const pending = new Map();
+
+function call(op, args) {
+  return new Promise((resolve, reject) => {
+    const id = nextId++;
+    pending.set(id, { resolve, reject });
+    worker.postMessage({ id, op, ...args });
+  });
+}
+
+// Whether the threaded worker runs (started once; false where it cannot).
+async function threadedWorker() {
+  if (worker) return true;
+  if (!self.crossOriginIsolated || params.get("threads") === "0") return false;
+  const w = new Worker(new URL("./cpu_worker.js", import.meta.url), { type: "module" });
+  const ok = await new Promise((resolve) => {
+    w.onerror = () => resolve(false);
+    w.onmessage = ({ data }) => resolve(data.ok);
+    w.postMessage({ id: -1, op: "ping" });
+  });
+  if (!ok) {
+    w.terminate();
+    return false;
+  }
+  w.onmessage = ({ data }) => {
+    const p = pending.get(data.id);
+    pending.delete(data.id);
+    if (data.ok) p.resolve(data.result);
+    else p.reject(new Error(data.error));
+  };
+  worker = w;
+  return true;
+}
+
+// `Model`'s methods, run by the worker (all async but `info`).
+class WorkerModel {
+  constructor(info) {
+    this.cached = info;
+  }
+  static async load(bytes) {
+    return new WorkerModel(await call("load", { bytes }));
+  }
+  info() {
+    return this.cached;
+  }
+  infer(data, shape) {
+    return call("infer", { data, shape });
+  }
+  segment(image) {
+    return call("segment", { image });
+  }
+  flops(h, w) {
+    return call("flops", { h, w });
+  }
+}
+
+// `Model.load`, with the CPU engine on the threaded worker where there is no WebGPU (or
+// `device` is "cpu") and the worker runs.
+async function loadModel(bytes, device = "auto") {
+  const cpu = device === "cpu" ||
+    (device === "auto" && !(navigator.gpu && await navigator.gpu.requestAdapter()));
+  if (cpu && await threadedWorker()) return WorkerModel.load(bytes);
+  return Model.load(bytes, device);
+}
 const status = (s) => { $("status").textContent = s; };
 const done = (obj) => { $("out").textContent = JSON.stringify(obj, null, 1); };
 
@@ -58,11 +128,12 @@ function draw(picture, mask) {
 function describe(model) {
   const i = model.info();
   const sg = i.subgroup_size ? `, subgroups of ${i.subgroup_size}` : "";
-  return `${i.path === "webgpu" ? "WebGPU on " + i.adapter : "CPU engine (wasm; no WebGPU adapter)"}, ${i.precision}${sg}`;
+  const threads = i.path === "cpu" ? `, ${i.threads} thread${i.threads > 1 ? "s" : ""}` : "";
+  return `${i.path === "webgpu" ? "WebGPU on " + i.adapter : "CPU engine (wasm; no WebGPU adapter)"}, ${i.precision}${sg}${threads}`;
 }
 
 async function demo() {
-  let model = await Model.load(await fetchBytes(params.get("model") || "assets/demo_unet.safetensors"));
+  let model = await loadModel(await fetchBytes(params.get("model") || "assets/demo_unet.safetensors"));
   let picture = await imageData("assets/cells.png");
   const run = async () => {
     const t = performance.now();
@@ -90,7 +161,7 @@ async function demo() {
     const f = e.target.files[0];
     if (!f) return;
     try {
-      model = await Model.load(new Uint8Array(await f.arrayBuffer()));
+      model = await loadModel(new Uint8Array(await f.arrayBuffer()));
       await run();
     } catch (err) {
       status(`error: ${err.message ?? err}`);
@@ -111,7 +182,7 @@ async function demo() {
 async function bench() {
   const size = Number(params.get("size") || 128);
   const runs = Number(params.get("runs") || 5);
-  const model = await Model.load(await fetchBytes(params.get("model") || "assets/demo_unet.safetensors"),
+  const model = await loadModel(await fetchBytes(params.get("model") || "assets/demo_unet.safetensors"),
     params.get("device") || "auto");
   const info = model.info();
   const shape = [1, info.in_channels, size, size];
@@ -132,7 +203,7 @@ async function bench() {
   }
   times.sort((a, b) => a - b);
   const median = times[Math.floor(times.length / 2)];
-  const gflops = model.flops(size, size) / (median * 1e-3) / 1e9;
+  const gflops = (await model.flops(size, size)) / (median * 1e-3) / 1e9;
   const out = { ok: true, ...info, size: `${size}x${size}`, runs, first_run_ms: first, median_ms: median,
     min_ms: times[0], gflops, peak_gflops: peak, pct_peak: peak ? (100 * gflops) / peak : null };
   status(`${describe(model)}: median ${median.toFixed(1)} ms`);
@@ -149,8 +220,18 @@ async function test() {
   // (wgpu cannot request the feature itself: src/gpu/adapter.rs asks for it).
   const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
   const subgroupsOffered = !!adapter && adapter.features.has("subgroups");
+  // In a cross-origin isolated page the CPU cases run threaded (on the worker) unless the case
+  // says `"threads": false`; then they must use more than one thread.
+  const threaded = await threadedWorker();
   for (const c of spec.cases) {
-    const model = await Model.load(await fetchBytes(c.model), c.device ?? "auto");
+    // Without WebGPU (a browser that lacks it), the GPU cases are skipped.
+    if (c.device === "gpu" && !adapter) {
+      cases.push({ name: c.name, skipped: "no WebGPU adapter" });
+      continue;
+    }
+    const bytes = await fetchBytes(c.model);
+    const model = c.threads === false ? await Model.load(bytes, c.device ?? "auto")
+      : await loadModel(bytes, c.device ?? "auto");
     const x = parseNpy(await fetchBytes(c.input));
     const want = parseNpy(await fetchBytes(c.want));
     const got = await model.infer(x.data, x.shape);
@@ -164,10 +245,13 @@ async function test() {
     const info = model.info();
     const subgroupsOk = !(subgroupsOffered && info.path === "webgpu" && info.precision === "f32") ||
       info.subgroup_size !== null;
-    const pass = got.length === want.data.length && subgroupsOk &&
+    const threadsOk = info.path !== "cpu" ||
+      (threaded && c.threads !== false ? info.threads > 1 : info.threads === 1);
+    const pass = got.length === want.data.length && subgroupsOk && threadsOk &&
       (c.exact ? differ === 0 : maxDiff <= c.rel * maxRef);
     ok = ok && pass;
-    cases.push({ name: c.name, info, max_diff: maxDiff, max_ref: maxRef, differ, subgroups_ok: subgroupsOk, pass });
+    cases.push({ name: c.name, info, max_diff: maxDiff, max_ref: maxRef, differ,
+      subgroups_ok: subgroupsOk, threads_ok: threadsOk, pass });
   }
   // Errors arrive as exceptions with the CLI's message (after its "wunet: error: PATH: ").
   const cli = (await (await fetch("test/bad_cli.txt")).text()).trim();
@@ -180,7 +264,10 @@ async function test() {
   }
   const errorOk = thrown !== null && reason.length > 0 && thrown.includes(reason);
   ok = ok && errorOk;
-  const model = await Model.load(await fetchBytes("assets/demo_unet.safetensors"));
+  // The demo's path: WebGPU, else the CPU engine (threaded where the page allows).
+  const model = await loadModel(await fetchBytes("assets/demo_unet.safetensors"));
+  const demoPathOk = model.info().path === (adapter ? "webgpu" : "cpu");
+  ok = ok && demoPathOk;
   const picture = await imageData("assets/cells.png");
   const mask = await model.segment(picture);
   const maskPixels = draw(picture, mask);
@@ -193,7 +280,8 @@ async function test() {
   const overlayOk = maskPixels > 0 && changed > 0;
   ok = ok && overlayOk;
   status(ok ? "browser test passed" : "browser test FAILED");
-  done({ ok, subgroups_offered: subgroupsOffered, cases, error: { cli, page: thrown, ok: errorOk }, mask_pixels: maskPixels,
+  done({ ok, webgpu: !!adapter, subgroups_offered: subgroupsOffered, threaded, cases,
+    error: { cli, page: thrown, ok: errorOk }, demo_path_ok: demoPathOk, mask_pixels: maskPixels,
     overlay_changed_pixels: changed, info: model.info() });
 }
 
