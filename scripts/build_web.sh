@@ -27,23 +27,30 @@ wasm-bindgen --target web --no-typescript --out-dir web/pkg "$wasm"
 # rebuilt with atomics, which only nightly can do: a pinned nightly with rust-src.
 nightly=nightly-2026-10-30
 rm -rf web/pkg-threads
-if rustup run "$nightly" rustc --version >/dev/null 2>&1 ||
+threads() {
   rustup toolchain install "$nightly" --profile minimal --component rust-src \
-    --target wasm32-unknown-unknown >/dev/null 2>&1; then
-  # A shared, imported memory and the thread-local-storage exports wasm-bindgen's thread
-  # support expects (the linker does not add them by itself).
-  link=""
-  for a in --shared-memory --max-memory=1073741824 --import-memory --export=__wasm_init_tls \
+    --target wasm32-unknown-unknown >/dev/null 2>&1 || rustup run "$nightly" rustc --version >/dev/null 2>&1 ||
+    { echo "no $nightly toolchain" >&2; return 1; }
+  # A shared, imported memory (up to wasm32's 4 GiB) and the thread-local-storage exports
+  # wasm-bindgen's thread support expects (the linker does not add them by itself).
+  local link=""
+  for a in --shared-memory --max-memory=4294967296 --import-memory --export=__wasm_init_tls \
     --export=__tls_size --export=__tls_align --export=__tls_base; do
     link="$link -C link-arg=$a"
   done
   RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+atomics,+bulk-memory,+simd128$link" \
     cargo "+$nightly" build -Z build-std=panic_abort,std --profile web --lib \
-    --target wasm32-unknown-unknown --features web-threads --target-dir target/web-threads
-  wasm-bindgen --target web --no-typescript --out-dir web/pkg-threads \
-    target/web-threads/wasm32-unknown-unknown/web/wunet.wasm
+    --target wasm32-unknown-unknown --features web-threads --target-dir target/web-threads &&
+    wasm-bindgen --target web --no-typescript --out-dir web/pkg-threads \
+      target/web-threads/wasm32-unknown-unknown/web/wunet.wasm
+}
+# The page loads the threaded package only where it was built (web/pkg/threads.js says).
+if threads; then
+  echo "export const threaded = true;" > web/pkg/threads.js
 else
-  echo "no $nightly toolchain: web/pkg-threads not built (the CPU engine runs single-threaded)" >&2
+  rm -rf web/pkg-threads
+  echo "web/pkg-threads not built: the CPU engine runs single-threaded" >&2
+  echo "export const threaded = false;" > web/pkg/threads.js
 fi
 mkdir -p web/assets
 cp assets/demo_unet.safetensors assets/cells.png web/assets/

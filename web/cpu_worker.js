@@ -15,8 +15,10 @@ const ops = {
     return navigator.hardwareConcurrency;
   },
   async load(m) {
+    // A model that fails to load leaves the previous one in place, as on the main thread.
+    const loaded = await Model.load(m.bytes, "cpu");
     model?.free();
-    model = await Model.load(m.bytes, "cpu");
+    model = loaded;
     return model.info();
   },
   infer: (m) => model.infer(m.data, m.shape),

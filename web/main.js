@@ -1,47 +1,72 @@
 // The demo page, the benchmark (?bench=1) and the browser test (?test=1): no bundler, the
 // wasm-bindgen package in ./pkg (scripts/build_web.sh).
 import init, { Model, measurePeak } from "./pkg/wunet.js";
+import { threaded as threadsBuilt } from "./pkg/threads.js";
 
 const $ = (id) => document.getElementById(id);
 const params = new URLSearchParams(location.search);
 
 // The CPU engine with threads. A cross-origin isolated page (SharedArrayBuffer) runs it on a Web
 // Worker (cpu_worker.js: the threaded package, web/pkg-threads, and rayon's pool), since this
-// thread may not block; elsewhere, or with ?threads=0, it runs here on one thread.
+// thread may not block; elsewhere, without that package, or with ?threads=0, it runs here on one
+// thread.
 let worker = null;
+let starting = null;
 let nextId = 0;
 const pending = new Map();
 
 function call(op, args) {
   return new Promise((resolve, reject) => {
+    if (!worker) {
+      reject(new Error("the CPU worker stopped"));
+      return;
+    }
     const id = nextId++;
     pending.set(id, { resolve, reject });
-    worker.postMessage({ id, op, ...args });
+    try {
+      worker.postMessage({ id, op, ...args });
+    } catch (e) {
+      pending.delete(id);
+      reject(e);
+    }
   });
 }
 
-// Whether the threaded worker runs (started once; false where it cannot).
-async function threadedWorker() {
-  if (worker) return true;
-  if (!self.crossOriginIsolated || params.get("threads") === "0") return false;
-  const w = new Worker(new URL("./cpu_worker.js", import.meta.url), { type: "module" });
-  const ok = await new Promise((resolve) => {
-    w.onerror = () => resolve(false);
-    w.onmessage = ({ data }) => resolve(data.ok);
-    w.postMessage({ id: -1, op: "ping" });
-  });
-  if (!ok) {
-    w.terminate();
-    return false;
-  }
-  w.onmessage = ({ data }) => {
-    const p = pending.get(data.id);
-    pending.delete(data.id);
-    if (data.ok) p.resolve(data.result);
-    else p.reject(new Error(data.error));
-  };
-  worker = w;
-  return true;
+// A worker that fails takes its calls with it: they reject, and later loads run on this thread.
+function workerFailed(why) {
+  worker?.terminate();
+  worker = null;
+  for (const p of pending.values()) p.reject(new Error(`the CPU worker stopped: ${why}`));
+  pending.clear();
+}
+
+// Whether the threaded worker runs (started once; false where it cannot, remembered).
+function threadedWorker() {
+  starting ??= (async () => {
+    if (!threadsBuilt || !self.crossOriginIsolated || params.get("threads") === "0") return false;
+    const w = new Worker(new URL("./cpu_worker.js", import.meta.url), { type: "module" });
+    const ok = await new Promise((resolve) => {
+      const timer = setTimeout(() => resolve(false), 60000);
+      w.onerror = () => { clearTimeout(timer); resolve(false); };
+      w.onmessage = ({ data }) => { clearTimeout(timer); resolve(data.ok); };
+      w.postMessage({ id: -1, op: "ping" });
+    });
+    if (!ok) {
+      w.terminate();
+      return false;
+    }
+    w.onmessage = ({ data }) => {
+      const p = pending.get(data.id);
+      pending.delete(data.id);
+      if (data.ok) p?.resolve(data.result);
+      else p?.reject(new Error(data.error));
+    };
+    w.onerror = (e) => workerFailed(e.message ?? "error");
+    w.onmessageerror = () => workerFailed("a message could not be read");
+    worker = w;
+    return true;
+  })();
+  return starting.then((ok) => ok && worker !== null);
 }
 
 // `Model`'s methods, run by the worker (all async but `info`).
@@ -216,12 +241,13 @@ async function test() {
   const spec = await (await fetch("test/case.json")).json();
   const cases = [];
   let ok = true;
-  // Where the adapter offers subgroups, the float32 WebGPU path must run the subgroup kernels
-  // (wgpu cannot request the feature itself: src/gpu/adapter.rs asks for it).
+  // Where the adapter offers subgroups of one size, the float32 WebGPU path must run the
+  // subgroup kernels (wgpu cannot request the feature itself: src/gpu/adapter.rs asks for it).
   const adapter = navigator.gpu ? await navigator.gpu.requestAdapter() : null;
-  const subgroupsOffered = !!adapter && adapter.features.has("subgroups");
-  // In a cross-origin isolated page the CPU cases run threaded (on the worker) unless the case
-  // says `"threads": false`; then they must use more than one thread.
+  const subgroupsOffered = !!adapter && adapter.features.has("subgroups") &&
+    adapter.info.subgroupMinSize === adapter.info.subgroupMaxSize;
+  // In a cross-origin isolated page the CPU cases run on the worker with one thread per core,
+  // unless the case says `"threads": false` (then on this thread, on one).
   const threaded = await threadedWorker();
   for (const c of spec.cases) {
     // Without WebGPU (a browser that lacks it), the GPU cases are skipped.
@@ -246,7 +272,7 @@ async function test() {
     const subgroupsOk = !(subgroupsOffered && info.path === "webgpu" && info.precision === "f32") ||
       info.subgroup_size !== null;
     const threadsOk = info.path !== "cpu" ||
-      (threaded && c.threads !== false ? info.threads > 1 : info.threads === 1);
+      info.threads === (threaded && c.threads !== false ? navigator.hardwareConcurrency : 1);
     const pass = got.length === want.data.length && subgroupsOk && threadsOk &&
       (c.exact ? differ === 0 : maxDiff <= c.rel * maxRef);
     ok = ok && pass;
@@ -262,7 +288,17 @@ async function test() {
   } catch (e) {
     thrown = String(e.message ?? e);
   }
-  const errorOk = thrown !== null && reason.length > 0 && thrown.includes(reason);
+  // The same through the worker, where it runs.
+  let thrownWorker = null;
+  if (threaded) {
+    try {
+      await loadModel(await fetchBytes("test/bad.safetensors"), "cpu");
+    } catch (e) {
+      thrownWorker = String(e.message ?? e);
+    }
+  }
+  const errorOk = thrown !== null && reason.length > 0 && thrown.includes(reason) &&
+    (!threaded || (thrownWorker !== null && thrownWorker.includes(reason)));
   ok = ok && errorOk;
   // The demo's path: WebGPU, else the CPU engine (threaded where the page allows).
   const model = await loadModel(await fetchBytes("assets/demo_unet.safetensors"));
@@ -281,7 +317,7 @@ async function test() {
   ok = ok && overlayOk;
   status(ok ? "browser test passed" : "browser test FAILED");
   done({ ok, webgpu: !!adapter, subgroups_offered: subgroupsOffered, threaded, cases,
-    error: { cli, page: thrown, ok: errorOk }, demo_path_ok: demoPathOk, mask_pixels: maskPixels,
+    error: { cli, page: thrown, worker: thrownWorker, ok: errorOk }, demo_path_ok: demoPathOk, mask_pixels: maskPixels,
     overlay_changed_pixels: changed, info: model.info() });
 }
 

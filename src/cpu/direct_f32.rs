@@ -6,7 +6,8 @@
 //! `j`, so the GEMM row of (input channel, tap) is the input plane itself shifted by the tap:
 //! no im2col. Positions with `x ≥ w` are junk; their results land on the output's side borders,
 //! which are zeroed again afterwards. Weights are BatchNorm-folded and packed once (`F32Model`)
-//! into panels of 8 output channels, `[k][8]`, which the kernel broadcasts from.
+//! into panels of `MR` output channels (8; 4 in the wasm build), `[k][MR]`, which the kernel
+//! broadcasts from.
 //!
 //! Tasks are (column tile × block of output channels); inside one, K is split in chunks so the
 //! rows of B being read stay in L2, and the output itself accumulates the partial sums (bias on

@@ -79,20 +79,29 @@ pub async fn request_gpu_async() -> Result<Gpu> {
 }
 
 /// In the browser, wgpu 30's WebGPU backend maps no `subgroups` feature, so it cannot ask for
-/// one. While wunet requests its device, `GPUAdapter.prototype.requestDevice` is wrapped to add
-/// `"subgroups"` to the required features where the adapter offers them (and restored right
-/// after); `gpu::fixed_subgroup_size` then reads the device's own feature set.
+/// one. For wunet's own device request, `GPUAdapter.prototype.requestDevice` is wrapped once to
+/// add `"subgroups"` to the required features where the adapter offers them: the wrapper puts
+/// the original back as soon as it is called (wgpu calls it synchronously from
+/// `Adapter::request_device`), and `request_subgroups_end` puts it back should it not have been
+/// called. `gpu::fixed_subgroup_size_async` then reads the device's own feature set.
 #[cfg(all(target_arch = "wasm32", feature = "web"))]
 mod browser {
     use wasm_bindgen::prelude::*;
 
     #[wasm_bindgen(inline_js = r#"
 let saved = null;
+function restore() {
+  if (saved !== null) {
+    GPUAdapter.prototype.requestDevice = saved;
+    saved = null;
+  }
+}
 export function request_subgroups_begin() {
   if (typeof GPUAdapter === "undefined" || saved !== null) return;
   const orig = GPUAdapter.prototype.requestDevice;
   saved = orig;
   GPUAdapter.prototype.requestDevice = function (desc) {
+    restore();
     const d = Object.assign({}, desc);
     if (this.features.has("subgroups")) {
       const f = Array.from(d.requiredFeatures || []);
@@ -103,10 +112,7 @@ export function request_subgroups_begin() {
   };
 }
 export function request_subgroups_end() {
-  if (saved !== null) {
-    GPUAdapter.prototype.requestDevice = saved;
-    saved = null;
-  }
+  restore();
 }
 "#)]
     extern "C" {

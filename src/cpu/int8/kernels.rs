@@ -240,7 +240,10 @@ pub fn qgemm_name() -> &'static str {
         #[cfg(target_arch = "aarch64")]
         Pick::NeonDot => "neon_dot_qgemm_u8i8_4x8",
         #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
-        Pick::Simd128 => "simd128_qgemm_u8i8_4x4",
+        Pick::Simd128 => {
+            const _: () = assert!(SIMD128_ROWS == 4, "rename the kernel in qgemm_name");
+            "simd128_qgemm_u8i8_4x4"
+        }
     }
 }
 
