@@ -93,9 +93,11 @@ class WorkerModel {
 
 // `Model.load`, with the CPU engine on the threaded worker where there is no WebGPU (or
 // `device` is "cpu") and the worker runs.
+let webgpu = null;
 async function loadModel(bytes, device = "auto") {
-  const cpu = device === "cpu" ||
-    (device === "auto" && !(navigator.gpu && await navigator.gpu.requestAdapter()));
+  // Whether there is a WebGPU adapter: asked once per page.
+  webgpu ??= (async () => !!(navigator.gpu && await navigator.gpu.requestAdapter()))();
+  const cpu = device === "cpu" || (device === "auto" && !(await webgpu));
   if (cpu && await threadedWorker()) return WorkerModel.load(bytes);
   return Model.load(bytes, device);
 }

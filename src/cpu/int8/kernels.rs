@@ -60,6 +60,24 @@ pub struct QGemm<'a> {
 }
 
 impl QGemm<'_> {
+    /// Each row's groups of 4 weights widened to 4 i16 in one 64-bit word (lane q in bits
+    /// 16q..16q + 16), `kp / 4` words per row: what kernels that multiply in i16 broadcast per
+    /// step, widened once per call.
+    #[cfg(any(
+        target_arch = "x86_64",
+        all(target_arch = "wasm32", target_feature = "simd128")
+    ))]
+    fn weights_as_i16x4(&self) -> Vec<u64> {
+        self.a[..self.m * self.kp]
+            .chunks_exact(4)
+            .map(|w| {
+                w.iter().enumerate().fold(0u64, |acc, (q, &v)| {
+                    acc | ((v as i16 as u16 as u64) << (16 * q))
+                })
+            })
+            .collect()
+    }
+
     fn check(&self) {
         assert!(self.kp.is_multiple_of(4) && self.b.len() == self.kp / 4);
         assert!(self.a.len() >= self.m * self.kp);
@@ -388,15 +406,8 @@ pub mod wasm32 {
     pub unsafe fn simd128_qgemm_u8i8<const R: usize>(g: &QGemm) {
         g.check();
         let k4n = g.kp / 4;
-        let wpat: Vec<u64> = g.a[..g.m * g.kp]
-            .chunks_exact(4)
-            .map(|w| {
-                w.iter().enumerate().fold(0u64, |acc, (q, &v)| {
-                    acc | ((v as i16 as u16 as u64) << (16 * q))
-                })
-            })
-            .collect();
-        assert!(R % 4 == 0);
+        let wpat = g.weights_as_i16x4();
+        assert!(R.is_multiple_of(4));
         let mut i = 0;
         while i < g.m {
             let rows = (g.m - i).min(R);
@@ -455,19 +466,11 @@ pub mod x86_64 {
     pub unsafe fn avx2_qgemm_u8i8_4x8(g: &QGemm) {
         g.check();
         let k4n = g.kp / 4;
-        // Each row's 4-weight groups widened to 4 i16 once, for a 64-bit broadcast per step.
-        let wpat: Vec<i64> = g.a[..g.m * g.kp]
-            .chunks_exact(4)
-            .map(|w| {
-                w.iter().enumerate().fold(0i64, |acc, (q, &v)| {
-                    acc | ((v as i16 as u16 as i64) << (16 * q))
-                })
-            })
-            .collect();
+        let wpat = g.weights_as_i16x4();
         let mut i = 0;
         while i < g.m {
             let rows = (g.m - i).min(4);
-            let w: [&[i64]; 4] =
+            let w: [&[u64]; 4] =
                 std::array::from_fn(|r| &wpat[(i + r.min(rows - 1)) * k4n..][..k4n]);
             let mut j = 0;
             while j < g.n {
@@ -487,7 +490,7 @@ pub mod x86_64 {
                     let xh = _mm256_cvtepu8_epi16(_mm256_extracti128_si256::<1>(x));
                     for r in 0..4 {
                         // The row's 4 weights as i16, repeated over the register.
-                        let wv = _mm256_set1_epi64x(*w[r].get_unchecked(k4));
+                        let wv = _mm256_set1_epi64x(*w[r].get_unchecked(k4) as i64);
                         lo[r] = _mm256_add_epi32(lo[r], _mm256_madd_epi16(xl, wv));
                         hi[r] = _mm256_add_epi32(hi[r], _mm256_madd_epi16(xh, wv));
                     }
