@@ -196,13 +196,14 @@ fn the_subgroup_conv_runs_where_it_applies() {
             })
             .collect::<BTreeSet<_>>()
     };
-    // 26 × 48: levels 26 and 13 rows high take columns of `sg` rows (XB = 1) where `sg` ≤ 13,
-    // the 6 × 12 level the narrowest patch rows; the 3 × 6 bottleneck cannot take the subgroup
-    // kernel and runs the plain one on the same (grouped) weights. 8 × 128: a column, then patch
-    // rows 8 invocations (32 pixels) wide at 4 × 64 and 2 × 32, 4 wide at 1 × 16.
-    let got: BTreeSet<_> = kernels(None, [1, 3, 26, 48])
-        .union(&kernels(None, [1, 3, 8, 128]))
-        .cloned()
+    // With 8 lanes: 26 × 48: levels 26 and 13 rows high take column pairs (XB = 2), the 6 × 12
+    // level too; the 3 × 6 bottleneck cannot take the subgroup kernel and runs the plain one on
+    // the same (grouped) weights. 8 × 128: a column pair, then patch rows 8 invocations (32
+    // pixels) wide at 4 × 64 and 2 × 32, 4 wide at 1 × 16. 64 × 8: a column pair, then a single
+    // column (XB = 1) at 32 × 4.
+    let got: BTreeSet<_> = [[1, 3, 26, 48], [1, 3, 8, 128], [1, 3, 64, 8]]
+        .into_iter()
+        .flat_map(|shape| kernels(None, shape))
         .collect();
     if sg == 8 {
         let want: BTreeSet<_> = [1, 2, 4, 8]

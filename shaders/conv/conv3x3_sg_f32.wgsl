@@ -20,8 +20,12 @@
 // Mapping: a workgroup is one subgroup of SG lanes (the host checks that such a workgroup runs as
 // one full subgroup: `gpu::fixed_subgroup_size`), XB lanes along x (each 4 pixels) × SG / XB rows;
 // positions come from `subgroup_invocation_id`, so the shuffles are right however the hardware
-// numbers its invocations. XB = 1 is the column mode (SG rows × 4 pixels; rows y ± 1 come from
-// the neighbouring lanes too); XB = 2, 4, 8 are patch rows.
+// numbers its invocations. XB = 1 and 2 are columns (SG rows × 4 pixels, or SG / 2 rows × 8
+// pixels as lane pairs; rows y ± 1 come from the lanes above and below too); XB = 4, 8 are patch
+// rows.
+// Workgroup order: x patches × y patches × (image, output-channel block), or, where the host sets
+// flag bit 1 (layers whose input is larger than their weights), (x patch, block) × y patches ×
+// image, so that the blocks of one patch read the same input rows one after another.
 
 struct Params {
     n: u32,
@@ -30,7 +34,7 @@ struct Params {
     cout: u32,
     h: u32,
     w: u32,
-    relu: u32,
+    flags: u32, // bit 0: ReLU; bit 1: output-channel blocks vary fastest (along x)
     cog: u32, // output-channel blocks of 8
 }
 
@@ -60,17 +64,19 @@ var<private> b3: vec4<f32>;
 // Per-invocation constants of the position (set once by `main`, read by `step`).
 var<private> lane_id: u32;
 var<private> x4: u32; // this lane's 4 pixels, in vec4s from the row start (clamped)
-var<private> h4: u32; // XB < 8: the vec4 holding this lane's edge value
-var<private> hm: bool; // XB < 8: whether that edge column lies inside the image
+var<private> h4: u32; // XB = 4: the vec4 holding this lane's edge value
+var<private> hm: bool; // XB = 4: whether that edge column lies inside the image
 var<private> first: bool; // first lane of its patch row
 var<private> last: bool; // last lane of its patch row
 var<private> hsrc: u32; // XB = 8: the lane that fetched this lane's edge value of kernel row 0
-// XB = 1: the row `yc`, whether this lane uses it, whether its left / right neighbour columns
-// exist; for the first and last lanes, the row above / below the column and whether it exists.
+// Columns: the row `yc`, whether this lane uses it, whether its left / right neighbour columns
+// exist; for the lanes of the first and last rows, the row above / below the column and whether
+// it exists.
 var<private> yc: u32;
 var<private> ok1: bool;
 var<private> hl_ok: bool;
 var<private> hr_ok: bool;
+var<private> h_ok: bool; // XB = 2: whether the lane's outer side value exists
 var<private> erow: u32;
 var<private> e_ok: bool;
 
@@ -114,9 +120,9 @@ fn taps(ky: u32, wb: u32, l: f32, v: vec4<f32>, e: f32) {
     b3 = fma(vec4(i3), u0, fma(vec4(i4), u1, fma(vec4(i5), u2, b3)));
 }
 
-// XB ≥ 2: kernel row `ky` of input channel `ci` on the row at vec4 index `r4` (`ok`: whether it
-// exists); the lane loads its 4 pixels and takes its neighbours' edge values by shuffles; `hval`
-// is what this lane fetched for the patch edges (XB = 8).
+// Patch rows (XB = 4, 8): kernel row `ky` of input channel `ci` on the row at vec4 index `r4`
+// (`ok`: whether it exists); the lane loads its 4 pixels and takes its neighbours' edge values by
+// shuffles; `hval` is what this lane fetched for the patch edges (XB = 8).
 fn step(ky: u32, ci: u32, wb: u32, r4: u32, ok: bool, hval: f32) {
     let v = select(vec4(0.0), ld(ci, r4 + x4), ok);
     var h: f32;
@@ -131,50 +137,73 @@ fn step(ky: u32, ci: u32, wb: u32, r4: u32, ok: bool, hval: f32) {
     taps(ky, wb, l, v, e);
 }
 
-// XB = 1 (a column of SG rows, 4 pixels wide), one input channel (of `src_a` when `is_a`, at
-// tensor offset `base`; weights from vec4 `wb`): each lane loads its own input row with both edge
-// values, the first and last lanes also the row above / below the column; the rows y - 1 and
-// y + 1 of the others come from their neighbours by shuffles.
+// Columns (XB = 1: SG rows, 4 pixels wide; XB = 2: SG / 2 rows, 8 pixels wide, as lane pairs),
+// one input channel (of `src_a` when `is_a`, at tensor offset `base`; weights from vec4 `wb`):
+// each lane loads its own input row segment and the values beside it, the lanes of the first and
+// last rows also the row above / below the column; the rows y - 1 and y + 1 of the others come
+// from the lanes XB above and below by shuffles. A single column loads both side values; in a
+// pair each lane loads only its outer side value and takes the inner one from its partner.
 fn column(is_a: bool, wb: u32, base: u32) {
     let o4 = (base + yc * p.w) / 4u + x4;
     let v = select(vec4(0.0), lda(is_a, o4), ok1);
-    var hl = 0.0;
-    var hr = 0.0;
-    if (ok1 && hl_ok) {
-        hl = lda_w(is_a, o4 - 1u);
-    }
-    if (ok1 && hr_ok) {
-        hr = lda_x(is_a, o4 + 1u);
-    }
     var ev = vec4(0.0);
+    var e4 = 0u;
+    if (e_ok) {
+        e4 = (base + erow * p.w) / 4u + x4;
+        ev = lda(is_a, e4);
+    }
+    var l = 0.0;
+    var r = 0.0;
     var el = 0.0;
     var er = 0.0;
-    if (e_ok) {
-        let e4 = (base + erow * p.w) / 4u + x4;
-        ev = lda(is_a, e4);
-        if (hl_ok) {
+    if (XB == 1u) {
+        if (ok1 && hl_ok) {
+            l = lda_w(is_a, o4 - 1u);
+        }
+        if (ok1 && hr_ok) {
+            r = lda_x(is_a, o4 + 1u);
+        }
+        if (e_ok && hl_ok) {
             el = lda_w(is_a, e4 - 1u);
         }
-        if (hr_ok) {
+        if (e_ok && hr_ok) {
             er = lda_x(is_a, e4 + 1u);
         }
+    } else {
+        // The outer side: left of the left lane (.w of the vec4 before), right of the right
+        // lane (.x of the vec4 after); the inner side is the partner's edge value.
+        let hc = select(0u, 3u, first);
+        var h = 0.0;
+        if (ok1 && h_ok) {
+            h = lda_c(is_a, select(o4 + 1u, o4 - 1u, first), hc);
+        }
+        let q = subgroupShuffleXor(select(v.x, v.w, first), 1u);
+        l = select(q, h, first);
+        r = select(h, q, first);
+        var eh = 0.0;
+        if (e_ok && h_ok) {
+            eh = lda_c(is_a, select(e4 + 1u, e4 - 1u, first), hc);
+        }
+        let eq = subgroupShuffleXor(select(ev.x, ev.w, first), 1u);
+        el = select(eq, eh, first);
+        er = select(eh, eq, first);
     }
-    let top = lane_id == 0u;
-    let bot = lane_id == SG - 1u;
+    let top = lane_id < XB;
+    let bot = lane_id >= SG - XB;
     taps(
         0u,
         wb,
-        select(subgroupShuffleUp(hl, 1u), el, top),
-        select(subgroupShuffleUp(v, 1u), ev, top),
-        select(subgroupShuffleUp(hr, 1u), er, top),
+        select(subgroupShuffleUp(l, XB), el, top),
+        select(subgroupShuffleUp(v, XB), ev, top),
+        select(subgroupShuffleUp(r, XB), er, top),
     );
-    taps(1u, wb, hl, v, hr);
+    taps(1u, wb, l, v, r);
     taps(
         2u,
         wb,
-        select(subgroupShuffleDown(hl, 1u), el, bot),
-        select(subgroupShuffleDown(v, 1u), ev, bot),
-        select(subgroupShuffleDown(hr, 1u), er, bot),
+        select(subgroupShuffleDown(l, XB), el, bot),
+        select(subgroupShuffleDown(v, XB), ev, bot),
+        select(subgroupShuffleDown(r, XB), er, bot),
     );
 }
 
@@ -199,6 +228,14 @@ fn lda_w(is_a: bool, i: u32) -> f32 {
         return src_a[i].w;
     }
     return src_b[i].w;
+}
+
+// Component `k` of vec4 `i` (one scalar load).
+fn lda_c(is_a: bool, i: u32, k: u32) -> f32 {
+    if (is_a) {
+        return src_a[i][k];
+    }
+    return src_b[i][k];
 }
 
 // The same for input channel `ci` over both inputs (`src_a`'s channels, then `src_b`'s).
@@ -229,7 +266,7 @@ fn store(n: u32, co: u32, y: u32, x0: u32, v_in: vec4<f32>) {
         return;
     }
     var v = v_in;
-    if (p.relu != 0u) {
+    if ((p.flags & 1u) != 0u) {
         v = max(v, vec4(0.0));
     }
     dst[((n * p.cout + co) * plane_stride(p.h * p.w) + y * p.w + x0) / 4u] = v;
@@ -240,11 +277,15 @@ fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
     @builtin(subgroup_invocation_id) lane: u32,
 ) {
+    // Which workgroup computes what: x patches × y patches × (batch, output-channel block), or,
+    // with the blocks fastest, (x patch, block) × y patches × batch.
+    let blocks_fast = (p.flags & 2u) != 0u;
+    let wx = select(wid.x, wid.x / p.cog, blocks_fast);
+    let n = select(wid.z / p.cog, wid.z, blocks_fast);
+    let g = select(wid.z, wid.x, blocks_fast) % p.cog;
     let xb = lane % XB;
-    let x0 = (wid.x * XB + xb) * 4u;
+    let x0 = (wx * XB + xb) * 4u;
     let y = wid.y * (SG / XB) + lane / XB;
-    let n = wid.z / p.cog;
-    let g = wid.z % p.cog;
     let inside = x0 < p.w && y < p.h;
     let gv = g * 2u;
     let hw = plane_stride(p.h * p.w);
@@ -263,7 +304,7 @@ fn main(
     ok1 = inside && rv1;
     let ok2 = inside && rv2;
     let w4 = p.w / 4u;
-    // XB < 8: the edge column this lane needs, left of the patch row, right of it, or (unused)
+    // XB = 4: the edge column this lane needs, left of the patch row, right of it, or (unused)
     // its own; in vec4 units.
     let hxi = select(select(i32(x0), i32(x0) + 4, xb == XB - 1u), i32(x0) - 1, xb == 0u);
     hm = hxi >= 0 && hxi < i32(p.w);
@@ -274,14 +315,16 @@ fn main(
     let hright = (xb & 1u) == 1u;
     let hrow = select(select(rbot, yc, hr == 1u), rtop, hr == 0u);
     let hrv = select(select(rv2, rv1, hr == 1u), rv0, hr == 0u);
-    let hci = select(i32(wid.x * XB) - 1, i32((wid.x + 1u) * XB), hright);
+    let hci = select(i32(wx * XB) - 1, i32((wx + 1u) * XB), hright);
     let hm8 = xb < 6u && hrv && hci >= 0 && hci < i32(w4);
     let hc4 = u32(clamp(hci, 0, i32(w4) - 1));
     hl_ok = x0 > 0u;
     hr_ok = x0 + 4u < p.w;
-    erow = select(y + 1u, y - 1u, lane == 0u);
-    e_ok = x0 < p.w
-        && ((lane == 0u && y > 0u && y - 1u < p.h) || (lane == SG - 1u && y + 1u < p.h));
+    // Columns: the lanes of the first (last) row also load the row above (below) the column.
+    let top = lane < XB;
+    let bot = lane >= SG - XB;
+    erow = select(y + 1u, y - 1u, top);
+    e_ok = x0 < p.w && ((top && y > 0u && y - 1u < p.h) || (bot && y + 1u < p.h));
     // The fetching lane for this lane's edge (first lane of the patch row, + 1 on the right).
     hsrc = select((lane / XB) * XB, 0u, SG == XB) + select(0u, 1u, xb == XB - 1u);
 
@@ -298,8 +341,9 @@ fn main(
 
     first = xb == 0u;
     last = xb == XB - 1u;
+    h_ok = select(hr_ok, hl_ok, first);
     let cin = p.cin_a + p.cin_b;
-    if (XB == 1u) {
+    if (XB <= 2u) {
         // The skip's channels, then the upsampled ones: two loops, no per-load branch.
         for (var c = 0u; c < p.cin_a; c++) {
             column(true, (g * cin + c) * 18u, (n * p.cin_a + c) * hw);

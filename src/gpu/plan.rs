@@ -335,7 +335,26 @@ impl GpuModel {
                             k => k,
                         };
                         let blocks = c.div_ceil(kernel.out_block() as u32);
+                        // The subgroup kernel's workgroups take the output-channel blocks
+                        // fastest where the layer's input is larger than its weights: the
+                        // blocks of one patch then read the same input rows one after another,
+                        // from cache, and only the (smaller) weights stream.
+                        let blocks_fast = match kernel {
+                            Kernel::Conv3x3Sg(xb) => {
+                                h as u64 * w as u64 > c as u64 * 9
+                                    && w.div_ceil(CONV_PX * xb) as u64 * blocks as u64
+                                        <= maxd as u64
+                            }
+                            _ => false,
+                        };
                         let groups = match kernel {
+                            Kernel::Conv3x3Sg(xb) if blocks_fast => {
+                                [
+                                    w.div_ceil(CONV_PX * xb) * blocks,
+                                    h.div_ceil(self.sg.unwrap_or(8) / xb),
+                                    n,
+                                ]
+                            }
                             Kernel::Conv3x3Sg(xb) => [
                                 w.div_ceil(CONV_PX * xb),
                                 h.div_ceil(self.sg.unwrap_or(8) / xb),
@@ -356,7 +375,7 @@ impl GpuModel {
                         ];
                         (
                             kernel,
-                            [n, ca, cb, c, h, w, *fused as u32, blocks],
+                            [n, ca, cb, c, h, w, *fused as u32 | (blocks_fast as u32) << 1, blocks],
                             groups,
                             bufs,
                         )
