@@ -109,8 +109,10 @@ fn every_kernel_matches_the_cpu_reference() {
     // The subgroup kernel (where the adapter has fixed-size subgroups), every mode (see
     // `the_subgroup_conv_runs_where_it_applies`): 12 output channels (a partial block of 8),
     // odd heights, skips read from two inputs.
-    // (72 × 16: columns of up to 64 rows, with a partial last one, on adapters with wide subgroups.)
-    for shape in [[2, 3, 26, 48], [1, 3, 8, 128], [1, 3, 72, 16]] {
+    // (72 × 16: column pairs of up to 32 rows, with a partial last one, on adapters with wide
+    // subgroups, and a single column at 18 × 4 with up to 16 lanes; 12 × 48 at batch 2: its 3 × 12
+    // level takes column pairs at 4 lanes, the last pair's right lane outside the image.)
+    for shape in [[2, 3, 26, 48], [1, 3, 8, 128], [1, 3, 72, 16], [2, 3, 12, 48]] {
         check_variant(
             vec![12, 24, 48],
             3,
@@ -198,8 +200,8 @@ fn the_subgroup_conv_runs_where_it_applies() {
     };
     // With 8 lanes: 26 × 48: levels 26 and 13 rows high take column pairs (XB = 2), the 6 × 12
     // level too; the 3 × 6 bottleneck cannot take the subgroup kernel and runs the plain one on
-    // the same (grouped) weights. 8 × 128: a column pair, then patch rows 8 invocations (32
-    // pixels) wide at 4 × 64 and 2 × 32, 4 wide at 1 × 16. 64 × 8: a column pair, then a single
+    // the same (grouped) weights. 8 × 128: column pairs at 8 × 128 and 4 × 64, then patch rows 8
+    // invocations (32 pixels) wide at 2 × 32, 4 wide at 1 × 16. 64 × 8: a column pair, then a single
     // column (XB = 1) at 32 × 4.
     let got: BTreeSet<_> = [[1, 3, 26, 48], [1, 3, 8, 128], [1, 3, 64, 8]]
         .into_iter()

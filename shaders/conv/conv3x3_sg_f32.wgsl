@@ -48,7 +48,8 @@ struct Params {
 
 // The adapter's subgroup size (its minimum and maximum agree).
 override SG: u32 = 8u;
-// Invocations along x per subgroup row (1, 2, 4 or 8, at most SG).
+// Invocations along x per subgroup row (1, 2, 4 or 8, at most SG; 2 needs SG ≥ 4, so that the
+// first and last rows of lanes differ).
 override XB: u32 = 8u;
 
 // Accumulators: a* output channels 0–3, b* 4–7, for the 4 pixels.
@@ -61,7 +62,7 @@ var<private> b1: vec4<f32>;
 var<private> b2: vec4<f32>;
 var<private> b3: vec4<f32>;
 
-// Per-invocation constants of the position (set once by `main`, read by `step`).
+// Per-invocation constants of the position (set once by `main`, read by `step` and `column`).
 var<private> lane_id: u32;
 var<private> x4: u32; // this lane's 4 pixels, in vec4s from the row start (clamped)
 var<private> h4: u32; // XB = 4: the vec4 holding this lane's edge value

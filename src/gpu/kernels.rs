@@ -13,9 +13,9 @@ pub enum Kernel {
     Conv3x3Co8,
     /// 3×3 conv, 4 px × 8 output channels per invocation, weights shared through subgroup
     /// shuffles (adapters with one fixed subgroup size; rows a multiple of 4 wide). The value is
-    /// XB, the invocations along x per subgroup row (1: a column of SG rows; 2, 4 or 8: patch
-    /// rows). Weights grouped by 8 output
-    /// channels (`pack_conv3x3_grouped`).
+    /// XB, the invocations along x per subgroup row (1: a column of SG rows; 2: a column of lane
+    /// pairs, SG / 2 rows, SG ≥ 4; 4 or 8: patch rows). Weights grouped by 8 output channels
+    /// (`pack_conv3x3_grouped`).
     Conv3x3Sg(u32),
     /// `Conv3x3Co8` on the grouped weights of `Conv3x3Sg`, for the layers packed for it whose
     /// rows it cannot take.
