@@ -112,7 +112,12 @@ fn every_kernel_matches_the_cpu_reference() {
     // (72 × 16: column pairs of up to 32 rows, with a partial last one, on adapters with wide
     // subgroups, and a single column at 18 × 4 with up to 16 lanes; 12 × 48 at batch 2: its 3 × 12
     // level takes column pairs at 4 lanes, the last pair's right lane outside the image.)
-    for shape in [[2, 3, 26, 48], [1, 3, 8, 128], [1, 3, 72, 16], [2, 3, 12, 48]] {
+    for shape in [
+        [2, 3, 26, 48],
+        [1, 3, 8, 128],
+        [1, 3, 72, 16],
+        [2, 3, 12, 48],
+    ] {
         check_variant(
             vec![12, 24, 48],
             3,

@@ -348,13 +348,11 @@ impl GpuModel {
                             _ => false,
                         };
                         let groups = match kernel {
-                            Kernel::Conv3x3Sg(xb) if blocks_fast => {
-                                [
-                                    w.div_ceil(CONV_PX * xb) * blocks,
-                                    h.div_ceil(self.sg.unwrap_or(8) / xb),
-                                    n,
-                                ]
-                            }
+                            Kernel::Conv3x3Sg(xb) if blocks_fast => [
+                                w.div_ceil(CONV_PX * xb) * blocks,
+                                h.div_ceil(self.sg.unwrap_or(8) / xb),
+                                n,
+                            ],
                             Kernel::Conv3x3Sg(xb) => [
                                 w.div_ceil(CONV_PX * xb),
                                 h.div_ceil(self.sg.unwrap_or(8) / xb),
@@ -375,7 +373,16 @@ impl GpuModel {
                         ];
                         (
                             kernel,
-                            [n, ca, cb, c, h, w, *fused as u32 | (blocks_fast as u32) << 1, blocks],
+                            [
+                                n,
+                                ca,
+                                cb,
+                                c,
+                                h,
+                                w,
+                                *fused as u32 | (blocks_fast as u32) << 1,
+                                blocks,
+                            ],
                             groups,
                             bufs,
                         )
