@@ -78,6 +78,8 @@ var<private> ok1: bool;
 var<private> hl_ok: bool;
 var<private> hr_ok: bool;
 var<private> h_ok: bool; // XB = 2: whether the lane's outer side value exists
+var<private> top_row: bool; // in the first row of lanes
+var<private> bot_row: bool; // in the last row of lanes
 var<private> erow: u32;
 var<private> e_ok: bool;
 
@@ -142,8 +144,7 @@ fn step(ky: u32, ci: u32, wb: u32, r4: u32, ok: bool, hval: f32) {
 // one input channel (of `src_a` when `is_a`, at tensor offset `base`; weights from vec4 `wb`):
 // each lane loads its own input row segment and the values beside it, the lanes of the first and
 // last rows also the row above / below the column; the rows y - 1 and y + 1 of the others come
-// from the lanes XB above and below by shuffles. A single column loads both side values; in a
-// pair each lane loads only its outer side value and takes the inner one from its partner.
+// from the lanes XB above and below by shuffles (the side values: `sides`).
 fn column(is_a: bool, wb: u32, base: u32) {
     let o4 = (base + yc * p.w) / 4u + x4;
     let v = select(vec4(0.0), lda(is_a, o4), ok1);
@@ -153,62 +154,54 @@ fn column(is_a: bool, wb: u32, base: u32) {
         e4 = (base + erow * p.w) / 4u + x4;
         ev = lda(is_a, e4);
     }
-    var l = 0.0;
-    var r = 0.0;
-    var el = 0.0;
-    var er = 0.0;
-    if (XB == 1u) {
-        if (ok1 && hl_ok) {
-            l = lda_w(is_a, o4 - 1u);
-        }
-        if (ok1 && hr_ok) {
-            r = lda_x(is_a, o4 + 1u);
-        }
-        if (e_ok && hl_ok) {
-            el = lda_w(is_a, e4 - 1u);
-        }
-        if (e_ok && hr_ok) {
-            er = lda_x(is_a, e4 + 1u);
-        }
-    } else {
-        // The outer side: left of the left lane (.w of the vec4 before), right of the right
-        // lane (.x of the vec4 after); the inner side is the partner's edge value.
-        let hc = select(0u, 3u, first);
-        var h = 0.0;
-        if (ok1 && h_ok) {
-            h = lda_c(is_a, select(o4 + 1u, o4 - 1u, first), hc);
-        }
-        let q = subgroupShuffleXor(select(v.x, v.w, first), 1u);
-        l = select(q, h, first);
-        r = select(h, q, first);
-        var eh = 0.0;
-        if (e_ok && h_ok) {
-            eh = lda_c(is_a, select(e4 + 1u, e4 - 1u, first), hc);
-        }
-        let eq = subgroupShuffleXor(select(ev.x, ev.w, first), 1u);
-        el = select(eq, eh, first);
-        er = select(eh, eq, first);
-    }
-    let top = lane_id < XB;
-    let bot = lane_id >= SG - XB;
+    let s = sides(is_a, ok1, o4, v);
+    let es = sides(is_a, e_ok, e4, ev);
+    let l = s.x;
+    let r = s.y;
+    let el = es.x;
+    let er = es.y;
     taps(
         0u,
         wb,
-        select(subgroupShuffleUp(l, XB), el, top),
-        select(subgroupShuffleUp(v, XB), ev, top),
-        select(subgroupShuffleUp(r, XB), er, top),
+        select(subgroupShuffleUp(l, XB), el, top_row),
+        select(subgroupShuffleUp(v, XB), ev, top_row),
+        select(subgroupShuffleUp(r, XB), er, top_row),
     );
     taps(1u, wb, l, v, r);
     taps(
         2u,
         wb,
-        select(subgroupShuffleDown(l, XB), el, bot),
-        select(subgroupShuffleDown(v, XB), ev, bot),
-        select(subgroupShuffleDown(r, XB), er, bot),
+        select(subgroupShuffleDown(l, XB), el, bot_row),
+        select(subgroupShuffleDown(v, XB), ev, bot_row),
+        select(subgroupShuffleDown(r, XB), er, bot_row),
     );
 }
 
-// Vec4 `i` of `src_a` (`is_a`) or `src_b`, and its x or w component alone (one scalar load).
+// Columns: the values left and right of the row segment `v` at vec4 `o4` (`ok`: whether the
+// row is this lane's to load). A single column loads both; in a pair each lane loads its outer
+// side (.w of the vec4 before the left lane, .x of the vec4 after the right lane) and takes the
+// inner one from its partner's edge value. Every lane takes part in the shuffle.
+fn sides(is_a: bool, ok: bool, o4: u32, v: vec4<f32>) -> vec2<f32> {
+    if (XB == 1u) {
+        var l = 0.0;
+        var r = 0.0;
+        if (ok && hl_ok) {
+            l = lda_c(is_a, o4 - 1u, 3u);
+        }
+        if (ok && hr_ok) {
+            r = lda_c(is_a, o4 + 1u, 0u);
+        }
+        return vec2(l, r);
+    }
+    var h = 0.0;
+    if (ok && h_ok) {
+        h = lda_c(is_a, select(o4 + 1u, o4 - 1u, first), select(0u, 3u, first));
+    }
+    let q = subgroupShuffleXor(select(v.x, v.w, first), 1u);
+    return select(vec2(q, h), vec2(h, q), first);
+}
+
+// Vec4 `i` of `src_a` (`is_a`) or `src_b`, and component `k` of it alone (one scalar load).
 // `is_a` is a constant where these are called: no branch remains.
 fn lda(is_a: bool, i: u32) -> vec4<f32> {
     if (is_a) {
@@ -217,21 +210,6 @@ fn lda(is_a: bool, i: u32) -> vec4<f32> {
     return src_b[i];
 }
 
-fn lda_x(is_a: bool, i: u32) -> f32 {
-    if (is_a) {
-        return src_a[i].x;
-    }
-    return src_b[i].x;
-}
-
-fn lda_w(is_a: bool, i: u32) -> f32 {
-    if (is_a) {
-        return src_a[i].w;
-    }
-    return src_b[i].w;
-}
-
-// Component `k` of vec4 `i` (one scalar load).
 fn lda_c(is_a: bool, i: u32, k: u32) -> f32 {
     if (is_a) {
         return src_a[i][k];
@@ -322,10 +300,10 @@ fn main(
     hl_ok = x0 > 0u;
     hr_ok = x0 + 4u < p.w;
     // Columns: the lanes of the first (last) row also load the row above (below) the column.
-    let top = lane < XB;
-    let bot = lane >= SG - XB;
-    erow = select(y + 1u, y - 1u, top);
-    e_ok = x0 < p.w && ((top && y > 0u && y - 1u < p.h) || (bot && y + 1u < p.h));
+    top_row = lane < XB;
+    bot_row = lane >= SG - XB;
+    erow = select(y + 1u, y - 1u, top_row);
+    e_ok = x0 < p.w && ((top_row && y > 0u && y - 1u < p.h) || (bot_row && y + 1u < p.h));
     // The fetching lane for this lane's edge (first lane of the patch row, + 1 on the right).
     hsrc = select((lane / XB) * XB, 0u, SG == XB) + select(0u, 1u, xb == XB - 1u);
 

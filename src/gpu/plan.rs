@@ -335,34 +335,30 @@ impl GpuModel {
                             k => k,
                         };
                         let blocks = c.div_ceil(kernel.out_block() as u32);
-                        // The subgroup kernel's workgroups take the output-channel blocks
-                        // fastest where the layer's input is larger than its weights: the
-                        // blocks of one patch then read the same input rows one after another,
-                        // from cache, and only the (smaller) weights stream.
-                        let blocks_fast = match kernel {
+                        let (groups, blocks_fast) = match kernel {
                             Kernel::Conv3x3Sg(xb) => {
-                                h as u64 * w as u64 > c as u64 * 9
-                                    && w.div_ceil(CONV_PX * xb) as u64 * blocks as u64
-                                        <= maxd as u64
+                                let px = w.div_ceil(CONV_PX * xb);
+                                let py = h.div_ceil(self.sg.unwrap_or(8) / xb);
+                                // The output-channel blocks fastest where the layer's input is
+                                // larger than its weights: the blocks of one patch then read the
+                                // same input rows one after another, from cache, and only the
+                                // (smaller) weights stream.
+                                if h as u64 * w as u64 > c as u64 * 9
+                                    && px as u64 * blocks as u64 <= maxd as u64
+                                {
+                                    ([px * blocks, py, n], true)
+                                } else {
+                                    ([px, py, n * blocks], false)
+                                }
                             }
-                            _ => false,
-                        };
-                        let groups = match kernel {
-                            Kernel::Conv3x3Sg(xb) if blocks_fast => [
-                                w.div_ceil(CONV_PX * xb) * blocks,
-                                h.div_ceil(self.sg.unwrap_or(8) / xb),
-                                n,
-                            ],
-                            Kernel::Conv3x3Sg(xb) => [
-                                w.div_ceil(CONV_PX * xb),
-                                h.div_ceil(self.sg.unwrap_or(8) / xb),
-                                n * blocks,
-                            ],
-                            _ => [
-                                w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
-                                h.div_ceil(CONV_WG.1),
-                                n * blocks,
-                            ],
+                            _ => (
+                                [
+                                    w.div_ceil(CONV_PX).div_ceil(CONV_WG.0),
+                                    h.div_ceil(CONV_WG.1),
+                                    n * blocks,
+                                ],
+                                false,
+                            ),
                         };
                         let bufs = vec![
                             Binding::Arena(*a),
