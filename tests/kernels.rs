@@ -47,21 +47,38 @@ fn check_variant(
     conv3x3: Option<Kernel>,
     seen: &mut BTreeSet<&'static str>,
 ) {
+    let opts = GpuOptions {
+        fold_bn: fold,
+        conv3x3,
+        ..Default::default()
+    };
+    check_opts(features, cin, cout, shape, opts, seen);
+}
+
+/// Every op of a random model's plan against the CPU; returns the kernels the plan ran.
+fn check_opts(
+    features: Vec<usize>,
+    cin: usize,
+    cout: usize,
+    shape: [usize; 4],
+    opts: GpuOptions,
+    seen: &mut BTreeSet<&'static str>,
+) -> BTreeSet<Kernel> {
     let Some(gpu) = common::gpu("kernels") else {
-        return;
+        return BTreeSet::new();
     };
     let model = init_random(
         &UNetSpec::new(cin, cout, features.clone()),
         &InitOptions { seed: 11 },
     );
+    let what = format!("{features:?} {shape:?} {opts:?}");
     let gm = GpuModel::new(
         &gpu.device,
         &gpu.queue,
         &model,
         GpuOptions {
-            fold_bn: fold,
             keep_intermediates: true,
-            conv3x3,
+            ..opts
         },
     )
     .unwrap();
@@ -72,14 +89,11 @@ fn check_variant(
     for (i, op) in plan.graph().ops.iter().enumerate() {
         let args: Vec<_> = op.inputs().iter().map(|&t| &all[t]).collect();
         let want = cpu::apply(&model, plan.graph(), op, &args);
-        let what = format!(
-            "{features:?} {shape:?} fold={fold} {conv3x3:?} op {i} {} ({})",
-            op.label(),
-            kind(op)
-        );
+        let what = format!("{what} op {i} {} ({})", op.label(), kind(op));
         common::assert_close(&what, &all[op.output()], &want, BUDGET);
         seen.insert(kind(op));
     }
+    plan.steps().iter().map(|s| s.kernel).collect()
 }
 
 #[test]
@@ -126,6 +140,29 @@ fn every_kernel_matches_the_cpu_reference() {
             true,
             Some(Kernel::Conv3x3Sg(8)),
             &mut seen,
+        );
+    }
+    // Winograd F(4×4, 3×3) (where the subgroup kernels run): level 0 of 36 channels (not a
+    // multiple of 8 or 32: padded output and input channels) at 44 × 40, batch 2: 220 tiles, and
+    // the decoder's two-input conv (72 input channels); folded and standalone BatchNorm; in one
+    // chunk, and in chunks of 6 and 3 tile rows that cross the images' boundary, the last ragged.
+    let sg = common::gpu("kernels")
+        .and_then(|g| wunet::gpu::fixed_subgroup_size(&g.device, &g.queue));
+    for (fold, chunk) in [
+        (true, wunet::gpu::WINOGRAD_CHUNK_BYTES),
+        (false, wunet::gpu::WINOGRAD_CHUNK_BYTES),
+        (true, 1 << 20),
+    ] {
+        let opts = GpuOptions {
+            fold_bn: fold,
+            winograd_chunk_bytes: chunk,
+            ..Default::default()
+        };
+        let ran = check_opts(vec![36, 72], 3, 2, [2, 3, 44, 40], opts, &mut seen);
+        assert_eq!(
+            ran.contains(&Kernel::WinoGemm),
+            sg.is_some(),
+            "Winograd runs exactly where the subgroup kernels do: {ran:?}"
         );
     }
     // 5 levels.

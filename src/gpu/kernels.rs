@@ -32,6 +32,13 @@ pub enum Kernel {
     UpConvSg,
     Resize,
     Head,
+    /// Winograd F(4×4, 3×3) (`gpu::winograd`): the input transform of a chunk of tile rows.
+    WinoInput,
+    /// The 36 products of the transformed weights with the transformed tiles, weights shared
+    /// through subgroup shuffles (adapters with one fixed subgroup size).
+    WinoGemm,
+    /// The output transform, bias and ReLU.
+    WinoOutput,
     /// int8 kernels (`shaders/int8/`): dense 3×3 conv, 4 px × 8 output channels per invocation.
     Conv3x3I8,
     /// Sparse int8 3×3 conv: lists of nonzero 8×4 weight blocks, 4 px × 8 channels per invocation.
@@ -95,6 +102,9 @@ impl Kernel {
             Kernel::SubgroupProbe => "probe/subgroup_layout",
             Kernel::Resize => "resize/bilinear_ac_f32",
             Kernel::Head => "conv/conv1x1_f32",
+            Kernel::WinoInput => "winograd/wino4x4_input_f32",
+            Kernel::WinoGemm => "winograd/wino4x4_gemm_sg_f32",
+            Kernel::WinoOutput => "winograd/wino4x4_output_f32",
         }
     }
 
@@ -150,7 +160,9 @@ impl Kernel {
     /// Values of the shader's `override` constants.
     fn constants(self, sg: u32) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::UpConvSg | Kernel::SubgroupProbe => vec![("SG", sg as f64)],
+            Kernel::UpConvSg | Kernel::SubgroupProbe | Kernel::WinoGemm => {
+                vec![("SG", sg as f64)]
+            }
             Kernel::Conv3x3Sg(xb) => vec![("SG", sg as f64), ("XB", xb as f64)],
             Kernel::UpConv | Kernel::Conv3x3I8 | Kernel::Conv3x3SparseI8 | Kernel::UpConvI8 => {
                 vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)]
@@ -281,14 +293,22 @@ pub(crate) fn linear_groups(total: u64, max_per_dim: u32) -> [u32; 3] {
 
 /// Bytes of weights `GpuModel` uploads for `spec`: every conv packed with output channels padded
 /// to its kernel's block, plus biases (and, unfolded, BatchNorm's scale and shift). `subgroups`:
-/// packed for the subgroup kernels (transposed convs in blocks of 4 channels, not 8).
+/// packed for the subgroup kernels (transposed convs in blocks of 4 channels, not 8; Winograd's
+/// transformed weights for the layers `winograd::wants`).
 pub fn packed_weight_bytes(spec: &UNetSpec, fold_bn: bool, subgroups: bool) -> u64 {
     let up_blk = if subgroups { 4 } else { 8 };
     let p4 = |c: usize| c.div_ceil(4) * 4;
     let bn = if fold_bn { 0 } else { 2 };
     let conv = |cin: usize, cout: usize| {
         let blk = Kernel::conv3x3_for(cout).out_block();
-        (cin * 9 + 1) * cout.div_ceil(blk) * blk + bn * cout
+        // Where the subgroup kernels run (and so Winograd, on by default), wide shallow layers
+        // also keep their transformed weights.
+        let wino = if subgroups && crate::gpu::winograd::wants(cin, cout) {
+            36 * cout.div_ceil(8) * 8 * cin.div_ceil(crate::gpu::winograd::CIN_ALIGN) * crate::gpu::winograd::CIN_ALIGN
+        } else {
+            0
+        };
+        (cin * 9 + 1) * cout.div_ceil(blk) * blk + bn * cout + wino
     };
     let dc = |cin: usize, f: usize| conv(cin, f) + conv(f, f);
     let mut b = 0;

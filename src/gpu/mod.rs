@@ -8,6 +8,7 @@ mod int8;
 mod kernels;
 mod peak;
 mod plan;
+mod winograd;
 
 #[cfg(not(target_arch = "wasm32"))]
 pub use adapter::request_gpu;
@@ -21,6 +22,7 @@ pub use kernels::{packed_weight_bytes, Kernel};
 pub use peak::measure_fma_peak;
 pub use peak::measure_fma_peak_async;
 pub use plan::{GpuModel, GpuOptions, Plan, Step};
+pub use winograd::CHUNK_BYTES as WINOGRAD_CHUNK_BYTES;
 
 use std::future::Future;
 use std::pin::Pin;

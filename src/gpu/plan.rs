@@ -10,8 +10,9 @@ use super::kernels::{
     CONV_PX, CONV_WG,
 };
 use super::scoped_async;
+use super::winograd;
 use crate::model::{fold_bn, ConvWeights, UNet, UNetSpec};
-use crate::plan::{plan_memory_with, ConvRef, Graph, MemoryPlan, Op, Shape, ARENA_ALIGN};
+use crate::plan::{plan_memory_temps, ConvRef, Graph, MemoryPlan, Op, Shape, ARENA_ALIGN};
 use crate::{Error, Result};
 
 /// Options of the GPU engine.
@@ -26,6 +27,13 @@ pub struct GpuOptions {
     /// (`bench --kernels` compares them). `Conv3x3Sg(_)`: the subgroup kernel wherever it
     /// applies (its XB chosen per layer), `Conv3x3Co8Grouped` elsewhere.
     pub conv3x3: Option<Kernel>,
+    /// Run the 3×3 convs of wide, shallow layers as Winograd F(4×4, 3×3) where the subgroup
+    /// kernels run and a layer has enough tiles (`gpu::winograd`; default on). Ignored when
+    /// `conv3x3` forces a kernel.
+    pub winograd: bool,
+    /// The most bytes of Winograd scratch (transformed tiles and products) per chunk of tile rows
+    /// (default `winograd::CHUNK_BYTES`; smaller: more, smaller dispatches).
+    pub winograd_chunk_bytes: u64,
 }
 
 impl Default for GpuOptions {
@@ -34,6 +42,10 @@ impl Default for GpuOptions {
             fold_bn: true,
             keep_intermediates: false,
             conv3x3: None,
+            // `WUNET_WINOGRAD=0` (native) turns it off, for comparisons.
+            winograd: !(cfg!(not(target_arch = "wasm32"))
+                && std::env::var("WUNET_WINOGRAD").is_ok_and(|v| v == "0")),
+            winograd_chunk_bytes: winograd::CHUNK_BYTES,
         }
     }
 }
@@ -45,6 +57,8 @@ struct LayerBuffers {
     b: wgpu::Buffer,
     /// The kernel variant the weights were packed for.
     kernel: Kernel,
+    /// 3×3 convs that may run as Winograd: the transformed weights (`winograd::pack_u`).
+    wino: Option<wgpu::Buffer>,
 }
 
 /// A model's weights uploaded and its pipelines created, ready to plan for any input shape.
@@ -185,12 +199,28 @@ impl GpuModel {
                 } else {
                     pack_conv3x3(w, kernel)
                 };
+                let [cout, cin, _, _] = w.shape;
+                let wino = if opts.winograd
+                    && opts.conv3x3.is_none()
+                    && kernel == Kernel::Conv3x3Sg(0)
+                    && winograd::wants(cin, cout)
+                {
+                    let u = if *fused {
+                        winograd::pack_u(&fold_bn(w, bn, eps).weight, cout, cin)
+                    } else {
+                        winograd::pack_u(&w.weight, cout, cin)
+                    };
+                    Some(upload(&format!("{name} (winograd)"), &u)?)
+                } else {
+                    None
+                };
                 convs.insert(
                     *conv,
                     LayerBuffers {
                         a: upload(&name, &packed)?,
                         b: upload(&name, &bias)?,
                         kernel,
+                        wino,
                     },
                 );
                 if !*fused {
@@ -201,6 +231,7 @@ impl GpuModel {
                             a: upload(&name, &scale)?,
                             b: upload(&name, &shift)?,
                             kernel: Kernel::BnRelu,
+                            wino: None,
                         },
                     );
                 }
@@ -236,6 +267,7 @@ impl GpuModel {
                     a: upload(&name, &packed)?,
                     b: upload(&name, &bias)?,
                     kernel,
+                    wino: None,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -246,6 +278,7 @@ impl GpuModel {
             a: upload("final_conv", &hw)?,
             b: upload("final_conv", &hb)?,
             kernel: Kernel::Head,
+            wino: None,
         };
         let mut pipelines: HashMap<_, _> = Kernel::ALL
             .iter()
@@ -259,6 +292,12 @@ impl GpuModel {
             let k = Kernel::Conv3x3Co8Grouped;
             pipelines.insert(k, k.pipeline(device));
             pipelines.insert(Kernel::UpConvSg, Kernel::UpConvSg.pipeline_sg(device, sg));
+            if convs.values().any(|c| c.wino.is_some()) {
+                for k in [Kernel::WinoInput, Kernel::WinoOutput] {
+                    pipelines.insert(k, k.pipeline(device));
+                }
+                pipelines.insert(Kernel::WinoGemm, Kernel::WinoGemm.pipeline_sg(device, sg));
+            }
         }
         Ok(GpuModel {
             device: device.clone(),
@@ -295,22 +334,73 @@ impl GpuModel {
         let graph = Graph::build(&self.spec, input, self.opts.fold_bn)?;
         let align =
             ARENA_ALIGN.max(self.device.limits().min_storage_buffer_offset_alignment as u64);
-        let mem = plan_memory_with(&graph, align, self.opts.keep_intermediates);
+        // The Winograd layers, and their scratch (V, M) as tensors alive during their op only.
+        let max_bind = self.device.limits().max_storage_buffer_binding_size;
+        let mut temps = Vec::new();
+        let mut wino = vec![None; graph.ops.len()];
+        for (i, op) in graph.ops.iter().enumerate() {
+            if let Op::Conv3x3 { a, b, out, conv, .. } = op {
+                if self.convs[conv].wino.is_none() {
+                    continue;
+                }
+                let [n, _, h, w] = graph.shapes[*out];
+                let cin = graph.shapes[*a][1] + b.map_or(0, |b| graph.shapes[b][1]);
+                let cout = graph.shapes[*out][1];
+                if let Some(l) = winograd::Layout::new(
+                    self.sg,
+                    [n, cin, cout, h, w],
+                    self.opts.winograd_chunk_bytes,
+                    max_bind,
+                ) {
+                    let (v, m) = l.scratch_bytes();
+                    let first = graph.shapes.len() + temps.len();
+                    temps.extend([(i, v), (i, m)]);
+                    wino[i] = Some((l, (first, first + 1)));
+                }
+            }
+        }
+        let sizes = graph
+            .shapes
+            .iter()
+            .map(|&s| crate::plan::f32_tensor_bytes(s))
+            .collect();
+        let mem = plan_memory_temps(&graph, align, self.opts.keep_intermediates, sizes, &temps);
         check_limits(&self.device.limits(), &graph, &mem)?;
         scoped_async(&self.device, "compiling the plan", || {
-            self.build_plan(graph, mem)
+            self.build_plan(graph, mem, &wino)
         })
         .await?
     }
 
-    fn build_plan(&self, graph: Graph, mem: MemoryPlan) -> Result<Plan> {
+    fn build_plan(&self, graph: Graph, mem: MemoryPlan, wino: &[Option<WinoLayer>]) -> Result<Plan> {
         let device = &self.device;
         let limits = device.limits();
         let maxd = limits.max_compute_workgroups_per_dimension;
 
         // Per op: kernel, params (8 words), workgroups, and bind group entries.
         let mut specs = Vec::with_capacity(graph.ops.len());
-        for op in &graph.ops {
+        for (i, op) in graph.ops.iter().enumerate() {
+            if let (Some((l, scratch)), Op::Conv3x3 { a, b, out, conv, fused }) = (&wino[i], op) {
+                let wb = &self.convs[conv];
+                let [_, c, h, w] = graph.shapes[*out].map(|v| v as u32);
+                let srcs: Vec<_> = std::iter::once(*a)
+                    .chain(*b)
+                    .map(|t| (t, graph.shapes[t][1] as u32))
+                    .collect();
+                specs.extend(l.steps(
+                    self.sg.expect("winograd runs with subgroups"),
+                    &srcs,
+                    *out,
+                    [c, h, w],
+                    wb.wino.as_ref().expect("transformed weights"),
+                    &wb.b,
+                    *scratch,
+                    *fused,
+                    &op.label(),
+                    graph.flops(op),
+                ));
+                continue;
+            }
             let shape = |t: usize| graph.shapes[t].map(|v| v as u32);
             let [n, c, h, w] = shape(op.output());
             let total = |v: u32| v as u64 * h as u64 * w as u64;
@@ -495,6 +585,7 @@ impl GpuModel {
                 label: op.label(),
                 flops: graph.flops(op),
                 tensors: op.inputs().into_iter().chain([op.output()]).collect(),
+                output: op.output(),
             });
         }
         Ok(assemble(
@@ -509,6 +600,9 @@ impl GpuModel {
     }
 }
 
+/// A layer that runs as Winograd: its layout and its two scratch tensors (V, M).
+type WinoLayer = (winograd::Layout, (usize, usize));
+
 /// One dispatch to be: its kernel, 8 words of parameters, workgroups, bindings (after the
 /// uniform at binding 0), and what the reports say about it.
 pub(super) struct StepSpec<'a> {
@@ -518,8 +612,10 @@ pub(super) struct StepSpec<'a> {
     pub(super) bufs: Vec<Binding<'a>>,
     pub(super) label: String,
     pub(super) flops: u64,
-    /// Tensors it reads and writes (for the bytes-moved report).
+    /// Tensors it reads and writes (for the bytes-moved report; scratch included).
     pub(super) tensors: Vec<usize>,
+    /// The graph tensor of the op it belongs to (what the reports show as its output).
+    pub(super) output: usize,
 }
 
 /// A `Plan` from its dispatches: one uniform buffer for all parameters, a bind group per step,
@@ -573,6 +669,7 @@ pub(super) fn assemble(
                     label,
                     flops,
                     tensors,
+                    output,
                     ..
                 } = spec;
                 let pipeline = pipelines[&kernel].clone();
@@ -615,7 +712,7 @@ pub(super) fn assemble(
                 Step {
                     kernel,
                     label,
-                    output: *tensors.last().expect("a step writes a tensor"),
+                    output,
                     workgroups: groups,
                     flops,
                     bytes: act_bytes + weight_bytes,
@@ -661,7 +758,10 @@ pub(super) fn check_limits(limits: &wgpu::Limits, g: &Graph, mem: &MemoryPlan) -
     for (t, &size) in mem.sizes.iter().enumerate() {
         if size > max_bind {
             return Err(Error::ExceedsLimit {
-                what: format!("tensor {:?}", g.shapes[t]),
+                what: match g.shapes.get(t) {
+                    Some(s) => format!("tensor {s:?}"),
+                    None => "Winograd scratch".into(),
+                },
                 needed: size,
                 limit: "max_storage_buffer_binding_size",
                 max: max_bind,

@@ -86,9 +86,27 @@ pub fn plan_memory_with(g: &Graph, alignment: u64, keep_all: bool) -> MemoryPlan
 /// As `plan_memory_with`, with each tensor's size in bytes given (layouts other than float32
 /// NCHW: the int8 plan's packed, padded activations).
 pub fn plan_memory_sized(g: &Graph, alignment: u64, keep_all: bool, sizes: Vec<u64>) -> MemoryPlan {
-    let nt = g.shapes.len();
+    plan_memory_temps(g, alignment, keep_all, sizes, &[])
+}
+
+/// As `plan_memory_sized`, plus scratch buffers that live during one op only: `temps[k] = (op,
+/// bytes)` is placed as tensor `g.shapes.len() + k` (the Winograd convs' transformed tiles). They
+/// share the arena's gaps with the tensors that are not live at that op.
+pub fn plan_memory_temps(
+    g: &Graph,
+    alignment: u64,
+    keep_all: bool,
+    mut sizes: Vec<u64>,
+    temps: &[(usize, u64)],
+) -> MemoryPlan {
+    let ng = g.shapes.len();
+    let nt = ng + temps.len();
     let end = g.ops.len();
     let mut life = vec![(usize::MAX, 0usize); nt];
+    for (k, &(op, bytes)) in temps.iter().enumerate() {
+        life[ng + k] = (op, op);
+        sizes.push(bytes);
+    }
     life[g.input] = (0, 0);
     for (i, op) in g.ops.iter().enumerate() {
         let o = op.output();

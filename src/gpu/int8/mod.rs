@@ -438,6 +438,7 @@ impl GpuInt8Model {
                 label: op.label(),
                 flops: graph.flops(op),
                 tensors: op.inputs().into_iter().chain([op.output()]).collect(),
+                output: op.output(),
             });
             // The border of every packed output (the head's is float and has none).
             if !matches!(op, Op::Head { .. }) {
@@ -459,6 +460,7 @@ impl GpuInt8Model {
                     label: format!("{} border", op.label()),
                     flops: 0,
                     tensors: vec![op.output()],
+                    output: op.output(),
                 });
             }
         }

@@ -1,0 +1,268 @@
+//! Winograd F(4×4, 3×3) for the float32 3×3 convs: the weights transformed once at load
+//! (U = G g Gᵀ, in float64), and per layer three kinds of dispatches over chunks of tile rows:
+//! the input transform (`shaders/winograd/wino4x4_input_f32.wgsl`), 36 products of U with the
+//! transformed tiles as one batched GEMM (`wino4x4_gemm_sg_f32`), and the output transform with
+//! bias and ReLU (`wino4x4_output_f32`). The GEMM does 36 multiply-adds per 16 output pixels per
+//! channel pair where the direct conv does 144.
+//!
+//! Costs that decide where it runs: U is 4× the size of the direct weights (36 values per 9), and
+//! the GEMM reads all of U once per chunk, so it pays only where a layer has many tiles per
+//! weight. Only layers of at most `MAX_COUT` output channels get U (the network's wide, shallow
+//! levels; the deep ones hold most of the weights and have the fewest pixels), and a plan uses it
+//! where the layer has at least `MIN_TILES` tiles. The transformed tiles live in the activation
+//! arena for the duration of their layer only, in chunks of at most `CHUNK_BYTES`.
+
+use super::kernels::{Kernel, WG_LINEAR};
+use super::plan::{Binding, StepSpec};
+
+/// Output channels up to which a layer's weights are also kept transformed.
+pub(crate) const MAX_COUT: usize = 256;
+/// Input channels from which a layer is worth it (`cinp` pads to a multiple of `CIN_ALIGN`).
+pub(crate) const MIN_CIN: usize = 32;
+/// Input channels of U and V are padded to this (the GEMM takes SG / 2 ≤ 32 per weight load).
+pub(crate) const CIN_ALIGN: usize = 32;
+/// Tiles (4 × 4 output pixels) a layer needs for the GEMM to reuse each weight enough.
+pub(crate) const MIN_TILES: usize = 64;
+/// The most bytes of transformed tiles (V and M together) one chunk may hold, by default
+/// (`GpuOptions::winograd_chunk_bytes`).
+pub const CHUNK_BYTES: u64 = 6 << 20;
+
+/// Gᵀ's rows: the 6 frequencies of F(4, 3) from a 3-tap kernel.
+const G: [[f64; 3]; 6] = [
+    [1.0 / 4.0, 0.0, 0.0],
+    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
+    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
+    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
+    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
+    [0.0, 0.0, 1.0],
+];
+
+/// Whether a layer of `cin` → `cout` channels gets transformed weights.
+pub(crate) fn wants(cin: usize, cout: usize) -> bool {
+    cin >= MIN_CIN && cout <= MAX_COUT
+}
+
+/// 3×3 weights `[cout, cin, 3, 3]` → U grouped for the GEMM: vec4 index
+/// `((ξ · cog + g) · cinp + ci) · 2 + j` holds output channels `8g + 4j ..+ 4` of frequency
+/// ξ = 6i + k (i along y, k along x), zero past `cout` and `cin`.
+pub(crate) fn pack_u(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
+    let cinp = cin.div_ceil(CIN_ALIGN) * CIN_ALIGN;
+    let cog = cout.div_ceil(8);
+    let mut out = vec![0.0; 36 * cog * cinp * 8];
+    for co in 0..cout {
+        for ci in 0..cin {
+            let g: &[f32] = &weight[(co * cin + ci) * 9..][..9];
+            // G g Gᵀ: first along x (each kernel row through G), then along y.
+            let mut gx = [[0.0f64; 6]; 3];
+            for (a, row) in gx.iter_mut().enumerate() {
+                for (k, v) in row.iter_mut().enumerate() {
+                    *v = (0..3).map(|b| G[k][b] * g[a * 3 + b] as f64).sum();
+                }
+            }
+            for i in 0..6 {
+                for k in 0..6 {
+                    let u: f64 = (0..3).map(|a| G[i][a] * gx[a][k]).sum();
+                    let xi = 6 * i + k;
+                    out[((xi * cog + co / 8) * cinp + ci) * 8 + co % 8] = u as f32;
+                }
+            }
+        }
+    }
+    out
+}
+
+/// How one layer runs as Winograd at one input shape.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Layout {
+    pub tiles_x: u32,
+    /// Tile rows over all images (n · h / 4).
+    pub rows: u32,
+    /// Tile rows per chunk (the last may have fewer).
+    pub chunk_rows: u32,
+    /// Tiles between rows of V and M: the largest chunk's tiles, rounded up to the GEMM's block.
+    pub tstride: u32,
+    pub cinp: u32,
+    pub coutp: u32,
+}
+
+impl Layout {
+    /// The layout for a conv of `cin` → `cout` channels on `[n, _, h, w]`, or `None` where the
+    /// direct kernel runs: sizes not multiples of 4, too few tiles, or no fixed subgroup size.
+    pub(crate) fn new(
+        sg: Option<u32>,
+        [n, cin, cout, h, w]: [usize; 5],
+        chunk_bytes: u64,
+        max_binding: u64,
+    ) -> Option<Layout> {
+        let sg = sg? as usize;
+        if !wants(cin, cout) || h % 4 != 0 || w % 4 != 0 || n * (h / 4) * (w / 4) < MIN_TILES {
+            return None;
+        }
+        let cinp = cin.div_ceil(CIN_ALIGN) * CIN_ALIGN;
+        let coutp = cout.div_ceil(8) * 8;
+        let (tiles_x, rows) = (w / 4, n * h / 4);
+        let block = 4 * sg;
+        let bytes = |r: usize| {
+            let ts = (r * tiles_x).div_ceil(block) * block;
+            (36 * 4 * (cinp + coutp) * ts) as u64
+        };
+        let mut chunk_rows = rows;
+        while chunk_rows > 1 && bytes(chunk_rows) > chunk_bytes.min(max_binding) {
+            chunk_rows = chunk_rows.div_ceil(2).min(chunk_rows - 1);
+        }
+        // Even chunks: the same number of dispatches, less padding in the last.
+        let chunks = rows.div_ceil(chunk_rows);
+        let chunk_rows = rows.div_ceil(chunks);
+        let tstride = (chunk_rows * tiles_x).div_ceil(block) * block;
+        Some(Layout {
+            tiles_x: tiles_x as u32,
+            rows: rows as u32,
+            chunk_rows: chunk_rows as u32,
+            tstride: tstride as u32,
+            cinp: cinp as u32,
+            coutp: coutp as u32,
+        })
+    }
+
+    /// Bytes of the transformed input tiles (V) and of the products (M) of one chunk.
+    pub(crate) fn scratch_bytes(&self) -> (u64, u64) {
+        let ts = 4 * 36 * self.tstride as u64;
+        (ts * self.cinp as u64, ts * self.coutp as u64)
+    }
+
+    /// The dispatches of one layer: per chunk, the input transform of each source, the GEMM,
+    /// the output transform. `srcs`: the input tensors and their channels; `v`, `m`: the scratch
+    /// tensors; the GEMM steps carry the layer's FLOPs (as a direct conv counts them).
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn steps<'a>(
+        &self,
+        sg: u32,
+        srcs: &[(usize, u32)],
+        out: usize,
+        [cout, h, w]: [u32; 3],
+        u: &'a wgpu::Buffer,
+        bias: &'a wgpu::Buffer,
+        (v, m): (usize, usize),
+        relu: bool,
+        label: &str,
+        flops: u64,
+    ) -> Vec<StepSpec<'a>> {
+        let mut steps = Vec::new();
+        let mut r0 = 0;
+        while r0 < self.rows {
+            let rows = self.chunk_rows.min(self.rows - r0);
+            let tiles = rows * self.tiles_x;
+            let tail = |what: &str| {
+                if self.rows > self.chunk_rows {
+                    format!("{label} [{what} rows {r0}..{}]", r0 + rows)
+                } else {
+                    format!("{label} [{what}]")
+                }
+            };
+            let mut ci0 = 0;
+            for &(t, c) in srcs {
+                steps.push(StepSpec {
+                    kernel: Kernel::WinoInput,
+                    params: [c, ci0, self.cinp, h, w, r0, tiles, self.tstride],
+                    groups: [tiles.div_ceil(WG_LINEAR), c, 1],
+                    bufs: vec![Binding::Arena(t), Binding::Arena(v)],
+                    label: tail("winograd in"),
+                    flops: 0,
+                    tensors: vec![t, v],
+                    output: out,
+                });
+                ci0 += c;
+            }
+            steps.push(StepSpec {
+                kernel: Kernel::WinoGemm,
+                params: [self.cinp, self.coutp, self.tstride, 0, 0, 0, 0, 0],
+                groups: [self.tstride / (4 * sg), self.coutp / 8, 36],
+                bufs: vec![Binding::Arena(v), Binding::Weights(u), Binding::Arena(m)],
+                label: tail("winograd gemm"),
+                flops: flops * rows as u64 / self.rows as u64,
+                tensors: vec![v, m],
+                output: out,
+            });
+            steps.push(StepSpec {
+                kernel: Kernel::WinoOutput,
+                params: [
+                    cout,
+                    self.coutp,
+                    h,
+                    w,
+                    r0,
+                    tiles,
+                    self.tstride,
+                    relu as u32,
+                ],
+                groups: [tiles.div_ceil(WG_LINEAR), cout, 1],
+                bufs: vec![Binding::Arena(m), Binding::Weights(bias), Binding::Arena(out)],
+                label: tail("winograd out"),
+                flops: 0,
+                tensors: vec![m, out],
+                output: out,
+            });
+            r0 += rows;
+        }
+        steps
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// F(4, 3) in one dimension, with the transforms the shaders use: Aᵀ[(G g) ⊙ (Bᵀ d)] is the
+    /// 4 outputs of the 3-tap correlation of d.
+    #[test]
+    fn transforms_compute_a_correlation() {
+        const BT: [[f64; 6]; 6] = [
+            [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
+            [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
+            [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
+            [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
+            [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
+            [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
+        ];
+        const AT: [[f64; 6]; 4] = [
+            [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
+            [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
+            [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
+            [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
+        ];
+        let d = [0.3, -1.2, 2.5, 0.7, -0.4, 1.9];
+        let g = [0.5, -0.25, 1.5];
+        let m: Vec<f64> = (0..6)
+            .map(|i| {
+                let gi: f64 = (0..3).map(|b| G[i][b] * g[b]).sum();
+                let di: f64 = (0..6).map(|j| BT[i][j] * d[j]).sum();
+                gi * di
+            })
+            .collect();
+        for (y, at) in AT.iter().enumerate() {
+            let got: f64 = (0..6).map(|i| at[i] * m[i]).sum();
+            let want: f64 = (0..3).map(|b| g[b] * d[y + b]).sum();
+            assert!((got - want).abs() < 1e-12, "output {y}: {got} vs {want}");
+        }
+    }
+
+    #[test]
+    fn chunks_fit_the_budget_and_cover_every_row() {
+        for (shape, sg) in [
+            ([1, 64, 64, 512, 512], 8),
+            ([1, 128, 64, 128, 128], 4),
+            ([2, 256, 256, 32, 32], 32),
+        ] {
+            let l = Layout::new(Some(sg), shape, CHUNK_BYTES, 128 << 20).expect("runs as winograd");
+            let (v, m) = l.scratch_bytes();
+            assert!(v + m <= CHUNK_BYTES || l.chunk_rows == 1, "{shape:?}: {}", v + m);
+            assert!(l.chunk_rows * l.rows.div_ceil(l.chunk_rows) >= l.rows);
+            assert_eq!(l.tstride % (4 * sg), 0);
+            assert!(l.tstride >= l.chunk_rows * l.tiles_x);
+        }
+        assert_eq!(Layout::new(Some(8), [1, 64, 64, 30, 32], CHUNK_BYTES, 1 << 30), None);
+        assert_eq!(Layout::new(Some(8), [1, 64, 512, 64, 64], CHUNK_BYTES, 1 << 30), None);
+        assert_eq!(Layout::new(None, [1, 64, 64, 64, 64], CHUNK_BYTES, 1 << 30), None);
+        assert_eq!(Layout::new(Some(8), [1, 64, 64, 16, 16], CHUNK_BYTES, 1 << 30), None);
+    }
+}
