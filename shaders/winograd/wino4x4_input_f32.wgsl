@@ -48,12 +48,15 @@ fn bt2(r0: vec2<f32>, r1: vec2<f32>, r2: vec2<f32>, r3: vec2<f32>, r4: vec2<f32>
 }
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let t = gid.x;
-    let ci = gid.y;
-    if (t >= p.tiles || ci >= p.cin) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // Flat over (channel, tile), folded into y past the per-dimension limit: layers with few
+    // tiles still fill whole workgroups.
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.tiles * p.cin) {
         return;
     }
+    let t = i % p.tiles;
+    let ci = i / p.tiles;
     let tx_n = p.w / 4u;
     let ty_n = p.h / 4u;
     let r = p.r0 + t / tx_n;

@@ -39,12 +39,15 @@ fn at2(r0: vec2<f32>, r1: vec2<f32>, r2: vec2<f32>, r3: vec2<f32>, r4: vec2<f32>
 }
 
 @compute @workgroup_size(WG, 1, 1)
-fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let t = gid.x;
-    let co = gid.y;
-    if (t >= p.tiles || co >= p.cout) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    // Flat over (channel, tile), folded into y past the per-dimension limit: layers with few
+    // tiles still fill whole workgroups.
+    let i = gid.x + gid.y * nwg.x * WG;
+    if (i >= p.tiles * p.cout) {
         return;
     }
+    let t = i % p.tiles;
+    let co = i / p.tiles;
     // The 6 × 6 products as rows of 4 + 2 (frequency columns 0–3 and 4–5).
     let step = p.coutp * p.tstride;
     var mi = co * p.tstride + t;

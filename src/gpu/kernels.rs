@@ -160,9 +160,8 @@ impl Kernel {
     /// Values of the shader's `override` constants.
     fn constants(self, sg: u32) -> Vec<(&'static str, f64)> {
         match self {
-            Kernel::UpConvSg | Kernel::SubgroupProbe | Kernel::WinoGemm => {
-                vec![("SG", sg as f64)]
-            }
+            Kernel::UpConvSg | Kernel::SubgroupProbe => vec![("SG", sg as f64)],
+            Kernel::WinoGemm => vec![("SG", sg as f64)],
             Kernel::Conv3x3Sg(xb) => vec![("SG", sg as f64), ("XB", xb as f64)],
             Kernel::UpConv | Kernel::Conv3x3I8 | Kernel::Conv3x3SparseI8 | Kernel::UpConvI8 => {
                 vec![("WG_X", CONV_WG.0 as f64), ("WG_Y", CONV_WG.1 as f64)]

@@ -389,6 +389,7 @@ impl GpuModel {
                     .collect();
                 specs.extend(l.steps(
                     self.sg.expect("winograd runs with subgroups"),
+                    maxd,
                     &srcs,
                     *out,
                     [c, h, w],

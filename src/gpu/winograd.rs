@@ -12,17 +12,19 @@
 //! where the layer has at least `MIN_TILES` tiles. The transformed tiles live in the activation
 //! arena for the duration of their layer only, in chunks of at most `CHUNK_BYTES`.
 
-use super::kernels::{Kernel, WG_LINEAR};
+use super::kernels::{linear_groups, Kernel};
 use super::plan::{Binding, StepSpec};
 
 /// Output channels up to which a layer's weights are also kept transformed.
-pub(crate) const MAX_COUT: usize = 256;
+pub(crate) const MAX_COUT: usize = 512;
 /// Input channels from which a layer is worth it (`cinp` pads to a multiple of `CIN_ALIGN`).
 pub(crate) const MIN_CIN: usize = 32;
 /// Input channels of U and V are padded to this (the GEMM takes SG / 2 ≤ 32 per weight load).
 pub(crate) const CIN_ALIGN: usize = 32;
 /// Tiles (4 × 4 output pixels) a layer needs for the GEMM to reuse each weight enough.
-pub(crate) const MIN_TILES: usize = 64;
+pub(crate) const MIN_TILES: usize = 16;
+/// Tiles a chunk holds at least (where the layer has as many), whatever its bytes.
+pub(crate) const MIN_CHUNK_TILES: usize = 64;
 /// The most bytes of transformed tiles (V and M together) one chunk may hold, by default
 /// (`GpuOptions::winograd_chunk_bytes`).
 pub const CHUNK_BYTES: u64 = 6 << 20;
@@ -106,9 +108,15 @@ impl Layout {
             let ts = (r * tiles_x).div_ceil(block) * block;
             (36 * 4 * (cinp + coutp) * ts) as u64
         };
+        // The largest chunk within the budget, but never fewer than MIN_CHUNK_TILES tiles: each
+        // chunk reads all of U again, and a GEMM over fewer tiles than its block wastes lanes.
+        let min_rows = MIN_CHUNK_TILES.div_ceil(tiles_x).min(rows);
         let mut chunk_rows = rows;
-        while chunk_rows > 1 && bytes(chunk_rows) > chunk_bytes.min(max_binding) {
-            chunk_rows = chunk_rows.div_ceil(2).min(chunk_rows - 1);
+        while chunk_rows > min_rows && bytes(chunk_rows) > chunk_bytes {
+            chunk_rows = chunk_rows.div_ceil(2).min(chunk_rows - 1).max(min_rows);
+        }
+        if bytes(chunk_rows) > max_binding {
+            return None;
         }
         // Even chunks: the same number of dispatches, less padding in the last.
         let chunks = rows.div_ceil(chunk_rows);
@@ -137,6 +145,7 @@ impl Layout {
     pub(crate) fn steps<'a>(
         &self,
         sg: u32,
+        maxd: u32,
         srcs: &[(usize, u32)],
         out: usize,
         [cout, h, w]: [u32; 3],
@@ -164,7 +173,7 @@ impl Layout {
                 steps.push(StepSpec {
                     kernel: Kernel::WinoInput,
                     params: [c, ci0, self.cinp, h, w, r0, tiles, self.tstride],
-                    groups: [tiles.div_ceil(WG_LINEAR), c, 1],
+                    groups: linear_groups(tiles as u64 * c as u64, maxd),
                     bufs: vec![Binding::Arena(t), Binding::Arena(v)],
                     label: tail("winograd in"),
                     flops: 0,
@@ -195,7 +204,7 @@ impl Layout {
                     self.tstride,
                     relu as u32,
                 ],
-                groups: [tiles.div_ceil(WG_LINEAR), cout, 1],
+                groups: linear_groups(tiles as u64 * cout as u64, maxd),
                 bufs: vec![Binding::Arena(m), Binding::Weights(bias), Binding::Arena(out)],
                 label: tail("winograd out"),
                 flops: 0,
@@ -255,14 +264,19 @@ mod tests {
         ] {
             let l = Layout::new(Some(sg), shape, CHUNK_BYTES, 128 << 20).expect("runs as winograd");
             let (v, m) = l.scratch_bytes();
-            assert!(v + m <= CHUNK_BYTES || l.chunk_rows == 1, "{shape:?}: {}", v + m);
+            let min_rows = MIN_CHUNK_TILES.div_ceil(l.tiles_x as usize) as u32;
+            assert!(
+                v + m <= CHUNK_BYTES || l.chunk_rows <= min_rows,
+                "{shape:?}: {}",
+                v + m
+            );
             assert!(l.chunk_rows * l.rows.div_ceil(l.chunk_rows) >= l.rows);
             assert_eq!(l.tstride % (4 * sg), 0);
             assert!(l.tstride >= l.chunk_rows * l.tiles_x);
         }
         assert_eq!(Layout::new(Some(8), [1, 64, 64, 30, 32], CHUNK_BYTES, 1 << 30), None);
-        assert_eq!(Layout::new(Some(8), [1, 64, 512, 64, 64], CHUNK_BYTES, 1 << 30), None);
+        assert_eq!(Layout::new(Some(8), [1, 64, 1024, 64, 64], CHUNK_BYTES, 1 << 30), None);
         assert_eq!(Layout::new(None, [1, 64, 64, 64, 64], CHUNK_BYTES, 1 << 30), None);
-        assert_eq!(Layout::new(Some(8), [1, 64, 64, 16, 16], CHUNK_BYTES, 1 << 30), None);
+        assert_eq!(Layout::new(Some(8), [1, 64, 64, 12, 12], CHUNK_BYTES, 1 << 30), None);
     }
 }
