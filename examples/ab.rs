@@ -7,13 +7,31 @@ fn main() {
     let reps: usize = a[3].parse().unwrap();
     let gpu = request_gpu().unwrap();
     let mk = |w: bool, chunk: u64| {
-        let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions { winograd: w, winograd_chunk_bytes: chunk, ..Default::default() }).unwrap();
+        let gm = GpuModel::new(
+            &gpu.device,
+            &gpu.queue,
+            &model,
+            GpuOptions {
+                winograd: w,
+                winograd_chunk_bytes: chunk,
+                ..Default::default()
+            },
+        )
+        .unwrap();
         let p = gm.plan([1, 3, s, s]).unwrap();
         (gm, p)
     };
-    let chunk: u64 = std::env::var("CHUNK").map(|v| v.parse().unwrap()).unwrap_or(6 << 20);
+    let chunk: u64 = std::env::var("CHUNK")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(6 << 20);
     let plans = [mk(false, chunk), mk(true, chunk)];
-    let x = wunet::Tensor::new([1, 3, s, s], (0..3 * s * s).map(|i| ((i * 7919) % 1000) as f32 / 1000.0).collect()).unwrap();
+    let x = wunet::Tensor::new(
+        [1, 3, s, s],
+        (0..3 * s * s)
+            .map(|i| ((i * 7919) % 1000) as f32 / 1000.0)
+            .collect(),
+    )
+    .unwrap();
     let y0 = plans[0].1.run(&x).unwrap();
     let y1 = plans[1].1.run(&x).unwrap();
     let (d, m) = y1.max_abs_diff(&y0);
@@ -28,6 +46,10 @@ fn main() {
     }
     for k in 0..2 {
         t[k].sort_by(|a, b| a.partial_cmp(b).unwrap());
-        println!("winograd={}: {:?}", k == 1, t[k].iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>());
+        println!(
+            "winograd={}: {:?}",
+            k == 1,
+            t[k].iter().map(|v| format!("{v:.0}")).collect::<Vec<_>>()
+        );
     }
 }

@@ -32,6 +32,10 @@ with open(sys.argv[1], "wb") as f:
     f.write(struct.pack("<%df" % len(vals), *vals))
 PY
 $W infer -m tests/fixtures/d3_odd.safetensors "$t/d3_64_input.npy" -o "$t/d3_64_cpu.npy" --device cpu
+# The demo model on it: layers of 32–256 channels whose sizes are multiples of 4, so the page runs
+# them as Winograd F(4×4, 3×3) where the adapter has subgroups (SwiftShader: 4 lanes).
+cp assets/demo_unet.safetensors "$t/demo.safetensors"
+$W infer -m "$t/demo.safetensors" "$t/d3_64_input.npy" -o "$t/demo_64_cpu.npy" --device cpu
 # A broken file: the page's error must carry the CLI's message.
 printf '\001\002\003' > "$t/bad.safetensors"
 $W info -m "$t/bad.safetensors" 2> "$t/bad_cli.txt" && { echo "the CLI accepted a broken file" >&2; exit 1; } || true
@@ -43,6 +47,9 @@ cat > "$t/case.json" <<JSON
   "want": "test/d3_odd_int8_gpu.npy", "rel": 0, "exact": true, "device": "gpu"},
  {"name": "d3_odd float32 at 64x64 (padded planes) vs native CPU", "model": "test/d3_odd.safetensors",
   "input": "test/d3_64_input.npy", "want": "test/d3_64_cpu.npy", "rel": 1e-4, "exact": false, "device": "gpu"},
+ {"name": "demo float32 at 64x64 (Winograd layers) vs native CPU", "model": "test/demo.safetensors",
+  "input": "test/d3_64_input.npy", "want": "test/demo_64_cpu.npy", "rel": 1e-4, "exact": false, "device": "gpu",
+  "winograd": true},
  {"name": "d3_odd float32 on the wasm CPU engine vs PyTorch", "model": "test/d3_odd.safetensors",
   "input": "test/d3_odd_input.npy", "want": "test/d3_odd_output.npy", "rel": 1e-4, "exact": false, "device": "cpu"},
  {"name": "d3_odd int8 on the wasm CPU engine (simd128) vs native int8 CPU", "model": "test/d3_odd_int8.safetensors",

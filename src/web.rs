@@ -52,6 +52,8 @@ struct Inner {
     adapter: String,
     precision: &'static str,
     dot4: Option<Dot4>,
+    /// float32 WebGPU: the layers the last inference ran as Winograd.
+    winograd_layers: Option<usize>,
 }
 
 /// The adapter's name, or what the browser lets us say about it.
@@ -77,6 +79,7 @@ impl Inner {
                 if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
                     e.insert(model.plan_async(x.shape).await?);
                 }
+                self.winograd_layers = Some(plans[&x.shape].winograd_layers());
                 plans[&x.shape].run_async(x).await
             }
             Engine::GpuInt8 { model, plans } => {
@@ -181,6 +184,7 @@ impl Model {
                 adapter,
                 precision,
                 dot4,
+                winograd_layers: None,
             })),
         })
     }
@@ -236,9 +240,11 @@ impl Model {
             .map_err(|e| js_err(format!("{e:?}")))
     }
 
-    /// What runs: `{path: "webgpu"|"cpu", adapter, precision, dot4, subgroup_size, threads,
-    /// in_channels, out_channels, features}`; `subgroup_size`: the subgroup width the float32
-    /// kernels share their loads across, `null` where the kernels without subgroups run;
+    /// What runs: `{path: "webgpu"|"cpu", adapter, precision, dot4, subgroup_size,
+    /// winograd_layers, threads, in_channels, out_channels, features}`; `subgroup_size`: the
+    /// subgroup width the float32 kernels share their loads across, `null` where the kernels
+    /// without subgroups run; `winograd_layers`: the 3×3 convs the last float32 WebGPU
+    /// inference ran as Winograd F(4×4, 3×3) (`null` before one, and on the other paths);
     /// `threads`: the CPU engine's threads (more than 1 in the threaded build, `initThreadPool`),
     /// `null` on WebGPU.
     pub fn info(&self) -> Result<JsValue, JsError> {
@@ -252,12 +258,14 @@ impl Model {
             _ => "null".to_string(),
         };
         let json = format!(
-            "{{\"path\":\"{}\",\"adapter\":{:?},\"precision\":\"{}\",\"dot4\":{},\"subgroup_size\":{},\"threads\":{},\"in_channels\":{},\"out_channels\":{},\"features\":{:?}}}",
+            "{{\"path\":\"{}\",\"adapter\":{:?},\"precision\":\"{}\",\"dot4\":{},\"subgroup_size\":{},\"winograd_layers\":{},\"threads\":{},\"in_channels\":{},\"out_channels\":{},\"features\":{:?}}}",
             i.path,
             i.adapter,
             i.precision,
             i.dot4.map_or("null".to_string(), |d| format!("\"{d:?}\"")),
             sg.map_or("null".to_string(), |s| s.to_string()),
+            i.winograd_layers
+                .map_or("null".to_string(), |n| n.to_string()),
             threads,
             i.spec.in_channels,
             i.spec.out_channels,

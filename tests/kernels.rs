@@ -146,8 +146,8 @@ fn every_kernel_matches_the_cpu_reference() {
     // multiple of 8 or 32: padded output and input channels) at 44 × 40, batch 2: 220 tiles, and
     // the decoder's two-input conv (72 input channels); folded and standalone BatchNorm; in one
     // chunk, and in chunks of 6 tile rows that cross the images' boundary, the last ragged.
-    let sg = common::gpu("kernels")
-        .and_then(|g| wunet::gpu::fixed_subgroup_size(&g.device, &g.queue));
+    let sg =
+        common::gpu("kernels").and_then(|g| wunet::gpu::fixed_subgroup_size(&g.device, &g.queue));
     for (fold, chunk) in [
         (true, wunet::gpu::WINOGRAD_CHUNK_BYTES),
         (false, wunet::gpu::WINOGRAD_CHUNK_BYTES),

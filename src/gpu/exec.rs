@@ -4,7 +4,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::plan::Plan;
+use super::step::Plan;
 use super::{oneshot, scoped_async};
 use crate::tensor::Tensor;
 use crate::{Error, Result};

@@ -303,7 +303,10 @@ pub fn packed_weight_bytes(spec: &UNetSpec, fold_bn: bool, subgroups: bool) -> u
         // Where the subgroup kernels run (and so Winograd, on by default), wide shallow layers
         // also keep their transformed weights.
         let wino = if subgroups && crate::gpu::winograd::wants(cin, cout) {
-            36 * cout.div_ceil(8) * 8 * cin.div_ceil(crate::gpu::winograd::CIN_ALIGN) * crate::gpu::winograd::CIN_ALIGN
+            36 * cout.div_ceil(8)
+                * 8
+                * cin.div_ceil(crate::gpu::winograd::CIN_ALIGN)
+                * crate::gpu::winograd::CIN_ALIGN
         } else {
             0
         };

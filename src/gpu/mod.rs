@@ -8,6 +8,7 @@ mod int8;
 mod kernels;
 mod peak;
 mod plan;
+mod step;
 mod winograd;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -21,7 +22,8 @@ pub use kernels::{packed_weight_bytes, Kernel};
 #[cfg(not(target_arch = "wasm32"))]
 pub use peak::measure_fma_peak;
 pub use peak::measure_fma_peak_async;
-pub use plan::{GpuModel, GpuOptions, Plan, Step};
+pub use plan::{GpuModel, GpuOptions};
+pub use step::{Plan, Step};
 pub use winograd::CHUNK_BYTES as WINOGRAD_CHUNK_BYTES;
 
 use std::future::Future;

@@ -1,15 +1,14 @@
-//! Compile once, execute many: `GpuModel` (weights and pipelines, shape-independent) and `Plan`
-//! (one input shape: activation arena, uniforms, bind groups, dispatch list).
+//! Compile once, execute many: `GpuModel` (weights and pipelines, shape-independent) and its
+//! `Plan` for one input shape (the dispatch list, assembled by `step.rs`).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 
 use super::kernels::{
     linear_groups, pack_conv3x3_grouped, pack_rows, pack_upconv_grouped, pack_vec4, Kernel,
     CONV_PX, CONV_WG,
 };
 use super::scoped_async;
+use super::step::{assemble, check_limits, Binding, Plan, StepSpec};
 use super::winograd;
 use crate::model::{fold_bn, ConvWeights, UNet, UNetSpec};
 use crate::plan::{plan_memory_temps, ConvRef, Graph, MemoryPlan, Op, Shape, ARENA_ALIGN};
@@ -194,22 +193,21 @@ impl GpuModel {
                         )))
                     }
                 };
-                let (packed, bias) = if *fused {
-                    pack_conv3x3(&fold_bn(w, bn, eps), kernel)
+                let folded;
+                let w = if *fused {
+                    folded = fold_bn(w, bn, eps);
+                    &folded
                 } else {
-                    pack_conv3x3(w, kernel)
+                    w
                 };
+                let (packed, bias) = pack_conv3x3(w, kernel);
                 let [cout, cin, _, _] = w.shape;
                 let wino = if opts.winograd
                     && opts.conv3x3.is_none()
                     && kernel == Kernel::Conv3x3Sg(0)
                     && winograd::wants(cin, cout)
                 {
-                    let u = if *fused {
-                        winograd::pack_u(&fold_bn(w, bn, eps).weight, cout, cin)
-                    } else {
-                        winograd::pack_u(&w.weight, cout, cin)
-                    };
+                    let u = winograd::pack_u(&w.weight, cout, cin);
                     Some(upload(&format!("{name} (winograd)"), &u)?)
                 } else {
                     None
@@ -335,30 +333,13 @@ impl GpuModel {
         let align =
             ARENA_ALIGN.max(self.device.limits().min_storage_buffer_offset_alignment as u64);
         // The Winograd layers, and their scratch (V, M) as tensors alive during their op only.
-        let max_bind = self.device.limits().max_storage_buffer_binding_size;
-        let mut temps = Vec::new();
-        let mut wino = vec![None; graph.ops.len()];
-        for (i, op) in graph.ops.iter().enumerate() {
-            if let Op::Conv3x3 { a, b, out, conv, .. } = op {
-                if self.convs[conv].wino.is_none() {
-                    continue;
-                }
-                let [n, _, h, w] = graph.shapes[*out];
-                let cin = graph.shapes[*a][1] + b.map_or(0, |b| graph.shapes[b][1]);
-                let cout = graph.shapes[*out][1];
-                if let Some(l) = winograd::Layout::new(
-                    self.sg,
-                    [n, cin, cout, h, w],
-                    self.opts.winograd_chunk_bytes,
-                    max_bind,
-                ) {
-                    let (v, m) = l.scratch_bytes();
-                    let first = graph.shapes.len() + temps.len();
-                    temps.extend([(i, v), (i, m)]);
-                    wino[i] = Some((l, (first, first + 1)));
-                }
-            }
-        }
+        let (wino, temps) = winograd::plan_layers(
+            &graph,
+            |conv| self.convs[conv].wino.is_some(),
+            self.sg,
+            self.opts.winograd_chunk_bytes,
+            self.device.limits().max_storage_buffer_binding_size,
+        );
         let sizes = graph
             .shapes
             .iter()
@@ -372,7 +353,12 @@ impl GpuModel {
         .await?
     }
 
-    fn build_plan(&self, graph: Graph, mem: MemoryPlan, wino: &[Option<WinoLayer>]) -> Result<Plan> {
+    fn build_plan(
+        &self,
+        graph: Graph,
+        mem: MemoryPlan,
+        wino: &[Option<winograd::WinoLayer>],
+    ) -> Result<Plan> {
         let device = &self.device;
         let limits = device.limits();
         let maxd = limits.max_compute_workgroups_per_dimension;
@@ -380,7 +366,17 @@ impl GpuModel {
         // Per op: kernel, params (8 words), workgroups, and bind group entries.
         let mut specs = Vec::with_capacity(graph.ops.len());
         for (i, op) in graph.ops.iter().enumerate() {
-            if let (Some((l, scratch)), Op::Conv3x3 { a, b, out, conv, fused }) = (&wino[i], op) {
+            if let (
+                Some((l, scratch)),
+                Op::Conv3x3 {
+                    a,
+                    b,
+                    out,
+                    conv,
+                    fused,
+                },
+            ) = (&wino[i], op)
+            {
                 let wb = &self.convs[conv];
                 let [_, c, h, w] = graph.shapes[*out].map(|v| v as u32);
                 let srcs: Vec<_> = std::iter::once(*a)
@@ -598,243 +594,5 @@ impl GpuModel {
             &self.pipelines,
             None,
         ))
-    }
-}
-
-/// A layer that runs as Winograd: its layout and its two scratch tensors (V, M).
-type WinoLayer = (winograd::Layout, (usize, usize));
-
-/// One dispatch to be: its kernel, 8 words of parameters, workgroups, bindings (after the
-/// uniform at binding 0), and what the reports say about it.
-pub(super) struct StepSpec<'a> {
-    pub(super) kernel: Kernel,
-    pub(super) params: [u32; 8],
-    pub(super) groups: [u32; 3],
-    pub(super) bufs: Vec<Binding<'a>>,
-    pub(super) label: String,
-    pub(super) flops: u64,
-    /// Tensors it reads and writes (for the bytes-moved report; scratch included).
-    pub(super) tensors: Vec<usize>,
-    /// The graph tensor of the op it belongs to (what the reports show as its output).
-    pub(super) output: usize,
-}
-
-/// A `Plan` from its dispatches: one uniform buffer for all parameters, a bind group per step,
-/// the readback buffer for the output.
-pub(super) fn assemble(
-    device: &wgpu::Device,
-    queue: &wgpu::Queue,
-    graph: Graph,
-    mem: MemoryPlan,
-    specs: Vec<StepSpec>,
-    pipelines: &HashMap<Kernel, wgpu::ComputePipeline>,
-    input_quant: Option<crate::compress::QParams>,
-) -> Plan {
-    let limits = device.limits();
-    let ustride = (limits.min_uniform_buffer_offset_alignment as u64).max(32);
-    let mut uniforms = vec![0u8; (ustride * specs.len().max(1) as u64) as usize];
-    let arena = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("activation arena"),
-        size: mem.arena_bytes.max(4),
-        usage: wgpu::BufferUsages::STORAGE
-            | wgpu::BufferUsages::COPY_DST
-            | wgpu::BufferUsages::COPY_SRC,
-        mapped_at_creation: false,
-    });
-    let unused = device.create_buffer(&wgpu::BufferDescriptor {
-        label: Some("unused binding"),
-        size: 256,
-        usage: wgpu::BufferUsages::STORAGE,
-        mapped_at_creation: false,
-    });
-    {
-        for (i, spec) in specs.iter().enumerate() {
-            let o = i * ustride as usize;
-            uniforms[o..o + 32].copy_from_slice(bytemuck::cast_slice(&spec.params));
-        }
-        let ubuf = super::buffer_with(
-            device,
-            queue,
-            "plan uniforms",
-            &uniforms,
-            wgpu::BufferUsages::UNIFORM,
-        );
-        let steps = specs
-            .into_iter()
-            .enumerate()
-            .map(|(i, spec)| {
-                let StepSpec {
-                    kernel,
-                    groups,
-                    bufs,
-                    label,
-                    flops,
-                    tensors,
-                    output,
-                    ..
-                } = spec;
-                let pipeline = pipelines[&kernel].clone();
-                let mut entries = vec![wgpu::BindGroupEntry {
-                    binding: 0,
-                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                        buffer: &ubuf,
-                        offset: i as u64 * ustride,
-                        size: wgpu::BufferSize::new(32),
-                    }),
-                }];
-                for (j, b) in bufs.iter().enumerate() {
-                    let resource = match *b {
-                        Binding::Arena(t) => wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                            buffer: &arena,
-                            offset: mem.offsets[t],
-                            size: wgpu::BufferSize::new(mem.sizes[t]),
-                        }),
-                        Binding::Weights(buf) => buf.as_entire_binding(),
-                        Binding::Unused => unused.as_entire_binding(),
-                    };
-                    entries.push(wgpu::BindGroupEntry {
-                        binding: j as u32 + 1,
-                        resource,
-                    });
-                }
-                let bind_group = device.create_bind_group(&wgpu::BindGroupDescriptor {
-                    label: Some(kernel.shader()),
-                    layout: &pipeline.get_bind_group_layout(0),
-                    entries: &entries,
-                });
-                let weight_bytes: u64 = bufs
-                    .iter()
-                    .map(|b| match b {
-                        Binding::Weights(w) => w.size(),
-                        Binding::Arena(_) | Binding::Unused => 0,
-                    })
-                    .sum();
-                let act_bytes: u64 = tensors.iter().map(|&t| mem.sizes[t]).sum();
-                Step {
-                    kernel,
-                    label,
-                    output,
-                    workgroups: groups,
-                    flops,
-                    bytes: act_bytes + weight_bytes,
-                    pipeline,
-                    bind_group,
-                }
-            })
-            .collect();
-        let out_bytes = mem.sizes[graph.output];
-        let readback = device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("readback"),
-            size: out_bytes,
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
-        Plan {
-            device: device.clone(),
-            queue: queue.clone(),
-            graph,
-            mem,
-            arena,
-            readback,
-            steps,
-            submits: AtomicU64::new(0),
-            run_lock: Mutex::new(()),
-            input_quant,
-        }
-    }
-}
-
-pub(super) enum Binding<'a> {
-    Arena(usize),
-    Weights(&'a wgpu::Buffer),
-    /// A small scratch buffer for a binding the kernel never reads (a conv's second input when
-    /// it has one): WebGPU forbids binding the same range twice where one binding is writable.
-    Unused,
-}
-
-/// Every tensor binding within `max_storage_buffer_binding_size`, the arena within
-/// `max_buffer_size`.
-pub(super) fn check_limits(limits: &wgpu::Limits, g: &Graph, mem: &MemoryPlan) -> Result<()> {
-    let max_bind = limits.max_storage_buffer_binding_size;
-    for (t, &size) in mem.sizes.iter().enumerate() {
-        if size > max_bind {
-            return Err(Error::ExceedsLimit {
-                what: match g.shapes.get(t) {
-                    Some(s) => format!("tensor {s:?}"),
-                    None => "Winograd scratch".into(),
-                },
-                needed: size,
-                limit: "max_storage_buffer_binding_size",
-                max: max_bind,
-            });
-        }
-    }
-    if mem.arena_bytes > limits.max_buffer_size {
-        return Err(Error::ExceedsLimit {
-            what: "the activation arena".into(),
-            needed: mem.arena_bytes,
-            limit: "max_buffer_size",
-            max: limits.max_buffer_size,
-        });
-    }
-    Ok(())
-}
-
-/// One dispatch of a plan.
-pub struct Step {
-    pub kernel: Kernel,
-    pub label: String,
-    /// The tensor it writes.
-    pub output: usize,
-    pub workgroups: [u32; 3],
-    pub flops: u64,
-    /// Bytes the dispatch must read or write at least once: its tensors and weights.
-    pub bytes: u64,
-    pub(super) pipeline: wgpu::ComputePipeline,
-    pub(super) bind_group: wgpu::BindGroup,
-}
-
-/// The network compiled for one input shape.
-pub struct Plan {
-    pub(super) device: wgpu::Device,
-    pub(super) queue: wgpu::Queue,
-    pub(super) graph: Graph,
-    pub(super) mem: MemoryPlan,
-    pub(super) arena: wgpu::Buffer,
-    pub(super) readback: wgpu::Buffer,
-    pub(super) steps: Vec<Step>,
-    pub(super) submits: AtomicU64,
-    pub(super) run_lock: Mutex<()>,
-    /// int8 plans: the input's quantization (the host quantizes and packs it on upload).
-    pub(super) input_quant: Option<crate::compress::QParams>,
-}
-
-impl Plan {
-    pub fn input_shape(&self) -> Shape {
-        self.graph.shapes[self.graph.input]
-    }
-    pub fn output_shape(&self) -> Shape {
-        self.graph.shapes[self.graph.output]
-    }
-    pub fn graph(&self) -> &Graph {
-        &self.graph
-    }
-    pub fn steps(&self) -> &[Step] {
-        &self.steps
-    }
-    /// Dispatches recorded per inference.
-    pub fn dispatch_count(&self) -> usize {
-        self.steps.len()
-    }
-    /// Queue submissions made by this plan so far (one per `run`).
-    pub fn submit_count(&self) -> u64 {
-        self.submits.load(Ordering::Relaxed)
-    }
-    /// Activation bytes of the arena (all intermediate tensors, input and output).
-    pub fn planned_bytes(&self) -> u64 {
-        self.mem.arena_bytes
-    }
-    pub fn memory(&self) -> &MemoryPlan {
-        &self.mem
     }
 }

@@ -13,7 +13,8 @@
 //! arena for the duration of their layer only, in chunks of at most `CHUNK_BYTES`.
 
 use super::kernels::{linear_groups, Kernel};
-use super::plan::{Binding, StepSpec};
+use super::step::{Binding, StepSpec};
+use crate::plan::{ConvRef, Graph, Op};
 
 /// Output channels up to which a layer's weights are also kept transformed.
 pub(crate) const MAX_COUT: usize = 512;
@@ -61,9 +62,9 @@ pub(crate) fn pack_u(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
                     *v = (0..3).map(|b| G[k][b] * g[a * 3 + b] as f64).sum();
                 }
             }
-            for i in 0..6 {
+            for (i, gi) in G.iter().enumerate() {
                 for k in 0..6 {
-                    let u: f64 = (0..3).map(|a| G[i][a] * gx[a][k]).sum();
+                    let u: f64 = (0..3).map(|a| gi[a] * gx[a][k]).sum();
                     let xi = 6 * i + k;
                     out[((xi * cog + co / 8) * cinp + ci) * 8 + co % 8] = u as f32;
                 }
@@ -194,18 +195,13 @@ impl Layout {
             });
             steps.push(StepSpec {
                 kernel: Kernel::WinoOutput,
-                params: [
-                    cout,
-                    self.coutp,
-                    h,
-                    w,
-                    r0,
-                    tiles,
-                    self.tstride,
-                    relu as u32,
-                ],
+                params: [cout, self.coutp, h, w, r0, tiles, self.tstride, relu as u32],
                 groups: linear_groups(tiles as u64 * cout as u64, maxd),
-                bufs: vec![Binding::Arena(m), Binding::Weights(bias), Binding::Arena(out)],
+                bufs: vec![
+                    Binding::Arena(m),
+                    Binding::Weights(bias),
+                    Binding::Arena(out),
+                ],
                 label: tail("winograd out"),
                 flops: 0,
                 tensors: vec![m, out],
@@ -215,6 +211,44 @@ impl Layout {
         }
         steps
     }
+}
+
+/// A layer that runs as Winograd: its layout and its two scratch tensors (V, M).
+pub(crate) type WinoLayer = (Layout, (usize, usize));
+
+/// Which 3×3 convs of `graph` run as Winograd (those whose weights were transformed, `has_u`,
+/// and whose shape `Layout::new` takes), and their scratch: per op, its layout and the ids of its
+/// V and M, and the list of `(op, bytes)` scratch tensors for `plan::plan_memory_temps` (V and
+/// M of op i get ids `graph.shapes.len() + 2k`, `+ 2k + 1` in op order).
+pub(crate) fn plan_layers(
+    graph: &Graph,
+    has_u: impl Fn(&ConvRef) -> bool,
+    sg: Option<u32>,
+    chunk_bytes: u64,
+    max_binding: u64,
+) -> (Vec<Option<WinoLayer>>, Vec<(usize, u64)>) {
+    let mut temps = Vec::new();
+    let mut layers = vec![None; graph.ops.len()];
+    for (i, op) in graph.ops.iter().enumerate() {
+        let Op::Conv3x3 {
+            a, b, out, conv, ..
+        } = op
+        else {
+            continue;
+        };
+        if !has_u(conv) {
+            continue;
+        }
+        let [n, cout, h, w] = graph.shapes[*out];
+        let cin = graph.shapes[*a][1] + b.map_or(0, |b| graph.shapes[b][1]);
+        if let Some(l) = Layout::new(sg, [n, cin, cout, h, w], chunk_bytes, max_binding) {
+            let (v, m) = l.scratch_bytes();
+            let first = graph.shapes.len() + temps.len();
+            temps.extend([(i, v), (i, m)]);
+            layers[i] = Some((l, (first, first + 1)));
+        }
+    }
+    (layers, temps)
 }
 
 #[cfg(test)]
@@ -274,9 +308,21 @@ mod tests {
             assert_eq!(l.tstride % (4 * sg), 0);
             assert!(l.tstride >= l.chunk_rows * l.tiles_x);
         }
-        assert_eq!(Layout::new(Some(8), [1, 64, 64, 30, 32], CHUNK_BYTES, 1 << 30), None);
-        assert_eq!(Layout::new(Some(8), [1, 64, 1024, 64, 64], CHUNK_BYTES, 1 << 30), None);
-        assert_eq!(Layout::new(None, [1, 64, 64, 64, 64], CHUNK_BYTES, 1 << 30), None);
-        assert_eq!(Layout::new(Some(8), [1, 64, 64, 12, 12], CHUNK_BYTES, 1 << 30), None);
+        assert_eq!(
+            Layout::new(Some(8), [1, 64, 64, 30, 32], CHUNK_BYTES, 1 << 30),
+            None
+        );
+        assert_eq!(
+            Layout::new(Some(8), [1, 64, 1024, 64, 64], CHUNK_BYTES, 1 << 30),
+            None
+        );
+        assert_eq!(
+            Layout::new(None, [1, 64, 64, 64, 64], CHUNK_BYTES, 1 << 30),
+            None
+        );
+        assert_eq!(
+            Layout::new(Some(8), [1, 64, 64, 12, 12], CHUNK_BYTES, 1 << 30),
+            None
+        );
     }
 }

@@ -16,8 +16,8 @@ mod timing;
 use std::collections::HashMap;
 
 use super::kernels::{linear_groups, Kernel, CONV_PX, CONV_WG};
-use super::plan::{assemble, check_limits, Binding, Plan, StepSpec};
 use super::scoped_async;
+use super::step::{assemble, check_limits, Binding, Plan, StepSpec};
 use crate::compress::{FirstConv, QParams, QUNet};
 use crate::cpu::int8::Int8Model;
 use crate::model::UNetSpec;

@@ -8,7 +8,7 @@ use super::{conv_dispatch, packed_bytes, Dot4, Layer};
 use crate::compress::QParams;
 use crate::cpu::int8::PConv;
 use crate::gpu::kernels::Kernel;
-use crate::gpu::plan::Binding;
+use crate::gpu::step::Binding;
 use crate::model::UNetSpec;
 use crate::plan::{Graph, Op, Shape};
 use crate::{Error, Result};
