@@ -55,16 +55,16 @@ pub(crate) fn pack_u(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     for co in 0..cout {
         for ci in 0..cin {
             let g: &[f32] = &weight[(co * cin + ci) * 9..][..9];
-            // G g Gᵀ: first along x (each kernel row through G), then along y.
-            let mut gx = [[0.0f64; 6]; 3];
-            for (a, row) in gx.iter_mut().enumerate() {
-                for (k, v) in row.iter_mut().enumerate() {
-                    *v = (0..3).map(|b| G[k][b] * g[a * 3 + b] as f64).sum();
+            // G g Gᵀ: first along x (gx[k][a]: kernel row a through G's row k), then along y.
+            let mut gx = [[0.0f64; 3]; 6];
+            for (gk, row) in G.iter().zip(gx.iter_mut()) {
+                for (a, v) in row.iter_mut().enumerate() {
+                    *v = (0..3).map(|b| gk[b] * g[a * 3 + b] as f64).sum();
                 }
             }
             for (i, gi) in G.iter().enumerate() {
-                for k in 0..6 {
-                    let u: f64 = (0..3).map(|a| gi[a] * gx[a][k]).sum();
+                for (k, gxk) in gx.iter().enumerate() {
+                    let u: f64 = (0..3).map(|a| gi[a] * gxk[a]).sum();
                     let xi = 6 * i + k;
                     out[((xi * cog + co / 8) * cinp + ci) * 8 + co % 8] = u as f32;
                 }
