@@ -33,6 +33,28 @@ struct Params {
 // The adapter's subgroup size (its minimum and maximum agree), at least 4.
 override SG: u32 = 8u;
 
+// Accumulators: output channel j of the block, the lane's 4 tiles.
+var<private> c0: vec4<f32>;
+var<private> c1: vec4<f32>;
+var<private> c2: vec4<f32>;
+var<private> c3: vec4<f32>;
+var<private> c4: vec4<f32>;
+var<private> c5: vec4<f32>;
+var<private> c6: vec4<f32>;
+var<private> c7: vec4<f32>;
+
+// One input channel: the lane's 4 tiles `x` times the 8 channels' weights `wa`, `wb`.
+fn mac(x: vec4<f32>, wa: vec4<f32>, wb: vec4<f32>) {
+    c0 = fma(x, vec4(wa.x), c0);
+    c1 = fma(x, vec4(wa.y), c1);
+    c2 = fma(x, vec4(wa.z), c2);
+    c3 = fma(x, vec4(wa.w), c3);
+    c4 = fma(x, vec4(wb.x), c4);
+    c5 = fma(x, vec4(wb.y), c5);
+    c6 = fma(x, vec4(wb.z), c6);
+    c7 = fma(x, vec4(wb.w), c7);
+}
+
 @compute @workgroup_size(SG, 1, 1)
 fn main(
     @builtin(workgroup_id) wid: vec3<u32>,
@@ -45,31 +67,27 @@ fn main(
     let t4 = wid.x * SG + lane;
     var vi = xi * p.cinp * ts4 + t4;
     var ui = (xi * cog + g) * p.cinp * 2u + lane;
-    var c0 = vec4(0.0);
-    var c1 = vec4(0.0);
-    var c2 = vec4(0.0);
-    var c3 = vec4(0.0);
-    var c4 = vec4(0.0);
-    var c5 = vec4(0.0);
-    var c6 = vec4(0.0);
-    var c7 = vec4(0.0);
     for (var ci = 0u; ci < p.cinp; ci += SG / 2u) {
-        // The weights of SG / 2 input channels, one vec4 per lane.
+        // The weights of SG / 2 input channels, one vec4 per lane: those of step k are lanes
+        // 2k, 2k + 1. At 4 and 8 lanes the steps are written out, so that every shuffle's lane is
+        // a constant (SwiftShader does not unroll loops).
         let wl = u[ui];
         ui += SG;
-        for (var k = 0u; k < SG / 2u; k++) {
-            let x = v[vi];
-            vi += ts4;
-            let wa = subgroupShuffle(wl, 2u * k);
-            let wb = subgroupShuffle(wl, 2u * k + 1u);
-            c0 = fma(x, vec4(wa.x), c0);
-            c1 = fma(x, vec4(wa.y), c1);
-            c2 = fma(x, vec4(wa.z), c2);
-            c3 = fma(x, vec4(wa.w), c3);
-            c4 = fma(x, vec4(wb.x), c4);
-            c5 = fma(x, vec4(wb.y), c5);
-            c6 = fma(x, vec4(wb.z), c6);
-            c7 = fma(x, vec4(wb.w), c7);
+        if (SG == 4u) {
+            mac(v[vi], subgroupShuffle(wl, 0u), subgroupShuffle(wl, 1u));
+            mac(v[vi + ts4], subgroupShuffle(wl, 2u), subgroupShuffle(wl, 3u));
+            vi += 2u * ts4;
+        } else if (SG == 8u) {
+            mac(v[vi], subgroupShuffle(wl, 0u), subgroupShuffle(wl, 1u));
+            mac(v[vi + ts4], subgroupShuffle(wl, 2u), subgroupShuffle(wl, 3u));
+            mac(v[vi + 2u * ts4], subgroupShuffle(wl, 4u), subgroupShuffle(wl, 5u));
+            mac(v[vi + 3u * ts4], subgroupShuffle(wl, 6u), subgroupShuffle(wl, 7u));
+            vi += 4u * ts4;
+        } else {
+            for (var k = 0u; k < SG / 2u; k++) {
+                mac(v[vi], subgroupShuffle(wl, 2u * k), subgroupShuffle(wl, 2u * k + 1u));
+                vi += ts4;
+            }
         }
     }
     // M[(ξ · coutp + co) · tstride + t], 4 tiles per vec4.
