@@ -69,8 +69,9 @@ fn main(
     var ui = (xi * cog + g) * p.cinp * 2u + lane;
     for (var ci = 0u; ci < p.cinp; ci += SG / 2u) {
         // The weights of SG / 2 input channels, one vec4 per lane: those of step k are lanes
-        // 2k, 2k + 1. At 4 and 8 lanes the steps are written out, so that every shuffle's lane is
-        // a constant (SwiftShader does not unroll loops).
+        // 2k, 2k + 1. At 4 and 8 lanes the steps are written out, with every shuffle's lane a
+        // literal: SwiftShader does not unroll loops, and the loop (its 2 steps and their lanes
+        // computed from k) took 1.5× as long there.
         let wl = u[ui];
         ui += SG;
         if (SG == 4u) {
