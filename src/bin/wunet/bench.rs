@@ -334,7 +334,9 @@ fn json_str(s: &str) -> String {
 }
 
 /// `bench --kernels`: every 3×3 conv variant forced on every layer, GPU time per layer from
-/// timestamps (median of 3), against the measured peak; marks the per-layer choice.
+/// timestamps (median of 3), against the measured peak; then, where the subgroup kernels run,
+/// the default plan ("Default": Winograd where it runs, its dispatches summed per layer); marks
+/// the per-layer choice.
 /// A `bench --kernels` column: the kernel, or `Conv3x3Sg` for the subgroup kernel in whatever
 /// mode each layer takes.
 fn variant_name(k: Kernel) -> String {
@@ -357,8 +359,9 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
     if subgroups {
         variants.push(Kernel::Conv3x3Sg(0));
     }
-    // Per conv3x3 step: label, output shape, FLOPs, ms per variant, the kernel the default runs.
-    type Row = (String, [usize; 4], u64, Vec<f64>, Kernel);
+    // Per conv3x3 step: label, output shape, FLOPs, ms per variant, the kernel the default runs,
+    // its output tensor.
+    type Row = (String, [usize; 4], u64, Vec<f64>, String, usize);
     let mut rows: Vec<Row> = Vec::new();
     for (vi, &k) in variants.iter().enumerate() {
         let gm = GpuModel::new(
@@ -400,27 +403,57 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
                     shape,
                     s.flops,
                     Vec::new(),
-                    Kernel::conv3x3_for(shape[1]),
+                    format!("{:?}", Kernel::conv3x3_for(shape[1])),
+                    op.output(),
                 ));
             }
             if subgroups && vi == variants.len() - 1 {
-                rows[r].4 = s.kernel;
+                rows[r].4 = format!("{:?}", s.kernel);
             }
             rows[r].3.push(median(&mut v));
             r += 1;
         }
     }
+    // The default plan (Winograd where it runs, `gpu::winograd`): each conv's time is the sum of
+    // its dispatches (transforms and GEMMs of every chunk).
+    let mut names: Vec<String> = variants.iter().map(|&k| variant_name(k)).collect();
+    if subgroups {
+        let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions::default())?;
+        let plan = gm.plan(shape)?;
+        plan.run(&x)?;
+        let mut per: Vec<Vec<f64>> = vec![Vec::new(); plan.steps().len()];
+        for _ in 0..3 {
+            let (_, prof) = plan.run_profiled(&x)?;
+            for (v, ms) in per.iter_mut().zip(prof.step_ms) {
+                v.push(ms);
+            }
+        }
+        let times: Vec<(usize, Kernel, f64)> = plan
+            .steps()
+            .iter()
+            .zip(per)
+            .map(|(s, mut v)| (s.output, s.kernel, median(&mut v)))
+            .collect();
+        for row in &mut rows {
+            let mine = times.iter().filter(|t| t.0 == row.5);
+            row.3.push(mine.clone().map(|t| t.2).sum());
+            if mine.clone().any(|t| t.1 == Kernel::WinoGemm) {
+                row.4 = "Winograd".into();
+            }
+        }
+        names.push("Default".into());
+    }
     let gf = |flops: u64, ms: f64| flops as f64 / (ms * 1e-3) / 1e9;
     if json {
         let items: Vec<String> = rows
             .iter()
-            .map(|(name, shape, flops, ms, chosen)| {
-                let vs: Vec<String> = variants
+            .map(|(name, shape, flops, ms, chosen, _)| {
+                let vs: Vec<String> = names
                     .iter()
                     .zip(ms)
-                    .map(|(k, &t)| format!("{{\"kernel\":\"{}\",\"ms\":{t:.4},\"gflops\":{:.2},\"pct_peak\":{:.2}}}", variant_name(*k), gf(*flops, t), 100.0 * gf(*flops, t) / peak))
+                    .map(|(k, &t)| format!("{{\"kernel\":\"{k}\",\"ms\":{t:.4},\"gflops\":{:.2},\"pct_peak\":{:.2}}}", gf(*flops, t), 100.0 * gf(*flops, t) / peak))
                     .collect();
-                format!("{{\"name\":{},\"shape\":{shape:?},\"flops\":{flops},\"chosen\":\"{chosen:?}\",\"variants\":[{}]}}", json_str(name), vs.join(","))
+                format!("{{\"name\":{},\"shape\":{shape:?},\"flops\":{flops},\"chosen\":\"{chosen}\",\"variants\":[{}]}}", json_str(name), vs.join(","))
             })
             .collect();
         println!(
@@ -435,11 +468,11 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
         model.spec.in_channels, gpu.info.name
     );
     print!("{:<20} {:>18} {:>9}", "layer", "output", "MFLOP");
-    for k in &variants {
-        print!(" {:>24}", format!("{} ms / % peak", variant_name(*k)));
+    for k in &names {
+        print!(" {:>24}", format!("{k} ms / % peak"));
     }
     println!("  chosen");
-    for (name, shape, flops, ms, chosen) in &rows {
+    for (name, shape, flops, ms, chosen, _) in &rows {
         let [n, c, oh, ow] = *shape;
         print!(
             "{name:<20} {:>18} {:>9.1}",
@@ -452,7 +485,7 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
                 format!("{t:.2} / {:.1}%", 100.0 * gf(*flops, t) / peak)
             );
         }
-        println!("  {chosen:?}");
+        println!("  {chosen}");
     }
     Ok(())
 }
