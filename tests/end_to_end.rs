@@ -106,7 +106,8 @@ fn one_submit_per_inference_and_memory_is_reused() {
         wunet::gpu::packed_weight_bytes(
             &model.spec,
             true,
-            wunet::gpu::fixed_subgroup_size(&gpu.device, &gpu.queue).is_some()
+            wunet::gpu::fixed_subgroup_size(&gpu.device, &gpu.queue).is_some(),
+            GpuOptions::default().winograd
         )
     );
     let plan = gm.plan([1, 3, 45, 61]).unwrap();

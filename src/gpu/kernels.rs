@@ -292,17 +292,18 @@ pub(crate) fn linear_groups(total: u64, max_per_dim: u32) -> [u32; 3] {
 
 /// Bytes of weights `GpuModel` uploads for `spec`: every conv packed with output channels padded
 /// to its kernel's block, plus biases (and, unfolded, BatchNorm's scale and shift). `subgroups`:
-/// packed for the subgroup kernels (transposed convs in blocks of 4 channels, not 8; Winograd's
-/// transformed weights for the layers `winograd::wants`).
-pub fn packed_weight_bytes(spec: &UNetSpec, fold_bn: bool, subgroups: bool) -> u64 {
+/// packed for the subgroup kernels (transposed convs in blocks of 4 channels, not 8); with
+/// `winograd` too (`GpuOptions::winograd`), the transformed weights of the layers
+/// `winograd::wants`.
+pub fn packed_weight_bytes(spec: &UNetSpec, fold_bn: bool, subgroups: bool, winograd: bool) -> u64 {
     let up_blk = if subgroups { 4 } else { 8 };
     let p4 = |c: usize| c.div_ceil(4) * 4;
     let bn = if fold_bn { 0 } else { 2 };
     let conv = |cin: usize, cout: usize| {
         let blk = Kernel::conv3x3_for(cout).out_block();
-        // Where the subgroup kernels run (and so Winograd, on by default), wide shallow layers
-        // also keep their transformed weights.
-        let wino = if subgroups && crate::gpu::winograd::wants(cin, cout) {
+        // Where the subgroup kernels and Winograd run, wide shallow layers also keep their
+        // transformed weights.
+        let wino = if subgroups && winograd && crate::gpu::winograd::wants(cin, cout) {
             36 * cout.div_ceil(8)
                 * 8
                 * cin.div_ceil(crate::gpu::winograd::CIN_ALIGN)

@@ -92,8 +92,9 @@ pub(crate) fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -
         mib(g.bytes(g.output))
     );
     println!(
-        "weight memory (GPU, BN folded, f32): {}",
-        mib(packed_weight_bytes(s, true, false))
+        "weight memory (GPU, BN folded, f32): {}; {} where the subgroup kernels and Winograd run",
+        mib(packed_weight_bytes(s, true, false, false)),
+        mib(packed_weight_bytes(s, true, true, true))
     );
     Ok(())
 }
