@@ -148,17 +148,19 @@ fn every_kernel_matches_the_cpu_reference() {
     // chunk, and in chunks of 6 tile rows that cross the images' boundary, the last ragged.
     let sg =
         common::gpu("kernels").and_then(|g| wunet::gpu::fixed_subgroup_size(&g.device, &g.queue));
-    for (fold, chunk) in [
-        (true, wunet::gpu::WINOGRAD_CHUNK_BYTES),
-        (false, wunet::gpu::WINOGRAD_CHUNK_BYTES),
-        (true, 1 << 20),
+    // And at 64 × 64, whose planes are whole pages (padded: `plan::plane_stride`).
+    for (shape, fold, chunk) in [
+        ([2, 3, 44, 40], true, wunet::gpu::WINOGRAD_CHUNK_BYTES),
+        ([2, 3, 44, 40], false, wunet::gpu::WINOGRAD_CHUNK_BYTES),
+        ([2, 3, 44, 40], true, 1 << 20),
+        ([1, 3, 64, 64], true, wunet::gpu::WINOGRAD_CHUNK_BYTES),
     ] {
         let opts = GpuOptions {
             fold_bn: fold,
             winograd_chunk_bytes: chunk,
             ..Default::default()
         };
-        let ran = check_opts(vec![36, 72], 3, 2, [2, 3, 44, 40], opts, &mut seen);
+        let ran = check_opts(vec![36, 72], 3, 2, shape, opts, &mut seen);
         assert_eq!(
             ran.contains(&Kernel::WinoGemm),
             sg.is_some(),
@@ -266,4 +268,37 @@ fn the_subgroup_conv_runs_where_it_applies() {
         kernels(Some(Kernel::Conv3x3Co8), [1, 3, 26, 48]),
         [Kernel::Conv3x3Co8].into()
     );
+}
+
+/// The Winograd convs' scratch lives in the arena, where earlier tensors (of this run or the
+/// last) leave their values: a run after one whose input held Inf and NaN must give exactly what
+/// a fresh plan gives (36 channels: V has padding channels, which the GEMM reads).
+#[test]
+fn winograd_scratch_never_leaks_between_runs() {
+    let Some(gpu) = common::gpu("winograd_scratch_never_leaks_between_runs") else {
+        return;
+    };
+    let Some(_) = wunet::gpu::fixed_subgroup_size(&gpu.device, &gpu.queue) else {
+        eprintln!(
+            "skipped: no fixed subgroup size on {} (no Winograd)",
+            gpu.info.name
+        );
+        return;
+    };
+    let model = init_random(&UNetSpec::new(3, 2, vec![36, 72]), &InitOptions { seed: 4 });
+    let shape = [1, 3, 64, 64];
+    let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions::default()).unwrap();
+    let plan = gm.plan(shape).unwrap();
+    assert!(plan.winograd_layers() > 0, "no layer runs as Winograd");
+    let x = common::random_tensor(shape, 6);
+    let mut bad = x.clone();
+    for (i, v) in bad.data.iter_mut().enumerate() {
+        *v = [f32::INFINITY, f32::NAN, f32::MAX, -f32::INFINITY][i % 4];
+    }
+    plan.run(&bad).unwrap();
+    let after = plan.run(&x).unwrap();
+    let fresh = gm.plan(shape).unwrap().run(&x).unwrap();
+    common::assert_close("after a run of Inf and NaN", &after, &fresh, 0.0);
+    let want = cpu::forward(&model, &x, true).unwrap();
+    common::assert_close("winograd model against the CPU", &after, &want, BUDGET);
 }

@@ -12,7 +12,9 @@
 // Workgroups: tile blocks × output-channel groups of 8 × frequencies.
 // U: vec4 index ((ξ · cog + g) · cinp + ci) · 2 + j holds output channels 8g + 4j ..+ 4 of input
 // channel ci (zero past cout and cin). V and M are read and written whole: tstride is a multiple
-// of 4 · SG, cinp of SG / 2 (the padding of V is never read back into an output).
+// of 4 · SG, cinp of SG / 2. V's padding tiles (past the chunk's) only make products of padding
+// tiles, which no output transform reads; its padding channels are zeroed by the input transform
+// (U's rows there are zero, but stale Inf or NaN in the arena would still poison the sums).
 
 struct Params {
     cinp: u32,

@@ -7,7 +7,7 @@
 // One invocation per (tile, input channel): 18 vec4 loads, 36 stores.
 
 struct Params {
-    cin: u32,     // channels of this source
+    cin: u32,     // channels of this source (0: zero V's padding channels instead)
     ci0: u32,     // its first channel in V (the skip's channels come first)
     cinp: u32,    // channels of V (padded)
     h: u32,
@@ -95,11 +95,21 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     // Flat over (channel, tile), folded into y past the per-dimension limit: layers with few
     // tiles still fill whole workgroups.
     let i = gid.x + gid.y * nwg.x * WG;
-    if (i >= p.tiles * p.cin) {
+    // A source of no channels zero-fills V's padding channels, ci0 .. cinp.
+    let channels = select(p.cin, p.cinp - p.ci0, p.cin == 0u);
+    if (i >= p.tiles * channels) {
         return;
     }
     let t = i % p.tiles;
     let ci = i / p.tiles;
+    let step = p.cinp * p.tstride;
+    let o = (p.ci0 + ci) * p.tstride + t;
+    if (p.cin == 0u) {
+        for (var k = 0u; k < 36u; k++) {
+            v[o + k * step] = 0.0;
+        }
+        return;
+    }
     let tx_n = p.w / 4u;
     let ty_n = p.h / 4u;
     let r = p.r0 + t / tx_n;
@@ -117,8 +127,6 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     // Down the columns: patch columns 1–4 (c) and 0, 5 (s); then each row along x.
     let vc = bt4(q0.c, q1.c, q2.c, q3.c, q4.c, q5.c);
     let vs = bt2(q0.s, q1.s, q2.s, q3.s, q4.s, q5.s);
-    let step = p.cinp * p.tstride;
-    let o = (p.ci0 + ci) * p.tstride + t;
     store_row(o, step, vc[0], vs[0]);
     store_row(o + 6u * step, step, vc[1], vs[1]);
     store_row(o + 12u * step, step, vc[2], vs[2]);

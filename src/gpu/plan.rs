@@ -566,14 +566,6 @@ impl GpuModel {
                         )
                     }
                 };
-            if groups.iter().any(|&g| g > maxd) {
-                return Err(Error::ExceedsLimit {
-                    what: format!("{} dispatch of {groups:?} workgroups", op.label()),
-                    needed: *groups.iter().max().unwrap() as u64,
-                    limit: "max_compute_workgroups_per_dimension",
-                    max: maxd as u64,
-                });
-            }
             specs.push(StepSpec {
                 kernel,
                 params,
@@ -583,6 +575,15 @@ impl GpuModel {
                 flops: graph.flops(op),
                 tensors: op.inputs().into_iter().chain([op.output()]).collect(),
                 output: op.output(),
+            });
+        }
+        // Every dispatch (the Winograd layers' several per op too) within the per-dimension limit.
+        if let Some(s) = specs.iter().find(|s| s.groups.iter().any(|&g| g > maxd)) {
+            return Err(Error::ExceedsLimit {
+                what: format!("{} dispatch of {:?} workgroups", s.label, s.groups),
+                needed: *s.groups.iter().max().unwrap() as u64,
+                limit: "max_compute_workgroups_per_dimension",
+                max: maxd as u64,
             });
         }
         Ok(assemble(

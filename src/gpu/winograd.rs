@@ -24,8 +24,8 @@ pub(crate) const MAX_COUT: usize = 512;
 pub(crate) const MIN_CIN: usize = 32;
 /// Input channels of U and V are padded to this (the GEMM takes SG / 2 ≤ 32 per weight load).
 pub(crate) const CIN_ALIGN: usize = 32;
-/// Tiles a chunk holds at least (where the layer has as many, and at least a GEMM block),
-/// whatever its bytes.
+/// Tiles below which the byte budget does not cut a chunk (nor below a GEMM block), whatever
+/// its bytes; evening the chunks out can leave them a little under.
 pub(crate) const MIN_CHUNK_TILES: usize = 64;
 /// The most bytes of transformed tiles (V and M together) one chunk may hold, by default
 /// (`GpuOptions::winograd_chunk_bytes`).
@@ -41,9 +41,10 @@ const G: [[f64; 3]; 6] = [
     [0.0, 0.0, 1.0],
 ];
 
-/// Whether a layer of `cin` → `cout` channels gets transformed weights.
+/// Whether a layer of `cin` → `cout` channels gets transformed weights (its direct weights are
+/// packed for the subgroup kernel, which takes 8 output channels and more).
 pub(crate) fn wants(cin: usize, cout: usize) -> bool {
-    cin >= MIN_CIN && cout <= MAX_COUT
+    cin >= MIN_CIN && (8..=MAX_COUT).contains(&cout)
 }
 
 /// 3×3 weights `[cout, cin, 3, 3]` → U grouped for the GEMM: vec4 index
@@ -111,8 +112,9 @@ impl Layout {
             let ts = (r * tiles_x).div_ceil(block) * block;
             (36 * 4 * (cinp + coutp) * ts) as u64
         };
-        // The largest chunk within the budget, but never fewer than MIN_CHUNK_TILES tiles nor a
-        // block: each chunk reads all of U again, and a block holding fewer tiles wastes lanes.
+        // The largest chunk within the budget, but the budget does not cut it under
+        // MIN_CHUNK_TILES tiles nor a block: each chunk reads all of U again, and a block holding
+        // fewer tiles wastes lanes.
         let min_rows = MIN_CHUNK_TILES.max(block).div_ceil(tiles_x).min(rows);
         let mut chunk_rows = rows;
         while chunk_rows > min_rows && bytes(chunk_rows) > chunk_bytes {
@@ -121,7 +123,8 @@ impl Layout {
         if bytes(chunk_rows) > max_binding {
             return None;
         }
-        // Even chunks: the same number of dispatches, less padding in the last.
+        // Even chunks: the same number of dispatches, less padding in the last (they can end
+        // a little under the minimum; the padding check below bounds what that costs).
         let chunks = rows.div_ceil(chunk_rows);
         let chunk_rows = rows.div_ceil(chunks);
         let tstride = (chunk_rows * tiles_x).div_ceil(block) * block;
@@ -187,6 +190,22 @@ impl Layout {
                     output: out,
                 });
                 ci0 += c;
+            }
+            // V's padding channels, which the GEMM reads (against zero rows of U), zeroed: the
+            // arena there holds whatever an earlier tensor left, and 0 · Inf is NaN. A source
+            // of no channels (the first one's binding) writes zeros from channel ci0 to cinp.
+            if ci0 < self.cinp {
+                let (t, _) = srcs[0];
+                steps.push(StepSpec {
+                    kernel: Kernel::WinoInput,
+                    params: [0, ci0, self.cinp, h, w, r0, tiles, self.tstride],
+                    groups: linear_groups(tiles as u64 * (self.cinp - ci0) as u64, maxd),
+                    bufs: vec![Binding::Arena(t), Binding::Arena(v)],
+                    label: tail("winograd in, zero padding"),
+                    flops: 0,
+                    tensors: vec![v],
+                    output: out,
+                });
             }
             steps.push(StepSpec {
                 kernel: Kernel::WinoGemm,
