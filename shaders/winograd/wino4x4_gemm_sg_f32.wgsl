@@ -10,7 +10,7 @@
 // cooperatively (one vec4 each: U is grouped so that the 2 vec4s of 8 output channels of one
 // input channel are adjacent) and hand them out with `subgroupShuffle` at constant lane indices.
 // Workgroups: tile blocks × output-channel groups of 8 × frequencies.
-// U: vec4 index ((ξ · cog + g) · cinp + ci) · 2 + j holds output channels 8g + 4j ..+ 4 of input
+// U: vec4 index ((g · 36 + ξ) · cinp + ci) · 2 + j holds output channels 8g + 4j ..+ 4 of input
 // channel ci (zero past cout and cin). V and M are read and written whole: tstride is a multiple
 // of 4 · SG, cinp of SG / 2. V's padding tiles (past the chunk's) only make products of padding
 // tiles, which no output transform reads; its padding channels are zeroed by the input transform
@@ -64,11 +64,10 @@ fn main(
 ) {
     let xi = wid.z;
     let g = wid.y;
-    let cog = p.coutp / 8u;
     let ts4 = p.tstride / 4u;
     let t4 = wid.x * SG + lane;
     var vi = xi * p.cinp * ts4 + t4;
-    var ui = (xi * cog + g) * p.cinp * 2u + lane;
+    var ui = (g * 36u + xi) * p.cinp * 2u + lane;
     for (var ci = 0u; ci < p.cinp; ci += SG / 2u) {
         // The weights of SG / 2 input channels, one vec4 per lane: those of step k are lanes
         // 2k, 2k + 1. At 4 and 8 lanes the steps are written out, with every shuffle's lane a

@@ -14,6 +14,8 @@
 //! transformed tiles live in the activation arena for the duration of their layer only, in chunks
 //! of at most `CHUNK_BYTES`.
 
+use rayon::prelude::*;
+
 use super::kernels::{linear_groups, Kernel};
 use super::step::{Binding, StepSpec};
 use crate::plan::{ConvRef, Graph, Op};
@@ -48,32 +50,44 @@ pub(crate) fn wants(cin: usize, cout: usize) -> bool {
 }
 
 /// 3×3 weights `[cout, cin, 3, 3]` → U grouped for the GEMM: vec4 index
-/// `((ξ · cog + g) · cinp + ci) · 2 + j` holds output channels `8g + 4j ..+ 4` of frequency
-/// ξ = 6i + k (i along y, k along x), zero past `cout` and `cin`.
+/// `((g · 36 + ξ) · cinp + ci) · 2 + j` holds output channels `8g + 4j ..+ 4` of frequency
+/// ξ = 6i + k (i along y, k along x), zero past `cout` and `cin`. Each group of 8 output channels
+/// is one contiguous block, filled by its own task (rayon).
 pub(crate) fn pack_u(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     let cinp = cin.div_ceil(CIN_ALIGN) * CIN_ALIGN;
     let cog = cout.div_ceil(8);
-    let mut out = vec![0.0; 36 * cog * cinp * 8];
-    for co in 0..cout {
-        for ci in 0..cin {
-            let g: &[f32] = &weight[(co * cin + ci) * 9..][..9];
-            // G g Gᵀ: first along x (gx[k][a]: kernel row a through G's row k), then along y.
-            let mut gx = [[0.0f64; 3]; 6];
-            for (gk, row) in G.iter().zip(gx.iter_mut()) {
-                for (a, v) in row.iter_mut().enumerate() {
-                    *v = (0..3).map(|b| gk[b] * g[a * 3 + b] as f64).sum();
+    let mut out = vec![0.0; cog * 36 * cinp * 8];
+    out.par_chunks_mut(36 * cinp * 8)
+        .enumerate()
+        .for_each(|(g, block)| {
+            for ci in 0..cin {
+                for co in 8 * g..(8 * g + 8).min(cout) {
+                    let u = transform(&weight[(co * cin + ci) * 9..][..9]);
+                    for (xi, &v) in u.iter().enumerate() {
+                        block[(xi * cinp + ci) * 8 + co % 8] = v;
+                    }
                 }
             }
-            for (i, gi) in G.iter().enumerate() {
-                for (k, gxk) in gx.iter().enumerate() {
-                    let u: f64 = (0..3).map(|a| gi[a] * gxk[a]).sum();
-                    let xi = 6 * i + k;
-                    out[((xi * cog + co / 8) * cinp + ci) * 8 + co % 8] = u as f32;
-                }
-            }
+        });
+    out
+}
+
+/// One 3 × 3 kernel (row-major, y then x) → its 36 frequencies G g Gᵀ (ξ = 6i + k), in float64.
+fn transform(g: &[f32]) -> [f32; 36] {
+    // First along x (gx[k][a]: kernel row a through G's row k), then along y.
+    let mut gx = [[0.0f64; 3]; 6];
+    for (gk, row) in G.iter().zip(gx.iter_mut()) {
+        for (a, v) in row.iter_mut().enumerate() {
+            *v = (0..3).map(|b| gk[b] * g[a * 3 + b] as f64).sum();
         }
     }
-    out
+    let mut u = [0.0f32; 36];
+    for (i, gi) in G.iter().enumerate() {
+        for (k, gxk) in gx.iter().enumerate() {
+            u[6 * i + k] = (0..3).map(|a| gi[a] * gxk[a]).sum::<f64>() as f32;
+        }
+    }
+    u
 }
 
 /// How one layer runs as Winograd at one input shape.
