@@ -52,23 +52,28 @@ pub(crate) fn wants(cin: usize, cout: usize) -> bool {
 /// 3×3 weights `[cout, cin, 3, 3]` → U grouped for the GEMM: vec4 index
 /// `((g · 36 + ξ) · cinp + ci) · 2 + j` holds output channels `8g + 4j ..+ 4` of frequency
 /// ξ = 6i + k (i along y, k along x), zero past `cout` and `cin`. Each group of 8 output channels
-/// is one contiguous block, filled by its own task (rayon).
+/// is one contiguous block, filled by its own task (rayon; in the browser on the calling thread,
+/// which may be a page's main thread, where a thread pool cannot be waited for).
 pub(crate) fn pack_u(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     let cinp = cin.div_ceil(CIN_ALIGN) * CIN_ALIGN;
     let cog = cout.div_ceil(8);
     let mut out = vec![0.0; cog * 36 * cinp * 8];
-    out.par_chunks_mut(36 * cinp * 8)
-        .enumerate()
-        .for_each(|(g, block)| {
-            for ci in 0..cin {
-                for co in 8 * g..(8 * g + 8).min(cout) {
-                    let u = transform(&weight[(co * cin + ci) * 9..][..9]);
-                    for (xi, &v) in u.iter().enumerate() {
-                        block[(xi * cinp + ci) * 8 + co % 8] = v;
-                    }
+    let fill = |(g, block): (usize, &mut [f32])| {
+        for ci in 0..cin {
+            for co in 8 * g..(8 * g + 8).min(cout) {
+                let u = transform(&weight[(co * cin + ci) * 9..][..9]);
+                for (xi, &v) in u.iter().enumerate() {
+                    block[(xi * cinp + ci) * 8 + co % 8] = v;
                 }
             }
-        });
+        }
+    };
+    let block = 36 * cinp * 8;
+    if cfg!(target_arch = "wasm32") {
+        out.chunks_mut(block).enumerate().for_each(fill);
+    } else {
+        out.par_chunks_mut(block).enumerate().for_each(fill);
+    }
     out
 }
 
