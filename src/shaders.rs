@@ -19,7 +19,8 @@ pub fn needs_int8_lib(src: &str) -> bool {
 }
 
 /// The source of kernel `name` ready to compile: float32 kernels that address channel planes
-/// get the layout's `plane_stride` (`lib/layout_f32.wgsl`) prepended; kernels calling the int8
+/// get the layout's `plane_stride` (`lib/layout_f32.wgsl`) prepended, the Winograd transforms
+/// their tile numbering (`lib/winograd_tiles.wgsl`); kernels calling the int8
 /// library get it, after the dot-product variant: `packed_dot` selects WGSL's
 /// `packed_4x8_integer_dot_product` builtin, else the unpacking fallback.
 pub fn compose(name: &str, packed_dot: bool) -> String {
@@ -27,6 +28,10 @@ pub fn compose(name: &str, packed_dot: bool) -> String {
     let mut out = String::new();
     if src.contains("plane_stride(") {
         out.push_str(source("lib/layout_f32"));
+        out.push('\n');
+    }
+    if src.contains("wino_tile(") {
+        out.push_str(source("lib/winograd_tiles"));
         out.push('\n');
     }
     if needs_int8_lib(src) {

@@ -110,12 +110,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
         }
         return;
     }
-    let tx_n = p.w / 4u;
-    let ty_n = p.h / 4u;
-    let r = p.r0 + t / tx_n;
-    let tx = t % tx_n;
-    let ty = r % ty_n;
-    let n = r / ty_n;
+    let tile = wino_tile(t, p.r0, p.h, p.w);
+    let n = tile.x;
+    let ty = tile.y;
+    let tx = tile.z;
     let base = (n * p.cin + ci) * plane_stride(p.h * p.w) / 4u;
     let y0 = i32(4u * ty) - 1;
     let q0 = patch_row(base, y0, tx);

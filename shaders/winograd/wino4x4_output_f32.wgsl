@@ -90,12 +90,10 @@ fn main(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     // Down the columns, then along each of the 4 rows.
     let ya = at4(q0.a, q1.a, q2.a, q3.a, q4.a, q5.a);
     let yb = at2(q0.b, q1.b, q2.b, q3.b, q4.b, q5.b);
-    let tx_n = p.w / 4u;
-    let ty_n = p.h / 4u;
-    let r = p.r0 + t / tx_n;
-    let tx = t % tx_n;
-    let ty = r % ty_n;
-    let n = r / ty_n;
+    let tile = wino_tile(t, p.r0, p.h, p.w);
+    let n = tile.x;
+    let ty = tile.y;
+    let tx = tile.z;
     let bv = bias[co];
     let w4 = p.w / 4u;
     let o = ((n * p.cout + co) * plane_stride(p.h * p.w) + 4u * ty * p.w) / 4u + tx;

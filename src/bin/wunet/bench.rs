@@ -8,7 +8,7 @@ use anyhow::{bail, Result};
 
 use wunet::gpu::{
     measure_fma_peak, request_gpu, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions, Kernel,
-    TimingMode,
+    Plan, TimingMode,
 };
 use wunet::plan::Graph;
 use wunet::{cpu, Tensor, UNet};
@@ -166,22 +166,15 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
             let mut layers = Vec::new();
             let mode = plan.timing_mode();
             if mode.is_some() {
-                let reps = a.runs.clamp(1, 3);
-                let mut per_step: Vec<Vec<f64>> = vec![Vec::new(); plan.steps().len()];
-                for _ in 0..reps {
-                    let (_, prof) = plan.run_profiled(&x)?;
-                    for (v, ms) in per_step.iter_mut().zip(prof.step_ms) {
-                        v.push(ms);
-                    }
-                }
-                for (s, mut v) in plan.steps().iter().zip(per_step) {
+                let ms = step_medians(&plan, &x, a.runs.clamp(1, 3))?;
+                for (s, ms) in plan.steps().iter().zip(ms) {
                     layers.push(Layer {
                         name: s.label.clone(),
                         kernel: s.kernel.shader().to_string(),
                         shape: plan.graph().shapes[s.output],
                         flops: s.flops,
                         bytes: s.bytes,
-                        ms: median(&mut v),
+                        ms,
                     });
                 }
             }
@@ -333,6 +326,18 @@ fn json_str(s: &str) -> String {
     o
 }
 
+/// Each dispatch's GPU time (timestamps), median over `reps` profiled runs.
+fn step_medians(plan: &Plan, x: &Tensor, reps: usize) -> Result<Vec<f64>> {
+    let mut per: Vec<Vec<f64>> = vec![Vec::new(); plan.steps().len()];
+    for _ in 0..reps {
+        let (_, prof) = plan.run_profiled(x)?;
+        for (v, ms) in per.iter_mut().zip(prof.step_ms) {
+            v.push(ms);
+        }
+    }
+    Ok(per.iter_mut().map(|v| median(v)).collect())
+}
+
 /// `bench --kernels`: every 3×3 conv variant forced on every layer, GPU time per layer from
 /// timestamps (median of 3), against the measured peak; then, where the subgroup kernels run,
 /// the default plan ("Default": Winograd where it runs, its dispatches summed per layer); marks
@@ -378,15 +383,9 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
             bail!("the adapter has no TIMESTAMP_QUERY: per-kernel times are unavailable");
         }
         plan.run(&x)?;
-        let mut per: Vec<Vec<f64>> = vec![Vec::new(); plan.steps().len()];
-        for _ in 0..3 {
-            let (_, prof) = plan.run_profiled(&x)?;
-            for (v, ms) in per.iter_mut().zip(prof.step_ms) {
-                v.push(ms);
-            }
-        }
+        let per = step_medians(&plan, &x, 3)?;
         let mut r = 0;
-        for ((s, op), mut v) in plan.steps().iter().zip(&plan.graph().ops).zip(per) {
+        for ((s, op), ms) in plan.steps().iter().zip(&plan.graph().ops).zip(per) {
             if !matches!(
                 s.kernel,
                 Kernel::Conv3x3Co4
@@ -410,7 +409,7 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
             if subgroups && vi == variants.len() - 1 {
                 rows[r].4 = format!("{:?}", s.kernel);
             }
-            rows[r].3.push(median(&mut v));
+            rows[r].3.push(ms);
             r += 1;
         }
     }
@@ -421,18 +420,12 @@ pub fn bench_kernels(model: UNet, (h, w): (usize, usize), batch: usize, json: bo
         let gm = GpuModel::new(&gpu.device, &gpu.queue, &model, GpuOptions::default())?;
         let plan = gm.plan(shape)?;
         plan.run(&x)?;
-        let mut per: Vec<Vec<f64>> = vec![Vec::new(); plan.steps().len()];
-        for _ in 0..3 {
-            let (_, prof) = plan.run_profiled(&x)?;
-            for (v, ms) in per.iter_mut().zip(prof.step_ms) {
-                v.push(ms);
-            }
-        }
+        let per = step_medians(&plan, &x, 3)?;
         let times: Vec<(usize, Kernel, f64)> = plan
             .steps()
             .iter()
             .zip(per)
-            .map(|(s, mut v)| (s.output, s.kernel, median(&mut v)))
+            .map(|(s, ms)| (s.output, s.kernel, ms))
             .collect();
         for row in &mut rows {
             let mine = times.iter().filter(|t| t.0 == row.5);
