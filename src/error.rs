@@ -62,6 +62,14 @@ pub enum Error {
     },
     #[error("GPU error: {0}")]
     Gpu(String),
+    #[error("bad model: {0}")]
+    BadModel(String),
+    #[error("unsupported op `{op}` (node `{node}`); supported ops: {supported}")]
+    UnsupportedOp {
+        op: String,
+        node: String,
+        supported: String,
+    },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }

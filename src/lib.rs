@@ -22,6 +22,7 @@ pub mod compress;
 pub mod cpu;
 mod error;
 pub mod fuzz;
+pub mod graph;
 pub mod gpu;
 pub mod io;
 pub mod model;

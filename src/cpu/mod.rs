@@ -6,6 +6,7 @@
 pub mod direct_f32;
 pub mod gemm_f32;
 pub mod generic;
+pub mod graph;
 pub mod int8;
 
 use crate::model::{fold_bn, UNet, UNetSpec};

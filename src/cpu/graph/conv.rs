@@ -1,0 +1,283 @@
+//! Float32 convolutions of any geometry on the CPU: an implicit GEMM through the `gemm` crate
+//! (threads build cache-sized column tiles of im2col on the fly and multiply them; a 1×1
+//! stride-1 conv multiplies the input planes in place), depthwise convs as direct loops, and the
+//! transposed conv as one GEMM (`Wᵀ · X`) scattered onto the output (col2im). Bias, a residual
+//! tensor and the activation are applied in the epilogue of each tile.
+
+use gemm::{gemm, Parallelism};
+use rayon::prelude::*;
+
+use crate::cpu::SendPtr;
+use crate::graph::Act;
+use crate::tensor::Tensor;
+
+/// Elements of a tile's im2col slice (per task): about 1 MiB, to stay in L2.
+const TILE_ELEMS: usize = 1 << 18;
+
+/// Conv geometry: `pad` is [top, left, bottom, right].
+#[derive(Clone, Copy, Debug)]
+pub struct Geom {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad: [usize; 4],
+    pub dil: [usize; 2],
+    pub groups: usize,
+}
+
+/// The epilogue: `act(v + bias[co] + add[n, co, p])`.
+pub struct Epilogue<'a> {
+    pub bias: Option<&'a [f32]>,
+    pub add: Option<&'a Tensor>,
+    pub act: &'a Act,
+}
+
+impl Epilogue<'_> {
+    /// Applies to one output row (image `n`, channel `co`, pixels `p0..p0 + row.len()`).
+    #[inline]
+    fn row(&self, row: &mut [f32], n: usize, co: usize, p0: usize) {
+        let b = self.bias.map_or(0.0, |b| b[co]);
+        if let Some(add) = self.add {
+            let plane = add.plane(n, co);
+            for (v, a) in row.iter_mut().zip(&plane[p0..]) {
+                *v += b + a;
+            }
+        } else if b != 0.0 {
+            for v in row.iter_mut() {
+                *v += b;
+            }
+        }
+        if !matches!(self.act, Act::None) {
+            for v in row.iter_mut() {
+                *v = self.act.apply(*v, co);
+            }
+        }
+    }
+}
+
+/// `out[n, co] = Σ w[co, ci, ky, kx] · x[n, g·cin_g + ci, oy·s + ky·d − pt, ox·s + kx·d − pl]`.
+/// `w`: [cout, cin / groups, kh, kw].
+pub fn conv2d(x: &Tensor, w: &[f32], cout: usize, g: Geom, oh: usize, ow: usize, epi: &Epilogue) -> Tensor {
+    let [nb, cin, h, wd] = x.shape;
+    let cin_g = cin / g.groups;
+    let cout_g = cout / g.groups;
+    let kk = g.kernel[0] * g.kernel[1];
+    let k = cin_g * kk;
+    let p = oh * ow;
+    let mut out = Tensor::zeros([nb, cout, oh, ow]);
+    if cin_g == 1 && g.groups > 1 {
+        depthwise(x, w, cout_g, g, &mut out);
+        finish(&mut out, epi);
+        return out;
+    }
+    let pointwise = kk == 1 && g.stride == [1, 1] && g.pad == [0; 4] && (oh, ow) == (h, wd);
+    let mut tile = (TILE_ELEMS / k).max(64).min(p);
+    let few = p.div_ceil(tile) < 2 * rayon::current_num_threads();
+    if few || pointwise {
+        tile = p;
+    }
+    let par = if tile == p { Parallelism::Rayon(0) } else { Parallelism::None };
+    let dst = SendPtr(out.data.as_mut_ptr());
+    for n in 0..nb {
+        for gi in 0..g.groups {
+            let xoff = (n * cin + gi * cin_g) * h * wd;
+            let xs = &x.data[xoff..xoff + cin_g * h * wd];
+            let wg = &w[gi * cout_g * k..(gi + 1) * cout_g * k];
+            let ooff = (n * cout + gi * cout_g) * p;
+            (0..p.div_ceil(tile)).into_par_iter().for_each(|t| {
+                let (j0, j1) = (t * tile, ((t + 1) * tile).min(p));
+                let cols = j1 - j0;
+                let col;
+                let (rhs, rhs_rs) = if pointwise {
+                    (xs[j0..].as_ptr(), (h * wd) as isize)
+                } else {
+                    col = im2col(xs, cin_g, h, wd, g, ow, j0, cols);
+                    (col.as_ptr(), cols as isize)
+                };
+                // SAFETY: each task writes columns j0..j1 of this group's output rows only.
+                unsafe {
+                    gemm(
+                        cout_g,
+                        cols,
+                        k,
+                        dst.at(ooff + j0),
+                        1,
+                        p as isize,
+                        false,
+                        wg.as_ptr(),
+                        1,
+                        k as isize,
+                        rhs,
+                        1,
+                        rhs_rs,
+                        0.0,
+                        1.0,
+                        false,
+                        false,
+                        false,
+                        par,
+                    );
+                }
+            });
+        }
+    }
+    finish(&mut out, epi);
+    out
+}
+
+/// The epilogue over every output plane.
+fn finish(out: &mut Tensor, epi: &Epilogue) {
+    if epi.bias.is_none() && epi.add.is_none() && matches!(epi.act, Act::None) {
+        return;
+    }
+    let c = out.c();
+    let hw = out.h() * out.w();
+    out.data.par_chunks_mut(hw).enumerate().for_each(|(i, plane)| epi.row(plane, i / c, i % c, 0));
+}
+
+/// Rows (ci, ky, kx) × columns j0..j0 + cols of one group's im2col.
+fn im2col(xs: &[f32], cin_g: usize, h: usize, w: usize, g: Geom, ow: usize, j0: usize, cols: usize) -> Vec<f32> {
+    let [kh, kw] = g.kernel;
+    let mut b = vec![0f32; cin_g * kh * kw * cols];
+    let mut row = 0;
+    for ci in 0..cin_g {
+        let plane = &xs[ci * h * w..(ci + 1) * h * w];
+        for ky in 0..kh {
+            for kx in 0..kw {
+                let dst = &mut b[row * cols..(row + 1) * cols];
+                let mut j = 0;
+                while j < cols {
+                    let pidx = j0 + j;
+                    let (oy, ox0) = (pidx / ow, pidx % ow);
+                    let run = (ow - ox0).min(cols - j);
+                    let iy = (oy * g.stride[0] + ky * g.dil[0]) as isize - g.pad[0] as isize;
+                    if iy >= 0 && (iy as usize) < h {
+                        let src = &plane[iy as usize * w..(iy as usize + 1) * w];
+                        let off = (kx * g.dil[1]) as isize - g.pad[1] as isize;
+                        if g.stride[1] == 1 {
+                            // Contiguous: the in-range part is one copy.
+                            let lo = (-(off + ox0 as isize)).clamp(0, run as isize) as usize;
+                            let hi = ((w as isize - off - ox0 as isize).clamp(0, run as isize)) as usize;
+                            if hi > lo {
+                                let s0 = (ox0 as isize + lo as isize + off) as usize;
+                                dst[j + lo..j + hi].copy_from_slice(&src[s0..s0 + hi - lo]);
+                            }
+                        } else {
+                            for r in 0..run {
+                                let ix = ((ox0 + r) * g.stride[1]) as isize + off;
+                                if ix >= 0 && (ix as usize) < w {
+                                    dst[j + r] = src[ix as usize];
+                                }
+                            }
+                        }
+                    }
+                    j += run;
+                }
+                row += 1;
+            }
+        }
+    }
+    b
+}
+
+/// Grouped convs with one input channel per group (depthwise, any multiplier).
+fn depthwise(x: &Tensor, w: &[f32], cout_g: usize, g: Geom, out: &mut Tensor) {
+    let [_, cin, h, wd] = x.shape;
+    let [_, cout, oh, ow] = out.shape;
+    let [kh, kw] = g.kernel;
+    out.data.par_chunks_mut(oh * ow).enumerate().for_each(|(i, o)| {
+        let (n, co) = (i / cout, i % cout);
+        let ci = co / cout_g;
+        let src = x.plane(n, ci);
+        let wk = &w[co * kh * kw..(co + 1) * kh * kw];
+        let _ = cin;
+        for oy in 0..oh {
+            for ox in 0..ow {
+                let mut acc = 0f32;
+                for ky in 0..kh {
+                    let iy = (oy * g.stride[0] + ky * g.dil[0]) as isize - g.pad[0] as isize;
+                    if iy < 0 || iy as usize >= h {
+                        continue;
+                    }
+                    for kx in 0..kw {
+                        let ix = (ox * g.stride[1] + kx * g.dil[1]) as isize - g.pad[1] as isize;
+                        if ix >= 0 && (ix as usize) < wd {
+                            acc += wk[ky * kw + kx] * src[iy as usize * wd + ix as usize];
+                        }
+                    }
+                }
+                o[oy * ow + ox] = acc;
+            }
+        }
+    });
+}
+
+/// Transposed conv: `w`: [cin, cout / groups, kh, kw]; per image and group one GEMM
+/// `cols[(co, ky, kx), pixel] = Σ_ci w[ci, co, ky, kx] · x[ci, pixel]`, then each column is added
+/// to the output pixel it lands on.
+pub fn conv_transpose2d(x: &Tensor, w: &[f32], cout: usize, g: Geom, oh: usize, ow: usize, epi: &Epilogue) -> Tensor {
+    let [nb, cin, h, wd] = x.shape;
+    let cin_g = cin / g.groups;
+    let cout_g = cout / g.groups;
+    let [kh, kw] = g.kernel;
+    let kk = kh * kw;
+    let p = h * wd;
+    let rows = cout_g * kk;
+    let mut out = Tensor::zeros([nb, cout, oh, ow]);
+    let mut cols = vec![0f32; rows * p];
+    for n in 0..nb {
+        for gi in 0..g.groups {
+            let xs = &x.data[(n * cin + gi * cin_g) * p..][..cin_g * p];
+            let wg = &w[gi * cin_g * rows..(gi + 1) * cin_g * rows];
+            // SAFETY: `cols` is rows × p, written whole; lhs[r, ci] = wg[ci · rows + r].
+            unsafe {
+                gemm(
+                    rows,
+                    p,
+                    cin_g,
+                    cols.as_mut_ptr(),
+                    1,
+                    p as isize,
+                    false,
+                    wg.as_ptr(),
+                    rows as isize,
+                    1,
+                    xs.as_ptr(),
+                    1,
+                    p as isize,
+                    0.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
+                    Parallelism::Rayon(0),
+                );
+            }
+            let obase = (n * cout + gi * cout_g) * oh * ow;
+            out.data[obase..obase + cout_g * oh * ow]
+                .par_chunks_mut(oh * ow)
+                .enumerate()
+                .for_each(|(co, o)| {
+                    for ky in 0..kh {
+                        for kx in 0..kw {
+                            let c = &cols[(co * kk + ky * kw + kx) * p..][..p];
+                            for iy in 0..h {
+                                let oy = (iy * g.stride[0] + ky * g.dil[0]) as isize - g.pad[0] as isize;
+                                if oy < 0 || oy as usize >= oh {
+                                    continue;
+                                }
+                                let orow = &mut o[oy as usize * ow..(oy as usize + 1) * ow];
+                                for ix in 0..wd {
+                                    let ox = (ix * g.stride[1] + kx * g.dil[1]) as isize - g.pad[1] as isize;
+                                    if ox >= 0 && (ox as usize) < ow {
+                                        orow[ox as usize] += c[iy * wd + ix];
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+        }
+    }
+    finish(&mut out, epi);
+    out
+}
