@@ -34,3 +34,38 @@ fn reference_unet_as_a_graph_matches_pytorch() {
         assert!(fused.layers.len() < g.layers.len(), "{name}: nothing fused");
     }
 }
+
+/// Every family of `tests/fixtures/onnx` (made by `tools/make_onnx_fixtures.py`), both exports,
+/// on the CPU graph engine against PyTorch's output: within 1e-4 · max|ref|, or 10× PyTorch's
+/// own float32-vs-float64 difference where that is larger.
+#[test]
+fn onnx_families_match_pytorch_on_the_cpu() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let x = read_npy(&dir.join("input.npy")).unwrap();
+        let want = read_npy(&dir.join("output.npy")).unwrap();
+        for export in ["torchscript", "dynamo"] {
+            let r = wunet::graph::onnx::load(&dir.join(format!("{export}.onnx")))
+                .and_then(|g| GraphCpu::new(g, true).forward(&x));
+            ran += 1;
+            match r {
+                Ok(got) => {
+                    let (d, s) = got.max_abs_diff(&want);
+                    if !(d <= 1e-4 * s) || got.shape != want.shape {
+                        failures.push(format!("{name}/{export}: max diff {d:e} vs max {s:e}"));
+                    }
+                }
+                Err(e) => failures.push(format!("{name}/{export}: {e}")),
+            }
+        }
+    }
+    assert!(ran >= 20, "only {ran} exports found");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

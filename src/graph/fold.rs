@@ -285,6 +285,23 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
             }
             T { shape, ..x.clone() }
         }
+        Op::Transpose { perm } => {
+            let r = x.shape.len();
+            let perm: Vec<usize> = match perm {
+                Some(p) => p.iter().map(|&a| norm_axis(a, r)).collect::<Result<_>>()?,
+                None => (0..r).rev().collect(),
+            };
+            if perm.len() != r {
+                return Err(fold_err(format!("Transpose perm {perm:?} for rank {r}")));
+            }
+            let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+            let (xs, os) = (strides(&x.shape), strides(&shape));
+            let n: usize = shape.iter().product();
+            let v = (0..n)
+                .map(|i| x.v[(0..r).map(|k| (i / os[k]) % shape[k] * xs[perm[k]]).sum::<usize>()])
+                .collect();
+            T { shape, v, int: x.int }
+        }
         Op::ConstantOfShape { value } => {
             let shape: Vec<usize> = x.v.iter().map(|&v| v.max(0.0) as usize).collect();
             let n: usize = shape.iter().product();

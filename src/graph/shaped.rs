@@ -827,7 +827,7 @@ impl Builder<'_> {
                 let out = self.tensor(xs.to_vec(), "")?;
                 Ok(self.push(name, Layer::Softmax { x, out }))
             }
-            Op::Reshape | Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Expand | Op::Cast { .. } => {
+            Op::Reshape | Op::Unsqueeze { .. } | Op::Squeeze { .. } | Op::Expand | Op::Cast { .. } | Op::Transpose { .. } => {
                 // Only as no-ops on activations (a reshape to the same shape, a cast to float).
                 if let Op::Cast { to_float: true } = node.op {
                     return Ok(Val::Tensor(x));

@@ -20,7 +20,7 @@ pub const SUPPORTED_OPS: &[&str] = &[
     "Gather", "GlobalAveragePool", "GlobalMaxPool", "Identity", "InstanceNormalization",
     "LeakyRelu", "MaxPool", "Mul", "Neg", "PRelu", "Pad", "Pow", "Range", "ReduceMax",
     "ReduceMean", "Relu", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Softmax", "Sqrt",
-    "Squeeze", "Sub", "Tanh", "Unsqueeze", "Upsample", "Where",
+    "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Upsample", "Where",
 ];
 
 /// Reads `path`; external data is looked up in the model's folder and may not leave it.
@@ -608,6 +608,7 @@ fn convert(n: &NodeProto, label: &str, opset: i64) -> Result<Op> {
         "Unsqueeze" => Op::Unsqueeze { axes: a.ints("axes") },
         "Squeeze" => Op::Squeeze { axes: a.ints("axes") },
         "Reshape" => Op::Reshape,
+        "Transpose" => Op::Transpose { perm: a.ints("perm") },
         "ConstantOfShape" => Op::ConstantOfShape {
             value: a.map.get("value").and_then(|v| v.t.as_ref()).map(|t| {
                 let float = matches!(t.data_type, 1 | 10 | 11 | 16);
