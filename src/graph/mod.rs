@@ -35,7 +35,8 @@ pub struct Const {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum ConstData {
-    F32(Vec<f32>),
+    /// Shared: plans made per input shape reference the weights, never copy them.
+    F32(std::sync::Arc<Vec<f32>>),
     I64(Vec<i64>),
 }
 
@@ -43,7 +44,7 @@ impl Const {
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Const {
         Const {
             shape,
-            data: ConstData::F32(data),
+            data: ConstData::F32(std::sync::Arc::new(data)),
         }
     }
 
@@ -68,7 +69,7 @@ impl Const {
     /// The values as float32 (integers converted).
     pub fn as_f32(&self) -> Vec<f32> {
         match &self.data {
-            ConstData::F32(v) => v.clone(),
+            ConstData::F32(v) => v.as_ref().clone(),
             ConstData::I64(v) => v.iter().map(|&x| x as f32).collect(),
         }
     }

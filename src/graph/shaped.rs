@@ -328,6 +328,14 @@ impl Shaped {
     /// The receptive field's radius in input pixels (`None`: a layer mixes every pixel or is
     /// not shift-equivariant, so tiles cannot reproduce the whole image's result).
     pub fn receptive_radius(&self) -> Option<usize> {
+        self.tile_geometry().map(|(r, _)| r)
+    }
+
+    /// What overlap-tile inference needs: the receptive radius, and the alignment of tile
+    /// windows (the largest stride of any tensor against the input, a power of two) so that every
+    /// pool and strided conv groups the same pixels in a window as on the whole image. `None`
+    /// where tiles cannot reproduce the whole image's result.
+    pub fn tile_geometry(&self) -> Option<(usize, usize)> {
         // Per tensor: (radius in input pixels, input pixels per tensor pixel).
         let mut rf: Vec<Option<(f64, f64)>> = vec![None; self.shapes.len()];
         rf[self.input] = Some((0.0, 1.0));
@@ -382,7 +390,9 @@ impl Shaped {
             };
             rf[l.output()] = Some(next);
         }
-        rf[self.output].map(|(r, _)| r.ceil() as usize)
+        let jump = rf.iter().flatten().map(|&(_, j)| j).fold(1.0f64, f64::max);
+        let align = (jump.ceil() as usize).next_power_of_two();
+        rf[self.output].map(|(r, _)| (r.ceil() as usize, align))
     }
 }
 
@@ -487,12 +497,12 @@ impl Builder<'_> {
         let c = self.need_const(Some(id), "weight")?;
         let data = match c.data {
             ConstData::F32(v) => v,
-            ConstData::I64(v) => v.iter().map(|&x| x as f32).collect(),
+            ConstData::I64(v) => Arc::new(v.iter().map(|&x| x as f32).collect()),
         };
         self.out.weights.push(Weight {
             name: self.g.names[id].clone(),
             shape: c.shape,
-            data: Arc::new(data),
+            data,
         });
         let w = self.out.weights.len() - 1;
         self.weight_of.insert(id, w);

@@ -120,7 +120,14 @@ pub fn plan_memory_temps(
     if keep_all {
         life.iter_mut().for_each(|l| l.1 = end);
     }
+    place_by_size(sizes, life, alignment)
+}
 
+/// Greedy-by-size placement of buffers given their sizes in bytes and their lifetimes (first,
+/// last step, inclusive): the core of every plan here, also used directly by engines whose
+/// graphs are not a `Graph` (`gpu::graph`).
+pub fn place_by_size(sizes: Vec<u64>, life: Vec<(usize, usize)>, alignment: u64) -> MemoryPlan {
+    let nt = sizes.len();
     let mut order: Vec<TensorId> = (0..nt).collect();
     order.sort_by_key(|&t| (std::cmp::Reverse(sizes[t]), t));
     let mut offsets = vec![0u64; nt];

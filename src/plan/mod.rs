@@ -6,7 +6,7 @@ mod memory;
 mod tile;
 
 pub use memory::{
-    f32_tensor_bytes, pad_planes, plan_memory, plan_memory_sized, plan_memory_temps,
+    f32_tensor_bytes, pad_planes, place_by_size, plan_memory, plan_memory_sized, plan_memory_temps,
     plan_memory_with, plane_stride, unpad_planes, MemoryPlan, ARENA_ALIGN,
 };
 pub use tile::{receptive_radius, run_tiled, tiles, TileRect};

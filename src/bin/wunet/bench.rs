@@ -24,22 +24,22 @@ pub struct BenchArgs {
     pub cpu: bool,
 }
 
-struct Layer {
-    name: String,
-    kernel: String,
-    shape: [usize; 4],
-    flops: u64,
-    bytes: u64,
-    ms: f64,
+pub(crate) struct Layer {
+    pub name: String,
+    pub kernel: String,
+    pub shape: [usize; 4],
+    pub flops: u64,
+    pub bytes: u64,
+    pub ms: f64,
 }
 
-fn median(v: &mut [f64]) -> f64 {
+pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
 }
 
 /// Deterministic input in [-1, 1): benchmarks never run on zeros.
-fn input(shape: [usize; 4]) -> Tensor {
+pub(crate) fn input(shape: [usize; 4]) -> Tensor {
     let data = (0..shape.iter().product::<usize>())
         .map(|i| ((i as f32) * 0.618_034).fract() * 2.0 - 1.0)
         .collect();
@@ -53,16 +53,20 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
         bail!("--runs must be at least 1");
     }
     let (h, w) = a.size;
+    if let AnyModel::Graph { graph, .. } = model {
+        return crate::bench_graph::bench_graph(model_path, *graph, a);
+    }
     let spec = model.spec().clone();
     let precision = match model {
         AnyModel::Float(_) => "f32",
         AnyModel::Int8(_) => "int8",
+        AnyModel::Graph { .. } => unreachable!("benchmarked by bench_graph"),
     };
     let shape = [a.batch, spec.in_channels, h, w];
     let graph = Graph::build(&spec, shape, true)?;
     let flops = graph.total_flops() as f64;
     let x = input(shape);
-    let (device, adapter, peak, first_ms, weight_bytes, activation_bytes, mut times, layers, mode) =
+    let (device, adapter, peak, first_ms, weight_bytes, activation_bytes, times, layers, mode) =
         if a.cpu {
             let AnyModel::Float(model) = model else {
                 bail!("the CPU int8 engine is benchmarked by bench_int8");
@@ -133,6 +137,7 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
                     let gm = GpuModel::new(&gpu.device, &gpu.queue, m, GpuOptions::default())?;
                     (gm.plan(shape)?, gm.weight_bytes())
                 }
+                AnyModel::Graph { .. } => unreachable!("benchmarked by bench_graph"),
                 AnyModel::Int8(q) => {
                     let gm = GpuInt8Model::new(
                         &gpu.device,
@@ -190,6 +195,55 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
                 mode,
             )
         };
+    report(
+        Measured {
+            device,
+            adapter,
+            peak,
+            first_ms,
+            weight_bytes,
+            activation_bytes,
+            times,
+            layers,
+            mode,
+            flops,
+        },
+        model_path,
+        precision,
+        spec.in_channels,
+        a,
+    )
+}
+
+/// What a benchmark measured, for `report`.
+pub(crate) struct Measured {
+    pub device: String,
+    pub adapter: String,
+    pub peak: Option<f64>,
+    pub first_ms: f64,
+    pub weight_bytes: u64,
+    pub activation_bytes: u64,
+    pub times: Vec<f64>,
+    pub layers: Vec<Layer>,
+    pub mode: Option<TimingMode>,
+    pub flops: f64,
+}
+
+/// Prints a benchmark as a table or as one JSON object (the fields the README lists).
+pub(crate) fn report(m: Measured, model_path: &Path, precision: &str, in_channels: usize, a: &BenchArgs) -> Result<()> {
+    let Measured {
+        device,
+        adapter,
+        peak,
+        first_ms,
+        weight_bytes,
+        activation_bytes,
+        mut times,
+        layers,
+        mode,
+        flops,
+    } = m;
+    let (h, w) = a.size;
     let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
     let med = median(&mut times);
     let gflops = flops / (med * 1e-3) / 1e9;
@@ -239,7 +293,7 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
         "model {} at {}x{}x{h}x{w}, {precision}, {device}: {adapter}",
         model_path.display(),
         a.batch,
-        spec.in_channels
+        in_channels
     );
     if let Some(p) = peak {
         println!("measured FMA peak: {p:.1} GFLOP/s");

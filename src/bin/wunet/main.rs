@@ -1,10 +1,12 @@
 //! The `wunet` command line: `infer`, `info`, `init`, `bench`.
 
 mod bench;
+mod bench_graph;
 mod compress;
 mod eval;
 mod infer;
 mod info;
+mod info_graph;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -19,6 +21,8 @@ use wunet::gpu::{request_gpu, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions
 use wunet::io::read_npy;
 use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
 use wunet::plan::Shape;
+use wunet::cpu::graph::GraphCpu;
+use wunet::graph::LayerGraph;
 use wunet::{cpu, Error, Tensor, UNet, UNetSpec};
 
 /// The model used when `-m` is not given.
@@ -390,6 +394,12 @@ fn main() -> ExitCode {
 pub(crate) enum AnyModel {
     Float(UNet),
     Int8(QUNet),
+    /// An imported graph (ONNX), with what the image path needs to know of it as a spec
+    /// (channels, normalization; no encoder widths).
+    Graph {
+        graph: Box<LayerGraph>,
+        spec: UNetSpec,
+    },
 }
 
 impl AnyModel {
@@ -397,15 +407,50 @@ impl AnyModel {
         match self {
             AnyModel::Float(m) => &m.spec,
             AnyModel::Int8(m) => &m.spec,
+            AnyModel::Graph { spec, .. } => spec,
         }
     }
+}
+
+/// An ONNX file: by extension, or bytes that do not start as a safetensors header does
+/// (8 bytes of length, then `{`).
+fn is_onnx(path: &Path, bytes: &[u8]) -> bool {
+    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) || (bytes.len() > 8 && bytes[8] != b'{')
+}
+
+/// The image-facing facts of a graph: input channels (3 where the model leaves them dynamic),
+/// output channels (from the graph at a probe size), normalization.
+pub(crate) fn graph_spec(g: &LayerGraph) -> UNetSpec {
+    let cin = g.in_channels().unwrap_or(3);
+    let out = [256usize, 64, 37]
+        .iter()
+        .find_map(|&s| {
+            let n = g.input_dims[0].unwrap_or(1);
+            let h = g.input_dims[2].unwrap_or(s);
+            let w = g.input_dims[3].unwrap_or(s);
+            g.instantiate([n, cin, h, w]).ok().map(|sh| sh.shapes[sh.output][1])
+        })
+        .unwrap_or(1);
+    let mut spec = UNetSpec::new(cin, out, Vec::new());
+    spec.input_mean = g.input_mean.clone();
+    spec.input_std = g.input_std.clone();
+    spec
 }
 
 /// `-m` (or the demo model), float or int8.
 pub(crate) fn load_any(path: Option<&Path>) -> Result<(PathBuf, AnyModel)> {
     let path = model_path(path);
     let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let m = if is_int8_file(&bytes) {
+    let m = if is_onnx(&path, &bytes) {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let graph = wunet::graph::onnx::import(&bytes, Some(dir))
+            .with_context(|| path.display().to_string())?;
+        let spec = graph_spec(&graph);
+        AnyModel::Graph {
+            graph: Box::new(graph),
+            spec,
+        }
+    } else if is_int8_file(&bytes) {
         AnyModel::Int8(QUNet::from_safetensors(&bytes).with_context(|| path.display().to_string())?)
     } else {
         AnyModel::Float(UNet::load(&path)?)
@@ -452,6 +497,8 @@ pub(crate) enum Engine {
     Int8 {
         model: cpu::int8::Int8Model,
     },
+    /// An imported graph on the CPU float32 graph engine.
+    Graph { model: GraphCpu, spec: UNetSpec },
     /// The GPU int8 engine.
     GpuInt8 {
         name: String,
@@ -467,6 +514,7 @@ impl Engine {
         let q = match model {
             AnyModel::Float(m) => return Engine::new(m, device, fold),
             AnyModel::Int8(q) => q,
+            AnyModel::Graph { graph, spec } => return Engine::graph(*graph, spec, device, fold),
         };
         let cpu = || -> Result<Engine> {
             Ok(Engine::Int8 {
@@ -514,6 +562,18 @@ impl Engine {
             }
             Err(e) => Err(e.into()),
         }
+    }
+
+    /// An imported graph: the CPU graph engine (the GPU lowering of graphs is not in this build:
+    /// `--device gpu` says so, auto says which engine runs).
+    fn graph(graph: LayerGraph, spec: UNetSpec, device: Device, fold: bool) -> Result<Engine> {
+        if device == Device::Gpu {
+            bail!("imported (ONNX) models run on the CPU engine in this build; the GPU lowering of graph ops is not done yet (use --device cpu or auto)");
+        }
+        Ok(Engine::Graph {
+            model: GraphCpu::new(graph, fold),
+            spec,
+        })
     }
 
     fn new(model: UNet, device: Device, fold: bool) -> Result<Engine> {
@@ -566,6 +626,7 @@ impl Engine {
             Engine::Gpu { name, .. } => name.clone(),
             Engine::Cpu { model } => model.kernel().into(),
             Engine::Int8 { .. } => format!("cpu int8 ({})", qgemm_name()),
+            Engine::Graph { .. } => "cpu f32 (graph)".into(),
             Engine::GpuInt8 { name, .. } => name.clone(),
         }
     }
@@ -575,6 +636,7 @@ impl Engine {
             Engine::Gpu { model, .. } => model.spec(),
             Engine::Cpu { model } => model.spec(),
             Engine::Int8 { model } => model.spec(),
+            Engine::Graph { spec, .. } => spec,
             Engine::GpuInt8 { model, .. } => model.spec(),
         }
     }
@@ -588,6 +650,17 @@ impl Engine {
         margin: Option<usize>,
         max_memory: u64,
     ) -> Result<Tensor> {
+        if let Engine::Graph { model, .. } = self {
+            let Some(t) = tile else {
+                return Ok(model.forward(x)?);
+            };
+            let shaped = model.shaped(x.shape)?;
+            let (radius, align) = shaped.tile_geometry().ok_or_else(|| {
+                anyhow::anyhow!("this model cannot run in tiles: an op mixes every pixel of the image (a global pool, a normalization over the whole image, or an align_corners resize), so tiles would not reproduce the whole image's result")
+            })?;
+            let margin = margin.unwrap_or(radius);
+            return Ok(wunet::plan::run_tiled(x, t, margin, align, |w| model.forward(w))?);
+        }
         let spec = self.spec().clone();
         let margin = margin.unwrap_or_else(|| wunet::plan::receptive_radius(&spec));
         let align = 1 << spec.depth();
@@ -674,6 +747,7 @@ impl Engine {
             }
             Engine::Cpu { model } => Ok(model.forward(x)?),
             Engine::Int8 { model } => Ok(model.forward(x)?),
+            Engine::Graph { model, .. } => Ok(model.forward(x)?),
             Engine::GpuInt8 { model, plans, .. } => {
                 if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
                     e.insert(model.plan(x.shape)?);
