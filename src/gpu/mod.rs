@@ -4,6 +4,7 @@
 
 mod adapter;
 mod exec;
+pub mod graph;
 mod int8;
 mod kernels;
 mod peak;

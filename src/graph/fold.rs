@@ -43,6 +43,15 @@ fn fold_err(reason: impl Into<String>) -> Error {
     Error::BadModel(reason.into())
 }
 
+/// Shape arithmetic makes small tensors: anything over 2^24 values is refused, not allocated.
+fn check_numel(shape: &[usize]) -> Result<usize> {
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .filter(|&n| n <= 1 << 24)
+        .ok_or_else(|| fold_err(format!("a constant of shape {shape:?} is too large to fold")))
+}
+
 /// `Shape` with its `start`/`end` attributes.
 pub(super) fn shape_of(shape: &[usize], start: i64, end: Option<i64>) -> Const {
     let r = shape.len() as i64;
@@ -100,6 +109,7 @@ fn expand_to(t: &T, shape: &[usize]) -> Vec<f64> {
 
 fn elementwise(ts: &[&T], int: bool, f: impl Fn(&[f64]) -> f64) -> Result<T> {
     let shape = broadcast_shape(&ts.iter().map(|t| t.shape.as_slice()).collect::<Vec<_>>())?;
+    check_numel(&shape)?;
     let cols: Vec<Vec<f64>> = ts.iter().map(|t| expand_to(t, &shape)).collect();
     let n: usize = shape.iter().product();
     let mut args = vec![0.0; ts.len()];
@@ -304,7 +314,7 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
         }
         Op::ConstantOfShape { value } => {
             let shape: Vec<usize> = x.v.iter().map(|&v| v.max(0.0) as usize).collect();
-            let n: usize = shape.iter().product();
+            let n = check_numel(&shape)?;
             let (float, val) = value.unwrap_or((true, 0.0));
             T { shape, v: vec![val; n], int: !float }
         }
@@ -322,6 +332,7 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
         Op::Expand => {
             let target: Vec<usize> = arg(1)?.v.iter().map(|&v| v.max(0.0) as usize).collect();
             let shape = broadcast_shape(&[&x.shape, &target])?;
+            check_numel(&shape)?;
             T { v: expand_to(x, &shape), shape, int: x.int }
         }
         Op::Concat { axis } => {

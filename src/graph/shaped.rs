@@ -518,6 +518,9 @@ impl Builder<'_> {
         if s.contains(&0) {
             return Err(shape_err(format!("{what} would be empty: shape {shape:?}")));
         }
+        if s.iter().try_fold(4usize, |a, &d| a.checked_mul(d)).is_none_or(|b| b > isize::MAX as usize / 2) {
+            return Err(shape_err(format!("{what} would be absurdly large: shape {shape:?}")));
+        }
         self.out.shapes.push(s);
         Ok(self.out.shapes.len() - 1)
     }
@@ -851,11 +854,14 @@ impl Builder<'_> {
                     }
                 }
                 Err(shape_err(format!(
-                    "{} of an activation of shape {xs:?} (wunet runs NCHW activations; shape ops only on constants and shapes)",
+                    "{} of an activation of shape {xs:?}: an image-dependent value used as a shape or index is unresolvable at plan time (wunet runs NCHW activations; shape ops on shapes and constants only)",
                     node.op.name()
                 )))
             }
-            other => Err(shape_err(format!("{} of an activation (only on shapes and constants)", other.name()))),
+            other => Err(shape_err(format!(
+                "{} of an activation: an image-dependent value used as a shape or index is unresolvable at plan time (shape ops on shapes and constants only)",
+                other.name()
+            ))),
         }
     }
 
