@@ -18,12 +18,12 @@ override WG: u32 = 256u;
 
 // Output index → input coordinate.
 fn source_coord(o: u32, scale: f32, n_in: u32, n_out: u32) -> f32 {
-    let of = f32(o);
+    let fo = f32(o);
     switch p.coord {
-        case 0u: { return (of + 0.5) / scale - 0.5; }
-        case 1u: { return select(0.0, (of + 0.5) / scale - 0.5, n_out > 1u); }
-        case 2u: { return select(0.0, (f32(n_in - 1u) / f32(n_out - 1u)) * of, n_out > 1u); }
-        default: { return of / scale; }
+        case 0u: { return (fo + 0.5) / scale - 0.5; }
+        case 1u: { return select(0.0, (fo + 0.5) / scale - 0.5, n_out > 1u); }
+        case 2u: { return select(0.0, (f32(n_in - 1u) / f32(n_out - 1u)) * fo, n_out > 1u); }
+        default: { return fo / scale; }
     }
 }
 

@@ -32,16 +32,16 @@ use crate::Result;
 /// x86-64 (8 rows spilled: 675–687 against 588–603 ms for the reference model at 128²; 6 rows:
 /// 809–842 ms).
 #[cfg(not(target_arch = "wasm32"))]
-const MR: usize = 8;
+pub(crate) const MR: usize = 8;
 #[cfg(target_arch = "wasm32")]
-const MR: usize = 4;
+pub(crate) const MR: usize = 4;
 /// Columns of the micro-kernel: 3 vectors of 16 (AVX-512), 2 of 4 (wasm simd128).
 #[cfg(not(target_arch = "wasm32"))]
 const NR: usize = 48;
 #[cfg(target_arch = "wasm32")]
 const NR: usize = 8;
 /// Columns per task.
-const TILE: usize = 10 * NR;
+pub(crate) const TILE: usize = 10 * NR;
 /// K per chunk: B rows of a chunk over a tile stay in L2.
 const KC: usize = 256;
 /// Trailing floats after the last plane (reads never go past it: the kernel's loads are masked).
@@ -141,16 +141,16 @@ impl FAct {
 
 /// A GEMM's weights, packed: rows in panels of `MR`, `[panel][k][MR]`, rows past `m` zero.
 #[derive(Clone, Debug)]
-struct Packed {
-    m: usize,
-    k: usize,
+pub(crate) struct Packed {
+    pub(crate) m: usize,
+    pub(crate) k: usize,
     a: Vec<f32>,
     bias: Vec<f32>,
 }
 
 impl Packed {
     /// From `w(row, k)`.
-    fn new(m: usize, k: usize, w: impl Fn(usize, usize) -> f32 + Sync, bias: Vec<f32>) -> Packed {
+    pub(crate) fn new(m: usize, k: usize, w: impl Fn(usize, usize) -> f32 + Sync, bias: Vec<f32>) -> Packed {
         let panels = m.div_ceil(MR);
         let mut a = vec![0f32; panels * k * MR];
         a.par_chunks_mut(k * MR).enumerate().for_each(|(p, panel)| {
@@ -173,7 +173,7 @@ impl Packed {
     target_arch = "x86_64",
     all(target_arch = "wasm32", target_feature = "simd128")
 )))]
-unsafe fn gemm_task(
+pub(crate) unsafe fn gemm_task(
     _: &Packed,
     _: (usize, usize),
     _: &[*const f32],
@@ -195,7 +195,7 @@ use wasm32::kernel_4x8 as micro_kernel;
     target_arch = "x86_64",
     all(target_arch = "wasm32", target_feature = "simd128")
 ))]
-unsafe fn gemm_task(
+pub(crate) unsafe fn gemm_task(
     p: &Packed,
     (i0, i1): (usize, usize),
     b: &[*const f32],

@@ -32,7 +32,8 @@ pub(crate) fn bench_graph(model_path: &Path, graph: LayerGraph, a: &BenchArgs) -
             times.push(t.elapsed().as_secs_f64() * 1e3);
         }
     }
-    let g = engine.shaped(shape)?;
+    let prep = engine.prepared(shape)?;
+    let g = &prep.shaped;
     let mut per: Vec<Vec<f64>> = vec![Vec::new(); g.layers.len()];
     for _ in 0..a.runs.clamp(1, 3) {
         for (v, ms) in per.iter_mut().zip(engine.forward_timed(&x)?.1) {

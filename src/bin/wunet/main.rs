@@ -654,8 +654,8 @@ impl Engine {
             let Some(t) = tile else {
                 return Ok(model.forward(x)?);
             };
-            let shaped = model.shaped(x.shape)?;
-            let (radius, align) = shaped.tile_geometry().ok_or_else(|| {
+            let prep = model.prepared(x.shape)?;
+            let (radius, align) = prep.shaped.tile_geometry().ok_or_else(|| {
                 anyhow::anyhow!("this model cannot run in tiles: an op mixes every pixel of the image (a global pool, a normalization over the whole image, or an align_corners resize), so tiles would not reproduce the whole image's result")
             })?;
             let margin = margin.unwrap_or(radius);

@@ -7,6 +7,7 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
+use crate::cpu::direct_f32::{Packed, MR, TILE};
 use crate::cpu::SendPtr;
 use crate::graph::Act;
 use crate::tensor::Tensor;
@@ -279,5 +280,84 @@ pub fn conv_transpose2d(x: &Tensor, w: &[f32], cout: usize, g: Geom, oh: usize, 
         }
     }
     finish(&mut out, epi);
+    out
+}
+
+/// A stride-1, one-group conv's weights packed for the direct engine's micro-kernel
+/// (`direct_f32`), its bias included; `None` where that kernel does not run here (no AVX-512 or
+/// simd128) or the conv is strided or grouped.
+pub(crate) fn pack_direct(w: &[f32], bias: Option<&[f32]>, cout: usize, cin: usize, g: Geom) -> Option<Packed> {
+    if !crate::cpu::direct_f32::available() || g.groups != 1 || g.stride != [1, 1] {
+        return None;
+    }
+    let k = cin * g.kernel[0] * g.kernel[1];
+    let b = bias.map_or_else(|| vec![0.0; cout], <[f32]>::to_vec);
+    Some(Packed::new(cout, k, |r, kk| w[r * k + kk], b))
+}
+
+/// Stride-1 conv as an implicit GEMM with no im2col: the input is copied once into planes
+/// padded by the conv's pads, so the GEMM row of (channel, ky, kx) is that padded plane shifted by
+/// the tap; output position `j = y · pw + x` (columns `x ≥ ow` are junk and dropped when the
+/// epilogue copies the result out). Bias comes with the packed weights.
+pub(crate) fn conv2d_direct(x: &Tensor, p: &Packed, g: Geom, oh: usize, ow: usize, epi: &Epilogue) -> Tensor {
+    let [nb, cin, h, w] = x.shape;
+    let [kh, kw] = g.kernel;
+    let (ph, pw) = (h + g.pad[0] + g.pad[2], w + g.pad[1] + g.pad[3]);
+    let plane = ph * pw;
+    let cout = p.m;
+    let ncols = oh * pw;
+    debug_assert_eq!(p.k, cin * kh * kw);
+    let direct_input = kh * kw == 1 && g.pad == [0; 4];
+    // Junk columns of the last rows read up to (kw − 1)·dw floats past the last plane.
+    let slack = (kw - 1) * g.dil[1] + 16;
+    let mut out = Tensor::zeros([nb, cout, oh, ow]);
+    let mut acc = vec![0f32; cout * ncols];
+    let tiles = ncols.div_ceil(TILE);
+    let mb = crate::cpu::row_block(cout, tiles, MR);
+    let blocks = cout.div_ceil(mb);
+    let mut padded = Vec::new();
+    for n in 0..nb {
+        let src: &[f32] = if direct_input {
+            &x.data[n * cin * h * w..(n + 1) * cin * h * w]
+        } else {
+            padded.clear();
+            padded.resize(cin * plane + slack, 0.0);
+            padded[..cin * plane].par_chunks_mut(plane).enumerate().for_each(|(ci, dst)| {
+                let s = x.plane(n, ci);
+                for y in 0..h {
+                    dst[(y + g.pad[0]) * pw + g.pad[1]..][..w].copy_from_slice(&s[y * w..(y + 1) * w]);
+                }
+            });
+            &padded
+        };
+        let dst = SendPtr(acc.as_mut_ptr());
+        (0..tiles * blocks).into_par_iter().for_each(|t| {
+            let (tile, blk) = (t / blocks, t % blocks);
+            let (j0, j1) = (tile * TILE, ((tile + 1) * TILE).min(ncols));
+            let (i0, i1) = (blk * mb, ((blk + 1) * mb).min(cout));
+            let mut b = Vec::with_capacity(p.k);
+            for ci in 0..cin {
+                for ky in 0..kh {
+                    for kx in 0..kw {
+                        b.push(src[ci * plane + ky * g.dil[0] * pw + kx * g.dil[1] + j0..].as_ptr());
+                    }
+                }
+            }
+            // SAFETY: each row pointer reads `cols` floats inside `src` (padded planes plus
+            // `slack`); this task writes rows i0..i1, columns j0..j1 of `acc`.
+            unsafe { crate::cpu::direct_f32::gemm_task(p, (i0, i1), &b, j1 - j0, dst.at(j0), ncols, false) };
+        });
+        let epi_rest = Epilogue { bias: None, add: epi.add, act: epi.act };
+        let acc = &acc;
+        out.data[n * cout * oh * ow..(n + 1) * cout * oh * ow]
+            .par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(co, o)| {
+                for y in 0..oh {
+                    o[y * ow..(y + 1) * ow].copy_from_slice(&acc[co * ncols + y * pw..][..ow]);
+                }
+                epi_rest.row(o, n, co, 0);
+            });
+    }
     out
 }

@@ -464,9 +464,7 @@ pub(super) fn lower(
             }
             v
         }
-        Layer::Binary {
-            a, b, op, act, ..
-        } => {
+        Layer::Binary { a, b, op, act, .. } => {
             let mut operand = |o: &Operand, store: &mut ConstStore| -> Result<([usize; 4], Bind)> {
                 Ok(match *o {
                     Operand::T(t) => (sh[t], Bind::Arena(t)),

@@ -1,0 +1,605 @@
+//! The layer-graph GPU engine (`gpu::graph`): every layer kind and conv geometry against the
+//! CPU layer (`cpu::graph::run_layer`) applied to the GPU's own inputs (a plan that keeps every
+//! tensor, so errors cannot compound), within 1e-5 · max|ref|; and every ONNX fixture family,
+//! both exports, end to end against PyTorch's output within 1e-4 · max|ref|, one submit per
+//! inference.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::sync::Arc;
+
+use common::{assert_close, random_tensor};
+use wunet::cpu::graph::run_layer;
+use wunet::gpu::graph::{GpuGraphModel, GpuGraphOptions};
+use wunet::graph::ops::NearestRound;
+use wunet::graph::{
+    Act, BinOp, Layer, LayerGraph, Operand, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode,
+    Shaped, Weight,
+};
+use wunet::io::read_npy;
+
+/// Builds a `Shaped` graph layer by layer, with random weights.
+struct Builder {
+    g: Shaped,
+    seed: u64,
+}
+
+impl Builder {
+    fn new(input: [usize; 4]) -> Self {
+        Builder {
+            g: Shaped {
+                shapes: vec![input],
+                layers: vec![],
+                names: vec![],
+                weights: vec![],
+                input: 0,
+                output: 0,
+            },
+            seed: 7,
+        }
+    }
+
+    fn tensor(&mut self, s: [usize; 4]) -> usize {
+        self.g.shapes.push(s);
+        self.g.shapes.len() - 1
+    }
+
+    fn values(&mut self, n: usize, lo: f32, hi: f32) -> Vec<f32> {
+        self.seed += 1;
+        random_tensor([1, 1, 1, n], self.seed)
+            .data
+            .iter()
+            .map(|v| lo + (v + 1.0) * 0.5 * (hi - lo))
+            .collect()
+    }
+
+    fn weight(&mut self, shape: Vec<usize>, lo: f32, hi: f32) -> usize {
+        let data = self.values(shape.iter().product(), lo, hi);
+        self.g.weights.push(Weight {
+            name: format!("w{}", self.g.weights.len()),
+            shape,
+            data: Arc::new(data),
+        });
+        self.g.weights.len() - 1
+    }
+
+    fn push(&mut self, l: Layer) -> usize {
+        let o = l.output();
+        self.g.names.push(format!("l{}", self.g.layers.len()));
+        self.g.layers.push(l);
+        self.g.output = o;
+        o
+    }
+
+    fn shape(&self, t: usize) -> [usize; 4] {
+        self.g.shapes[t]
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv(
+        &mut self,
+        x: usize,
+        cout: usize,
+        k: [usize; 2],
+        s: [usize; 2],
+        pad: [usize; 4],
+        dil: [usize; 2],
+        groups: usize,
+        act: Act,
+        add: Option<usize>,
+    ) -> usize {
+        let [n, cin, h, w] = self.shape(x);
+        let oh = (h + pad[0] + pad[2] - dil[0] * (k[0] - 1) - 1) / s[0] + 1;
+        let ow = (w + pad[1] + pad[3] - dil[1] * (k[1] - 1) - 1) / s[1] + 1;
+        let out = self.tensor([n, cout, oh, ow]);
+        let wi = self.weight(vec![cout, cin / groups, k[0], k[1]], -0.5, 0.5);
+        let b = Some(self.weight(vec![cout], -0.5, 0.5));
+        self.push(Layer::Conv {
+            x,
+            out,
+            w: wi,
+            b,
+            kernel: k,
+            stride: s,
+            pad,
+            dil,
+            groups,
+            act,
+            add,
+        })
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn conv_t(
+        &mut self,
+        x: usize,
+        cout: usize,
+        k: [usize; 2],
+        s: [usize; 2],
+        pad: [usize; 4],
+        dil: [usize; 2],
+        op: usize,
+        groups: usize,
+        act: Act,
+    ) -> usize {
+        let [n, cin, h, w] = self.shape(x);
+        let oh = (h - 1) * s[0] + dil[0] * (k[0] - 1) + 1 + op - pad[0] - pad[2];
+        let ow = (w - 1) * s[1] + dil[1] * (k[1] - 1) + 1 + op - pad[1] - pad[3];
+        let out = self.tensor([n, cout, oh, ow]);
+        let wi = self.weight(vec![cin, cout / groups, k[0], k[1]], -0.5, 0.5);
+        let b = Some(self.weight(vec![cout], -0.5, 0.5));
+        self.push(Layer::ConvTranspose {
+            x,
+            out,
+            w: wi,
+            b,
+            kernel: k,
+            stride: s,
+            pad,
+            dil,
+            groups,
+            act,
+        })
+    }
+
+    fn same(&mut self, x: usize) -> usize {
+        let s = self.shape(x);
+        self.tensor(s)
+    }
+}
+
+/// Runs `g` on the GPU keeping every tensor; compares each layer with the CPU layer on the
+/// GPU's inputs. Returns the layer kinds seen.
+fn check_layers(gpu: &wunet::gpu::Gpu, what: &str, g: Shaped, x: &wunet::Tensor) -> Vec<String> {
+    let model = GpuGraphModel::new(
+        &gpu.device,
+        &gpu.queue,
+        LayerGraph::default(),
+        GpuGraphOptions {
+            fuse: false,
+            keep_intermediates: true,
+        },
+    )
+    .unwrap();
+    let plan = model.plan_shaped(g).unwrap();
+    let got = plan.run_all(x).unwrap();
+    assert_eq!(plan.submit_count(), 1);
+    let g = plan.shaped();
+    let mut kinds = Vec::new();
+    for (i, l) in g.layers.iter().enumerate() {
+        let args: Vec<&wunet::Tensor> = l.inputs().iter().map(|&t| &got[t]).collect();
+        let want = run_layer(g, l, &args);
+        assert_close(
+            &format!("{what}: layer {i} {}", l.kind()),
+            &got[l.output()],
+            &want,
+            1e-5,
+        );
+        kinds.push(
+            format!("{l:?}")
+                .split([' ', '{'])
+                .next()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    kinds
+}
+
+#[test]
+fn every_layer_kind_and_conv_geometry_matches_the_cpu_layer() {
+    let Some(gpu) = common::gpu("every_layer_kind_and_conv_geometry_matches_the_cpu_layer") else {
+        return;
+    };
+    let input = [2, 5, 13, 11];
+    let mut b = Builder::new(input);
+    let x = 0;
+    let slopes6 = b.values(6, 0.05, 0.3);
+    // convs: k3 s1 p1, k1, k7 s2 asymmetric pads, dilation 2, groups 2, depthwise (×1, ×2),
+    // residual add, every activation
+    let c3 = b.conv(x, 6, [3, 3], [1, 1], [1; 4], [1, 1], 1, Act::Relu, None);
+    let c1 = b.conv(
+        c3,
+        7,
+        [1, 1],
+        [1, 1],
+        [0; 4],
+        [1, 1],
+        1,
+        Act::LeakyRelu(0.1),
+        None,
+    );
+    b.conv(
+        x,
+        9,
+        [7, 7],
+        [2, 2],
+        [3, 2, 1, 3],
+        [1, 1],
+        1,
+        Act::Sigmoid,
+        None,
+    );
+    b.conv(c3, 6, [3, 3], [1, 1], [2; 4], [2, 2], 1, Act::Tanh, None);
+    b.conv(
+        c3,
+        10,
+        [3, 3],
+        [2, 1],
+        [1, 0, 2, 1],
+        [1, 1],
+        2,
+        Act::Clip(-0.2, 0.4),
+        None,
+    );
+    b.conv(
+        c3,
+        6,
+        [3, 3],
+        [2, 2],
+        [1; 4],
+        [1, 1],
+        6,
+        Act::PRelu(slopes6.clone()),
+        None,
+    );
+    b.conv(
+        c3,
+        12,
+        [5, 3],
+        [1, 1],
+        [2, 1, 2, 1],
+        [1, 2],
+        6,
+        Act::None,
+        None,
+    );
+    b.conv(
+        c1,
+        7,
+        [3, 3],
+        [1, 1],
+        [1; 4],
+        [1, 1],
+        1,
+        Act::PRelu(vec![0.2]),
+        Some(c1),
+    );
+    b.conv(
+        c3,
+        3,
+        [2, 4],
+        [1, 3],
+        [0, 1, 1, 0],
+        [1, 1],
+        1,
+        Act::None,
+        None,
+    );
+    // transposed: k2 s2, k3 s2 p1 op1, groups 2 with dilation 2
+    b.conv_t(c3, 5, [2, 2], [2, 2], [0; 4], [1, 1], 0, 1, Act::Relu);
+    b.conv_t(c3, 7, [3, 3], [2, 2], [1; 4], [1, 1], 1, 1, Act::None);
+    b.conv_t(c3, 4, [3, 3], [1, 2], [1, 0, 0, 1], [2, 1], 0, 2, Act::Tanh);
+    // element-wise
+    let scale = b.values(6, 0.5, 1.5);
+    let shift = b.values(6, -0.5, 0.5);
+    let o = b.same(c3);
+    b.push(Layer::Affine {
+        x: c3,
+        out: o,
+        scale,
+        shift,
+        act: Act::LeakyRelu(0.2),
+    });
+    for act in [
+        Act::Relu,
+        Act::Sigmoid,
+        Act::Tanh,
+        Act::Clip(-0.1, 0.3),
+        Act::PRelu(b.values(5, 0.05, 0.3)),
+        Act::PRelu(vec![0.25]),
+    ] {
+        let o = b.same(x);
+        b.push(Layer::Act { x, out: o, act });
+    }
+    let o = b.same(c3);
+    let (sc, bi) = (b.values(6, 0.5, 1.5), b.values(6, -0.5, 0.5));
+    b.push(Layer::InstanceNorm {
+        x: c3,
+        out: o,
+        scale: Some(sc),
+        bias: Some(bi),
+        eps: 1e-5,
+        act: Act::Relu,
+    });
+    let o = b.same(x);
+    b.push(Layer::InstanceNorm {
+        x,
+        out: o,
+        scale: None,
+        bias: None,
+        eps: 1e-3,
+        act: Act::None,
+    });
+    // pools
+    for (kind, k, s, pad, dil) in [
+        (PoolKind::Max, [2, 2], [2, 2], [0; 4], [1, 1]),
+        (PoolKind::Max, [3, 3], [2, 2], [1; 4], [1, 1]),
+        (
+            PoolKind::Avg {
+                count_include_pad: true,
+            },
+            [3, 3],
+            [2, 2],
+            [1, 1, 1, 1],
+            [1, 1],
+        ),
+        (
+            PoolKind::Avg {
+                count_include_pad: false,
+            },
+            [3, 2],
+            [1, 2],
+            [1, 0, 1, 1],
+            [1, 1],
+        ),
+        (PoolKind::Max, [2, 3], [1, 1], [0; 4], [2, 2]),
+    ] {
+        let [n, c, h, w] = b.shape(x);
+        let oh = (h + pad[0] + pad[2] - dil[0] * (k[0] - 1) - 1) / s[0] + 1;
+        let ow = (w + pad[1] + pad[3] - dil[1] * (k[1] - 1) - 1) / s[1] + 1;
+        let o = b.tensor([n, c, oh, ow]);
+        b.push(Layer::Pool {
+            x,
+            out: o,
+            kind,
+            kernel: k,
+            stride: s,
+            pad,
+            dil,
+        });
+    }
+    // reductions
+    let mut reduced = 0;
+    for (kind, channels, spatial) in [
+        (ReduceKind::Mean, true, false),
+        (ReduceKind::Max, true, false),
+        (ReduceKind::Mean, false, true),
+        (ReduceKind::Max, false, true),
+        (ReduceKind::Mean, true, true),
+    ] {
+        let [n, c, h, w] = b.shape(x);
+        let s = [
+            n,
+            if channels { 1 } else { c },
+            if spatial { 1 } else { h },
+            if spatial { 1 } else { w },
+        ];
+        let o = b.tensor(s);
+        b.push(Layer::Reduce {
+            x,
+            out: o,
+            kind,
+            channels,
+            spatial,
+        });
+        if channels && !spatial && kind == ReduceKind::Mean {
+            reduced = o;
+        }
+    }
+    // resize: every rounding and coordinate mode
+    let [n, c, h, w] = b.shape(x);
+    for (mode, coord, out_hw) in [
+        (
+            ResizeMode::Nearest(NearestRound::Floor),
+            ResizeCoord::Asymmetric,
+            [2 * h, 2 * w],
+        ),
+        (ResizeMode::Linear, ResizeCoord::HalfPixel, [2 * h, 2 * w]),
+        (
+            ResizeMode::Linear,
+            ResizeCoord::AlignCorners,
+            [2 * h + 1, 3 * w - 2],
+        ),
+        (
+            ResizeMode::Linear,
+            ResizeCoord::PytorchHalfPixel,
+            [h + 7, 1],
+        ),
+        (
+            ResizeMode::Nearest(NearestRound::RoundPreferFloor),
+            ResizeCoord::HalfPixel,
+            [3 * h / 2, 3 * w / 2],
+        ),
+        (
+            ResizeMode::Nearest(NearestRound::RoundPreferCeil),
+            ResizeCoord::PytorchHalfPixel,
+            [2 * h, 2 * w],
+        ),
+        (
+            ResizeMode::Nearest(NearestRound::Ceil),
+            ResizeCoord::AlignCorners,
+            [h + 3, w - 4],
+        ),
+        (
+            ResizeMode::Nearest(NearestRound::Floor),
+            ResizeCoord::HalfPixel,
+            [h / 2, w / 2],
+        ),
+    ] {
+        let o = b.tensor([n, c, out_hw[0], out_hw[1]]);
+        let scale = [out_hw[0] as f32 / h as f32, out_hw[1] as f32 / w as f32];
+        b.push(Layer::Resize {
+            x,
+            out: o,
+            mode,
+            coord,
+            scale,
+        });
+    }
+    // pad and crop
+    for (mode, pads) in [
+        (PadMode::Constant, [1i64, 2, 3, 0]),
+        (PadMode::Edge, [2, 1, 0, 3]),
+        (PadMode::Reflect, [2, 3, 1, 2]),
+        (PadMode::Constant, [-1, 2, -2, -3]),
+    ] {
+        let oh = (h as i64 + pads[0] + pads[2]) as usize;
+        let ow = (w as i64 + pads[1] + pads[3]) as usize;
+        let o = b.tensor([n, c, oh, ow]);
+        b.push(Layer::Pad {
+            x,
+            out: o,
+            mode,
+            pads,
+            value: 0.75,
+        });
+    }
+    // concat of three
+    let o = b.tensor([n, 5 + 6 + 7, h, w]);
+    b.push(Layer::Concat {
+        xs: vec![x, c3, c1],
+        out: o,
+    });
+    // binary: same shapes, constant per channel, runtime broadcast, scalar constant
+    let o = b.same(c3);
+    b.push(Layer::Binary {
+        a: Operand::T(c3),
+        b: Operand::T(c3),
+        out: o,
+        op: BinOp::Add,
+        act: Act::None,
+    });
+    let wc = b.weight(vec![1, 5, 1, 1], 0.5, 1.5);
+    let o = b.same(x);
+    b.push(Layer::Binary {
+        a: Operand::T(x),
+        b: Operand::W(wc),
+        out: o,
+        op: BinOp::Mul,
+        act: Act::Relu,
+    });
+    let o = b.same(x);
+    b.push(Layer::Binary {
+        a: Operand::T(reduced),
+        b: Operand::T(x),
+        out: o,
+        op: BinOp::Sub,
+        act: Act::None,
+    });
+    let ws = b.weight(vec![1, 1, 1, 1], 1.5, 2.5);
+    let o = b.same(x);
+    b.push(Layer::Binary {
+        a: Operand::T(x),
+        b: Operand::W(ws),
+        out: o,
+        op: BinOp::Div,
+        act: Act::Sigmoid,
+    });
+    let wr = b.weight(vec![1, 1, h, 1], 0.5, 1.5);
+    let o = b.same(x);
+    let act = Act::PRelu(b.values(5, 0.1, 0.2));
+    b.push(Layer::Binary {
+        a: Operand::W(wr),
+        b: Operand::T(x),
+        out: o,
+        op: BinOp::Sub,
+        act,
+    });
+    // softmax
+    let o = b.same(c3);
+    b.push(Layer::Softmax { x: c3, out: o });
+
+    let xin = random_tensor(input, 3);
+    let seen: BTreeSet<String> = check_layers(gpu, "battery", b.g, &xin)
+        .into_iter()
+        .collect();
+    for k in [
+        "Conv",
+        "ConvTranspose",
+        "Affine",
+        "InstanceNorm",
+        "Act",
+        "Pool",
+        "Reduce",
+        "Resize",
+        "Pad",
+        "Concat",
+        "Binary",
+        "Softmax",
+    ] {
+        assert!(seen.contains(k), "{k} never ran: {seen:?}");
+    }
+}
+
+/// Every family of `tests/fixtures/onnx`, both exports, end to end on the GPU against
+/// PyTorch's output within 1e-4 · max|ref|; one submit per inference.
+#[test]
+fn onnx_families_match_pytorch_on_the_gpu() {
+    let Some(gpu) = common::gpu("onnx_families_match_pytorch_on_the_gpu") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let mut dirs: Vec<_> = std::fs::read_dir(&root)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|d| d.is_dir())
+        .collect();
+    dirs.sort();
+    let mut failures = Vec::new();
+    let mut ran = 0;
+    for dir in dirs {
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let x = read_npy(&dir.join("input.npy")).unwrap();
+        let want = read_npy(&dir.join("output.npy")).unwrap();
+        for export in ["torchscript", "dynamo"] {
+            ran += 1;
+            let r = wunet::graph::onnx::load(&dir.join(format!("{export}.onnx"))).and_then(|g| {
+                let m = GpuGraphModel::new(&gpu.device, &gpu.queue, g, GpuGraphOptions::default())?;
+                let plan = m.plan(x.shape)?;
+                let got = plan.run(&x)?;
+                assert_eq!(
+                    plan.submit_count(),
+                    1,
+                    "{name}/{export}: one submit per inference"
+                );
+                Ok(got)
+            });
+            match r {
+                Ok(got) => {
+                    let (d, s) = got.max_abs_diff(&want);
+                    eprintln!("{name}/{export}: max rel error {:.2e}", d / s);
+                    if !(d <= 1e-4 * s) || got.shape != want.shape {
+                        failures.push(format!("{name}/{export}: max diff {d:e} vs max {s:e}"));
+                    }
+                }
+                Err(e) => failures.push(format!("{name}/{export}: {e}")),
+            }
+        }
+    }
+    assert!(ran >= 20, "only {ran} exports found");
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Each fixture family's layers (fused, as the engine runs them) against the CPU layer on the
+/// GPU's inputs: the ops and geometries real exports produce.
+#[test]
+fn onnx_family_layers_match_the_cpu_layers() {
+    let Some(gpu) = common::gpu("onnx_family_layers_match_the_cpu_layers") else {
+        return;
+    };
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    for entry in std::fs::read_dir(&root).unwrap() {
+        let dir = entry.unwrap().path();
+        if !dir.is_dir() {
+            continue;
+        }
+        let name = dir.file_name().unwrap().to_string_lossy().to_string();
+        let x = read_npy(&dir.join("input.npy")).unwrap();
+        let g = wunet::graph::onnx::load(&dir.join("torchscript.onnx")).unwrap();
+        let shaped = wunet::graph::fuse(g.instantiate(x.shape).unwrap());
+        check_layers(gpu, &name, shaped, &x);
+    }
+}
