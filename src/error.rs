@@ -62,6 +62,13 @@ pub enum Error {
     },
     #[error("GPU error: {0}")]
     Gpu(String),
+    /// An error about a file's content, with the file named.
+    #[error("{path}: {source}")]
+    InFile {
+        path: PathBuf,
+        #[source]
+        source: Box<Error>,
+    },
     #[error("bad model: {0}")]
     BadModel(String),
     #[error("unsupported op `{op}` (node `{node}`); supported ops: {supported}")]

@@ -20,6 +20,7 @@
 
 pub mod compress;
 pub mod cpu;
+pub mod engine;
 mod error;
 pub mod fuzz;
 pub mod graph;

@@ -23,13 +23,13 @@ use std::rc::Rc;
 
 use wasm_bindgen::prelude::*;
 
-use crate::compress::{is_int8_file, FirstConv, QUNet};
-use crate::cpu::{int8::Int8Model, CpuModel};
+use crate::cpu::{graph::GraphCpu, int8::Int8Model, CpuModel};
+use crate::engine::{choose, AdapterView, Choice, Device, ModelFile};
 use crate::gpu::{
     request_gpu_async, Dot4, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions, Plan,
 };
 use crate::plan::Shape;
-use crate::{Tensor, UNet, UNetSpec};
+use crate::{Tensor, UNetSpec};
 
 enum Engine {
     Gpu {
@@ -42,6 +42,8 @@ enum Engine {
     },
     Cpu(CpuModel),
     CpuInt8(Int8Model),
+    /// An imported (ONNX) graph on the CPU graph engine.
+    Graph(GraphCpu),
 }
 
 struct Inner {
@@ -90,6 +92,7 @@ impl Inner {
             }
             Engine::Cpu(m) => m.forward(x),
             Engine::CpuInt8(m) => m.forward(x),
+            Engine::Graph(m) => m.forward(x),
         }
     }
 }
@@ -109,72 +112,75 @@ pub struct Model {
 
 #[wasm_bindgen]
 impl Model {
-    /// Load a model from the bytes of a safetensors file (float or wunet-int8). `device`:
+    /// Load a model from the bytes of a safetensors file (float or wunet-int8) or an ONNX file
+    /// (its weights inside: a page cannot reach external data files). `device`:
     /// `"auto"` (default: the WebGPU adapter when the page has one, else the CPU engine), `"gpu"`
     /// or `"cpu"`.
     pub async fn load(bytes: Vec<u8>, device: Option<String>) -> Result<Model, JsError> {
-        let gpu = match device.as_deref().unwrap_or("auto") {
-            "cpu" => None,
-            "auto" => request_gpu_async().await.ok(),
-            "gpu" => Some(request_gpu_async().await.map_err(js_err)?),
-            d => {
-                return Err(js_err(format!(
-                    "device must be auto, gpu or cpu, not {d:?}"
-                )))
-            }
+        // The one device policy (`engine::choose`), as natively; in a page WebGPU is taken even
+        // on a software adapter.
+        let device: Device = device.as_deref().unwrap_or("auto").parse().map_err(js_err)?;
+        let model = ModelFile::from_bytes(&bytes, None, None).map_err(js_err)?;
+        let gpu = if device == Device::Cpu {
+            Err(crate::Error::NoAdapter)
+        } else {
+            request_gpu_async().await
         };
-        let (engine, spec, path, adapter, precision, dot4) = if is_int8_file(&bytes) {
-            let q = QUNet::from_safetensors(&bytes).map_err(js_err)?;
-            let spec = q.spec.clone();
-            let int8_first = matches!(q.first, FirstConv::Int8(_));
-            match &gpu {
-                Some(g) if int8_first => {
-                    let dot4 = g.dot4();
-                    let model = GpuInt8Model::new_async(
-                        &g.device,
-                        &g.queue,
-                        &q,
-                        GpuInt8Options {
-                            dot4,
-                            ..Default::default()
-                        },
-                    )
+        let name = gpu.as_ref().map(adapter_name).unwrap_or_default();
+        let view = gpu.as_ref().map(|g| AdapterView {
+            name: &name,
+            software: g.info.device_type == wgpu::DeviceType::Cpu,
+        });
+        let (choice, _) = choose(device, view, &model, true).map_err(js_err)?;
+        let spec = model.spec().clone();
+        let (engine, path, adapter, precision, dot4) = match (choice, model, gpu) {
+            (Choice::Gpu, ModelFile::Int8(q), Ok(g)) => {
+                let dot4 = g.dot4();
+                let model = GpuInt8Model::new_async(
+                    &g.device,
+                    &g.queue,
+                    &q,
+                    GpuInt8Options {
+                        dot4,
+                        ..Default::default()
+                    },
+                )
+                .await
+                .map_err(js_err)?;
+                let engine = Engine::GpuInt8 {
+                    model,
+                    plans: HashMap::new(),
+                };
+                (engine, "webgpu", name, "int8", Some(dot4))
+            }
+            (Choice::Gpu, ModelFile::Float(m), Ok(g)) => {
+                let model = GpuModel::new_async(&g.device, &g.queue, &m, GpuOptions::default())
                     .await
                     .map_err(js_err)?;
-                    let engine = Engine::GpuInt8 {
-                        model,
-                        plans: HashMap::new(),
-                    };
-                    (engine, spec, "webgpu", adapter_name(g), "int8", Some(dot4))
-                }
-                _ => {
-                    let m = Int8Model::new(&q).map_err(js_err)?;
-                    (Engine::CpuInt8(m), spec, "cpu", "wasm".into(), "int8", None)
-                }
+                let engine = Engine::Gpu {
+                    model,
+                    plans: HashMap::new(),
+                };
+                (engine, "webgpu", name, "f32", None)
             }
-        } else {
-            let m = UNet::from_safetensors(&bytes).map_err(js_err)?;
-            let spec = m.spec.clone();
-            match &gpu {
-                Some(g) => {
-                    let model = GpuModel::new_async(&g.device, &g.queue, &m, GpuOptions::default())
-                        .await
-                        .map_err(js_err)?;
-                    let engine = Engine::Gpu {
-                        model,
-                        plans: HashMap::new(),
-                    };
-                    (engine, spec, "webgpu", adapter_name(g), "f32", None)
-                }
-                None => (
-                    Engine::Cpu(CpuModel::new(m, true)),
-                    spec,
-                    "cpu",
-                    "wasm".into(),
-                    "f32",
-                    None,
-                ),
+            (_, ModelFile::Int8(q), _) => {
+                let m = Int8Model::new(&q).map_err(js_err)?;
+                (Engine::CpuInt8(m), "cpu", "wasm".into(), "int8", None)
             }
+            (_, ModelFile::Float(m), _) => (
+                Engine::Cpu(CpuModel::new(m, true)),
+                "cpu",
+                "wasm".into(),
+                "f32",
+                None,
+            ),
+            (_, ModelFile::Graph { graph, .. }, _) => (
+                Engine::Graph(GraphCpu::new(graph, true)),
+                "cpu",
+                "wasm".into(),
+                "f32",
+                None,
+            ),
         };
         Ok(Model {
             inner: Rc::new(RefCell::new(Inner {
@@ -280,12 +286,11 @@ impl Model {
     /// FLOPs of one inference at `h × w` (batch 1): the benchmark page's numerator.
     pub fn flops(&self, h: u32, w: u32) -> Result<f64, JsError> {
         let i = self.inner.borrow();
-        let g = crate::plan::Graph::build(
-            &i.spec,
-            [1, i.spec.in_channels, h as usize, w as usize],
-            true,
-        )
-        .map_err(js_err)?;
+        let shape = [1, i.spec.in_channels, h as usize, w as usize];
+        if let Engine::Graph(m) = &i.engine {
+            return Ok(m.prepared(shape).map_err(js_err)?.shaped.total_flops() as f64);
+        }
+        let g = crate::plan::Graph::build(&i.spec, shape, true).map_err(js_err)?;
         Ok(g.total_flops() as f64)
     }
 }

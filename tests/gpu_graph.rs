@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use common::{assert_close, random_tensor};
 use wunet::cpu::graph::run_layer;
-use wunet::gpu::graph::{GpuGraphModel, GpuGraphOptions};
+use wunet::gpu::graph::{GpuGraphModel, GpuGraphOptions, GraphKernel};
 use wunet::graph::ops::NearestRound;
 use wunet::graph::{
     Act, BinOp, Layer, LayerGraph, Operand, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode,
@@ -151,8 +151,13 @@ impl Builder {
 }
 
 /// Runs `g` on the GPU keeping every tensor; compares each layer with the CPU layer on the
-/// GPU's inputs. Returns the layer kinds seen.
-fn check_layers(gpu: &wunet::gpu::Gpu, what: &str, g: Shaped, x: &wunet::Tensor) -> Vec<String> {
+/// GPU's inputs. Returns the layer kinds and the kernels seen.
+fn check_layers(
+    gpu: &wunet::gpu::Gpu,
+    what: &str,
+    g: Shaped,
+    x: &wunet::Tensor,
+) -> (Vec<String>, BTreeSet<GraphKernel>) {
     let model = GpuGraphModel::new(
         &gpu.device,
         &gpu.queue,
@@ -166,6 +171,7 @@ fn check_layers(gpu: &wunet::gpu::Gpu, what: &str, g: Shaped, x: &wunet::Tensor)
     let plan = model.plan_shaped(g).unwrap();
     let got = plan.run_all(x).unwrap();
     assert_eq!(plan.submit_count(), 1);
+    let kernels: BTreeSet<GraphKernel> = plan.steps().iter().map(|s| s.kernel).collect();
     let g = plan.shaped();
     let mut kinds = Vec::new();
     for (i, l) in g.layers.iter().enumerate() {
@@ -185,7 +191,7 @@ fn check_layers(gpu: &wunet::gpu::Gpu, what: &str, g: Shaped, x: &wunet::Tensor)
                 .to_string(),
         );
     }
-    kinds
+    (kinds, kernels)
 }
 
 #[test]
@@ -324,6 +330,7 @@ fn every_layer_kind_and_conv_geometry_matches_the_cpu_layer() {
         act: Act::None,
     });
     // pools
+    let mut pooled = 0;
     for (kind, k, s, pad, dil) in [
         (PoolKind::Max, [2, 2], [2, 2], [0; 4], [1, 1]),
         (PoolKind::Max, [3, 3], [2, 2], [1; 4], [1, 1]),
@@ -360,7 +367,20 @@ fn every_layer_kind_and_conv_geometry_matches_the_cpu_layer() {
             pad,
             dil,
         });
+        if pooled == 0 {
+            pooled = o;
+        }
     }
+    // short planes (the first pool's 6 × 5): reduced by one invocation each
+    let [n, c, _, _] = b.shape(pooled);
+    let o = b.tensor([n, c, 1, 1]);
+    b.push(Layer::Reduce {
+        x: pooled,
+        out: o,
+        kind: ReduceKind::Max,
+        channels: false,
+        spatial: true,
+    });
     // reductions
     let mut reduced = 0;
     for (kind, channels, spatial) in [
@@ -439,6 +459,21 @@ fn every_layer_kind_and_conv_geometry_matches_the_cpu_layer() {
             scale,
         });
     }
+    // ties: half_pixel at scale 1/4 puts every source coordinate at 4·o + 1.5, where round
+    // half down, round half up and round half to even all differ
+    for r in [
+        NearestRound::RoundPreferFloor,
+        NearestRound::RoundPreferCeil,
+    ] {
+        let o = b.tensor([n, c, h / 4, w / 4]);
+        b.push(Layer::Resize {
+            x,
+            out: o,
+            mode: ResizeMode::Nearest(r),
+            coord: ResizeCoord::HalfPixel,
+            scale: [0.25, 0.25],
+        });
+    }
     // pad and crop
     for (mode, pads) in [
         (PadMode::Constant, [1i64, 2, 3, 0]),
@@ -513,9 +548,11 @@ fn every_layer_kind_and_conv_geometry_matches_the_cpu_layer() {
     b.push(Layer::Softmax { x: c3, out: o });
 
     let xin = random_tensor(input, 3);
-    let seen: BTreeSet<String> = check_layers(gpu, "battery", b.g, &xin)
-        .into_iter()
-        .collect();
+    let (kinds, kernels) = check_layers(gpu, "battery", b.g, &xin);
+    let seen: BTreeSet<String> = kinds.into_iter().collect();
+    for k in GraphKernel::ALL {
+        assert!(kernels.contains(&k), "kernel {k:?} never ran");
+    }
     for k in [
         "Conv",
         "ConvTranspose",
@@ -571,7 +608,9 @@ fn onnx_families_match_pytorch_on_the_gpu() {
                 Ok(got) => {
                     let (d, s) = got.max_abs_diff(&want);
                     eprintln!("{name}/{export}: max rel error {:.2e}", d / s);
-                    if !(d <= 1e-4 * s) || got.shape != want.shape {
+                    // (NaN-safe: a NaN difference is not within budget)
+                    let within = d <= 1e-4 * s;
+                    if !within || got.shape != want.shape {
                         failures.push(format!("{name}/{export}: max diff {d:e} vs max {s:e}"));
                     }
                 }
@@ -600,6 +639,6 @@ fn onnx_family_layers_match_the_cpu_layers() {
         let x = read_npy(&dir.join("input.npy")).unwrap();
         let g = wunet::graph::onnx::load(&dir.join("torchscript.onnx")).unwrap();
         let shaped = wunet::graph::fuse(g.instantiate(x.shape).unwrap());
-        check_layers(gpu, &name, shaped, &x);
+        let _ = check_layers(gpu, &name, shaped, &x);
     }
 }

@@ -88,6 +88,7 @@ fn the_cli_exits_2_with_one_line_and_no_output() {
             .arg(&x)
             .arg("-o")
             .arg(&out)
+            .args(["--device", "cpu"])
             .output()
             .unwrap();
         let err = String::from_utf8_lossy(&o.stderr);

@@ -15,8 +15,9 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read_write> lhs: array<f32>;
 @group(0) @binding(3) var<storage, read_write> rhs: array<f32>;
-// the PRelu slopes
-@group(0) @binding(4) var<storage, read> aux: array<f32>;
+// the PRelu slopes (read_write only because a constant operand may share its buffer: a buffer
+// cannot be bound both read-only and writable in one dispatch)
+@group(0) @binding(4) var<storage, read_write> aux: array<f32>;
 
 override WG: u32 = 256u;
 

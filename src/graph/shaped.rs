@@ -275,6 +275,25 @@ impl Shaped {
         n
     }
 
+    /// The most float32 activation bytes alive at once when each tensor lives from the layer
+    /// that writes it to its last reader (what an engine without arena padding needs).
+    pub fn peak_live_bytes(&self) -> u64 {
+        let last = self.last_uses();
+        let mut born = vec![0usize; self.shapes.len()];
+        for (i, l) in self.layers.iter().enumerate() {
+            born[l.output()] = i;
+        }
+        (0..self.layers.len())
+            .map(|i| {
+                (0..self.shapes.len())
+                    .filter(|&t| born[t] <= i && last[t] >= i)
+                    .map(|t| 4 * self.numel(t) as u64)
+                    .sum::<u64>()
+            })
+            .max()
+            .unwrap_or(0)
+    }
+
     pub fn numel(&self, t: TensorId) -> usize {
         self.shapes[t].iter().product()
     }
@@ -569,10 +588,10 @@ impl Builder<'_> {
         let name = node.name.as_str();
         match &node.op {
             Op::Conv { win, groups } => {
-                let wid = self.weight(ins[1].ok_or_else(|| shape_err("no weight"))?)?;
+                let wid = self.weight(ins.get(1).copied().flatten().ok_or_else(|| shape_err("no weight"))?)?;
                 let ws = self.out.weights[wid].shape.clone();
-                if ws.len() != 4 {
-                    return Err(shape_err(format!("weight of shape {ws:?} is not 2-D")));
+                if ws.len() != 4 || ws.contains(&0) {
+                    return Err(shape_err(format!("weight of shape {ws:?} is not a non-empty 2-D kernel")));
                 }
                 if c != ws[1] * groups || ws[0] % groups != 0 {
                     return Err(shape_err(format!(
@@ -592,12 +611,15 @@ impl Builder<'_> {
                 Ok(self.push(name, Layer::Conv { x, out, w: wid, b, kernel, stride, pad, dil, groups: *groups, act: Act::None, add: None }))
             }
             Op::ConvTranspose { win, groups, output_padding, output_shape } => {
-                let wid = self.weight(ins[1].ok_or_else(|| shape_err("no weight"))?)?;
+                let wid = self.weight(ins.get(1).copied().flatten().ok_or_else(|| shape_err("no weight"))?)?;
                 let ws = self.out.weights[wid].shape.clone();
-                if ws.len() != 4 || ws[0] != c || c % groups != 0 {
+                if ws.len() != 4 || ws.contains(&0) || ws[0] != c || c % groups != 0 {
                     return Err(shape_err(format!("weight {ws:?} does not fit an input of {c} channels")));
                 }
                 let cout = ws[1] * groups;
+                if !output_shape.is_empty() && output_shape.len() < 2 {
+                    return Err(shape_err(format!("output_shape {output_shape:?} is not 2-D")));
+                }
                 let b = self.bias(ins.get(2).copied().flatten(), cout)?;
                 let kernel = [ws[2], ws[3]];
                 let (stride, dil) = (pair(&win.strides), pair(&win.dilations));

@@ -54,7 +54,7 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
     }
     let (h, w) = a.size;
     if let AnyModel::Graph { graph, .. } = model {
-        return crate::bench_graph::bench_graph(model_path, *graph, a);
+        return crate::bench_graph::bench_graph(model_path, graph, a);
     }
     let spec = model.spec().clone();
     let precision = match model {

@@ -55,20 +55,7 @@ pub(crate) fn bench_graph(model_path: &Path, graph: LayerGraph, a: &BenchArgs) -
             ms: median(&mut v),
         })
         .collect();
-    // Without reuse (the CPU engine frees each tensor after its last reader): the peak of live
-    // tensors.
-    let last = g.last_uses();
-    let mut peak = 0u64;
-    for i in 0..g.layers.len() {
-        let live: u64 = (0..g.shapes.len())
-            .filter(|&t| {
-                let born = if t == g.input { 0 } else { g.layers.iter().position(|l| l.output() == t).unwrap_or(usize::MAX) };
-                born <= i && last[t] >= i
-            })
-            .map(bytes)
-            .sum();
-        peak = peak.max(live);
-    }
+    let peak = prep.peak_bytes();
     let m = Measured {
         device: "cpu".into(),
         adapter: format!("cpu f32 (graph), {} threads", rayon::current_num_threads()),

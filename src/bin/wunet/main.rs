@@ -8,22 +8,16 @@ mod infer;
 mod info;
 mod info_graph;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 
-use wunet::compress::{is_int8_file, QUNet};
-use wunet::cpu::int8::kernels::qgemm_name;
-use wunet::gpu::{request_gpu, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions, Plan};
+use wunet::gpu::request_gpu;
 use wunet::io::read_npy;
 use wunet::model::{init_random, save_safetensors, InitOptions, StoreDtype};
-use wunet::plan::Shape;
-use wunet::cpu::graph::GraphCpu;
-use wunet::graph::LayerGraph;
-use wunet::{cpu, Error, Tensor, UNet, UNetSpec};
+use wunet::{Error, Tensor, UNet, UNetSpec};
 
 /// The model used when `-m` is not given.
 const DEFAULT_MODEL: &str = "assets/demo_unet.safetensors";
@@ -389,72 +383,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// A model file of either kind (one per process: the size difference does not matter).
-#[allow(clippy::large_enum_variant)]
-pub(crate) enum AnyModel {
-    Float(UNet),
-    Int8(QUNet),
-    /// An imported graph (ONNX), with what the image path needs to know of it as a spec
-    /// (channels, normalization; no encoder widths).
-    Graph {
-        graph: Box<LayerGraph>,
-        spec: UNetSpec,
-    },
-}
+/// Any model file (reference U-Net, wunet-int8, ONNX): the library's.
+pub(crate) use wunet::engine::ModelFile as AnyModel;
 
-impl AnyModel {
-    pub(crate) fn spec(&self) -> &UNetSpec {
-        match self {
-            AnyModel::Float(m) => &m.spec,
-            AnyModel::Int8(m) => &m.spec,
-            AnyModel::Graph { spec, .. } => spec,
-        }
-    }
-}
-
-/// An ONNX file: by extension, or bytes that do not start as a safetensors header does
-/// (8 bytes of length, then `{`).
-fn is_onnx(path: &Path, bytes: &[u8]) -> bool {
-    path.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")) || (bytes.len() > 8 && bytes[8] != b'{')
-}
-
-/// The image-facing facts of a graph: input channels (3 where the model leaves them dynamic),
-/// output channels (from the graph at a probe size), normalization.
-pub(crate) fn graph_spec(g: &LayerGraph) -> UNetSpec {
-    let cin = g.in_channels().unwrap_or(3);
-    let out = [256usize, 64, 37]
-        .iter()
-        .find_map(|&s| {
-            let n = g.input_dims[0].unwrap_or(1);
-            let h = g.input_dims[2].unwrap_or(s);
-            let w = g.input_dims[3].unwrap_or(s);
-            g.instantiate([n, cin, h, w]).ok().map(|sh| sh.shapes[sh.output][1])
-        })
-        .unwrap_or(1);
-    let mut spec = UNetSpec::new(cin, out, Vec::new());
-    spec.input_mean = g.input_mean.clone();
-    spec.input_std = g.input_std.clone();
-    spec
-}
-
-/// `-m` (or the demo model), float or int8.
+/// `-m` (or the demo model), of any kind.
 pub(crate) fn load_any(path: Option<&Path>) -> Result<(PathBuf, AnyModel)> {
     let path = model_path(path);
-    let bytes = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
-    let m = if is_onnx(&path, &bytes) {
-        let dir = path.parent().unwrap_or(Path::new("."));
-        let graph = wunet::graph::onnx::import(&bytes, Some(dir))
-            .with_context(|| path.display().to_string())?;
-        let spec = graph_spec(&graph);
-        AnyModel::Graph {
-            graph: Box::new(graph),
-            spec,
-        }
-    } else if is_int8_file(&bytes) {
-        AnyModel::Int8(QUNet::from_safetensors(&bytes).with_context(|| path.display().to_string())?)
-    } else {
-        AnyModel::Float(UNet::load(&path)?)
-    };
+    let m = AnyModel::load(&path)?;
     Ok((path, m))
 }
 
@@ -480,291 +415,54 @@ pub(crate) fn load_model(path: Option<&Path>) -> Result<(PathBuf, UNet)> {
     Ok((path, m))
 }
 
-/// Where inference runs: the GPU with one plan per input shape, or the CPU reference.
-pub(crate) enum Engine {
-    Gpu {
-        name: String,
-        model: GpuModel,
-        plans: HashMap<Shape, Plan>,
-        /// With `--device auto`: the model again, for the CPU engine if the GPU fails at plan
-        /// time.
-        fallback: Option<Box<(UNet, bool)>>,
-    },
-    Cpu {
-        model: cpu::CpuModel,
-    },
-    /// The CPU int8 engine.
-    Int8 {
-        model: cpu::int8::Int8Model,
-    },
-    /// An imported graph on the CPU float32 graph engine.
-    Graph { model: GraphCpu, spec: UNetSpec },
-    /// The GPU int8 engine.
-    GpuInt8 {
-        name: String,
-        model: GpuInt8Model,
-        plans: HashMap<Shape, Plan>,
-    },
+/// The library's engine (device policy, plans, fallback, tiling), printing its notices.
+pub(crate) struct Engine(wunet::engine::Engine);
+
+impl From<Device> for wunet::engine::Device {
+    fn from(d: Device) -> Self {
+        match d {
+            Device::Auto => wunet::engine::Device::Auto,
+            Device::Gpu => wunet::engine::Device::Gpu,
+            Device::Cpu => wunet::engine::Device::Cpu,
+        }
+    }
 }
 
 impl Engine {
-    /// A float model on `device`; an int8 model on the GPU int8 engine (`--device gpu`, or auto
-    /// with a hardware adapter) or the CPU int8 engine.
     pub(crate) fn for_model(model: AnyModel, device: Device, fold: bool) -> Result<Engine> {
-        let q = match model {
-            AnyModel::Float(m) => return Engine::new(m, device, fold),
-            AnyModel::Int8(q) => q,
-            AnyModel::Graph { graph, spec } => return Engine::graph(*graph, spec, device, fold),
-        };
-        let cpu = || -> Result<Engine> {
-            Ok(Engine::Int8 {
-                model: cpu::int8::Int8Model::new(&q)?,
-            })
-        };
-        if device == Device::Cpu {
-            return cpu();
-        }
-        let float_first = matches!(q.first, wunet::compress::FirstConv::Float(_));
-        match request_gpu() {
-            Ok(gpu)
-                if device == Device::Auto
-                    && (gpu.info.device_type == wgpu::DeviceType::Cpu || float_first) =>
-            {
-                eprintln!(
-                    "wunet: running on the CPU int8 engine ({})",
-                    if float_first {
-                        "this model keeps its first conv float32, which the GPU int8 engine does not run"
-                    } else {
-                        "the best GPU adapter is a software one; --device gpu to force it"
-                    }
-                );
-                cpu()
-            }
-            Ok(gpu) => {
-                let model = GpuInt8Model::new(
-                    &gpu.device,
-                    &gpu.queue,
-                    &q,
-                    GpuInt8Options {
-                        dot4: gpu.dot4(),
-                        ..Default::default()
-                    },
-                )?;
-                Ok(Engine::GpuInt8 {
-                    name: format!("gpu int8 {}", gpu.info.name),
-                    model,
-                    plans: HashMap::new(),
-                })
-            }
-            Err(Error::NoAdapter) if device == Device::Auto => {
-                eprintln!("wunet: no GPU adapter found, running on the CPU int8 engine");
-                cpu()
-            }
-            Err(e) => Err(e.into()),
-        }
+        let mut e = Engine(wunet::engine::Engine::new(model, device.into(), fold)?);
+        e.notices();
+        Ok(e)
     }
 
-    /// An imported graph: the CPU graph engine (the GPU lowering of graphs is not in this build:
-    /// `--device gpu` says so, auto says which engine runs).
-    fn graph(graph: LayerGraph, spec: UNetSpec, device: Device, fold: bool) -> Result<Engine> {
-        if device == Device::Gpu {
-            bail!("imported (ONNX) models run on the CPU engine in this build; the GPU lowering of graph ops is not done yet (use --device cpu or auto)");
-        }
-        Ok(Engine::Graph {
-            model: GraphCpu::new(graph, fold),
-            spec,
-        })
-    }
-
-    fn new(model: UNet, device: Device, fold: bool) -> Result<Engine> {
-        if device == Device::Cpu {
-            return Ok(Engine::Cpu {
-                model: cpu::CpuModel::new(model, fold),
-            });
-        }
-        match request_gpu() {
-            // A software adapter (lavapipe, SwiftShader) runs shaders on this same CPU, several
-            // times slower than the CPU engine: auto takes the CPU engine then.
-            Ok(gpu) if device == Device::Auto && gpu.info.device_type == wgpu::DeviceType::Cpu => {
-                eprintln!(
-                    "wunet: the best GPU adapter is a software one ({}); running on the CPU engine (--device gpu to force it)",
-                    gpu.info.name
-                );
-                Ok(Engine::Cpu {
-                    model: cpu::CpuModel::new(model, fold),
-                })
-            }
-            Ok(gpu) => {
-                let gm = GpuModel::new(
-                    &gpu.device,
-                    &gpu.queue,
-                    &model,
-                    GpuOptions {
-                        fold_bn: fold,
-                        ..Default::default()
-                    },
-                )?;
-                Ok(Engine::Gpu {
-                    name: format!("gpu {}", gpu.info.name),
-                    model: gm,
-                    plans: HashMap::new(),
-                    fallback: (device == Device::Auto).then(|| Box::new((model, fold))),
-                })
-            }
-            Err(Error::NoAdapter) if device == Device::Auto => {
-                eprintln!("wunet: no GPU adapter found, running on the CPU engine");
-                Ok(Engine::Cpu {
-                    model: cpu::CpuModel::new(model, fold),
-                })
-            }
-            Err(e) => Err(e.into()),
+    fn notices(&mut self) {
+        for n in self.0.take_notices() {
+            eprintln!("wunet: {n}");
         }
     }
 
     pub(crate) fn name(&self) -> String {
-        match self {
-            Engine::Gpu { name, .. } => name.clone(),
-            Engine::Cpu { model } => model.kernel().into(),
-            Engine::Int8 { .. } => format!("cpu int8 ({})", qgemm_name()),
-            Engine::Graph { .. } => "cpu f32 (graph)".into(),
-            Engine::GpuInt8 { name, .. } => name.clone(),
-        }
+        self.0.name().to_string()
     }
 
     pub(crate) fn spec(&self) -> &UNetSpec {
-        match self {
-            Engine::Gpu { model, .. } => model.spec(),
-            Engine::Cpu { model } => model.spec(),
-            Engine::Int8 { model } => model.spec(),
-            Engine::Graph { spec, .. } => spec,
-            Engine::GpuInt8 { model, .. } => model.spec(),
-        }
+        self.0.spec()
     }
 
-    /// Run `x`, in tiles when `tile` is given or when the device cannot hold the whole image
-    /// (the tile then halves from 1024 until a window fits).
-    pub(crate) fn run_maybe_tiled(
-        &mut self,
-        x: &Tensor,
-        tile: Option<usize>,
-        margin: Option<usize>,
-        max_memory: u64,
-    ) -> Result<Tensor> {
-        if let Engine::Graph { model, .. } = self {
-            let Some(t) = tile else {
-                return Ok(model.forward(x)?);
-            };
-            let prep = model.prepared(x.shape)?;
-            let (radius, align) = prep.shaped.tile_geometry().ok_or_else(|| {
-                anyhow::anyhow!("this model cannot run in tiles: an op mixes every pixel of the image (a global pool, a normalization over the whole image, or an align_corners resize), so tiles would not reproduce the whole image's result")
-            })?;
-            let margin = margin.unwrap_or(radius);
-            return Ok(wunet::plan::run_tiled(x, t, margin, align, |w| model.forward(w))?);
-        }
-        let spec = self.spec().clone();
-        let margin = margin.unwrap_or_else(|| wunet::plan::receptive_radius(&spec));
-        let align = 1 << spec.depth();
-        // Activation memory the float plan would need (the int8 one needs less).
-        let planned = |shape: Shape| -> u64 {
-            wunet::plan::Graph::build(&spec, shape, true)
-                .map(|g| wunet::plan::plan_memory(&g, wunet::plan::ARENA_ALIGN).arena_bytes)
-                .unwrap_or(0)
-        };
-        let tile = tile.or_else(|| {
-            if planned(x.shape) <= max_memory {
-                return None;
-            }
-            // The largest tile (from 1024 px down) whose window fits the budget.
-            let mut t = 1024;
-            let [n, c, _, _] = x.shape;
-            while t > 2 * align {
-                let side = (t + 2 * margin).div_ceil(align) * align;
-                if planned([n, c, side, side]) <= max_memory {
-                    break;
-                }
-                t /= 2;
-            }
-            eprintln!(
-                "wunet: {:.0} MiB of activations exceed --max-memory {:.0} MiB: running in tiles of {t} px (margin {margin})",
-                planned(x.shape) as f64 / 1048576.0,
-                max_memory as f64 / 1048576.0
-            );
-            Some(t)
-        });
-        if let Some(t) = tile {
-            return Ok(wunet::plan::run_tiled(x, t, margin, align, |w| {
-                self.run(w).map_err(to_lib_error)
-            })?);
-        }
-        match self.run(x) {
-            Err(e) if matches!(e.downcast_ref::<Error>(), Some(Error::ExceedsLimit { .. })) => {
-                let mut t = 1024;
-                loop {
-                    eprintln!("wunet: {e}; running in tiles of {t} px (margin {margin})");
-                    let r = wunet::plan::run_tiled(x, t, margin, align, |w| {
-                        self.run(w).map_err(to_lib_error)
-                    });
-                    match r {
-                        Err(Error::ExceedsLimit { .. }) if t > 2 * align => t /= 2,
-                        r => return Ok(r?),
-                    }
-                }
-            }
-            r => r,
-        }
+    /// `run`, in tiles when asked or needed (see `wunet::engine::Engine::run_maybe_tiled`).
+    pub(crate) fn run_maybe_tiled(&mut self, x: &Tensor, tile: Option<usize>, margin: Option<usize>, max_memory: u64) -> Result<Tensor> {
+        let r = self.0.run_maybe_tiled(x, tile, margin, max_memory);
+        self.notices();
+        Ok(r?)
     }
 
     pub(crate) fn run(&mut self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Engine::Gpu {
-                model,
-                plans,
-                fallback,
-                ..
-            } => {
-                if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
-                    match model.plan(x.shape) {
-                        Ok(p) => {
-                            e.insert(p);
-                        }
-                        // --device auto: a GPU failure at plan time (out of memory, a lost
-                        // device, a driver error) moves to the CPU engine, saying so. Inputs
-                        // beyond the device's limits are tiled instead (`run_maybe_tiled`).
-                        Err(err)
-                            if fallback.is_some() && !matches!(err, Error::ExceedsLimit { .. }) =>
-                        {
-                            let (m, fold) = *fallback.take().expect("checked");
-                            eprintln!("wunet: the GPU failed ({err}); running on the CPU engine");
-                            *self = Engine::Cpu {
-                                model: cpu::CpuModel::new(m, fold),
-                            };
-                            return self.run(x);
-                        }
-                        Err(err) => return Err(err.into()),
-                    }
-                }
-                Ok(plans[&x.shape].run(x)?)
-            }
-            Engine::Cpu { model } => Ok(model.forward(x)?),
-            Engine::Int8 { model } => Ok(model.forward(x)?),
-            Engine::Graph { model, .. } => Ok(model.forward(x)?),
-            Engine::GpuInt8 { model, plans, .. } => {
-                if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
-                    e.insert(model.plan(x.shape)?);
-                }
-                Ok(plans[&x.shape].run(x)?)
-            }
-        }
+        let r = self.0.run(x);
+        self.notices();
+        Ok(r?)
     }
 }
 
-/// Back to the library's error (tiles run through the engines' anyhow results).
-fn to_lib_error(e: anyhow::Error) -> Error {
-    match e.downcast::<Error>() {
-        Ok(e) => e,
-        Err(e) => Error::InvalidArgument(e.to_string()),
-    }
-}
 
 pub(crate) fn is_npy(p: &Path) -> bool {
     p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))

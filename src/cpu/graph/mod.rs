@@ -45,6 +45,11 @@ impl Prepared {
             .collect();
         Prepared { shaped, packs }
     }
+
+    /// The most activation bytes alive at once while the engine runs.
+    pub fn peak_bytes(&self) -> u64 {
+        self.shaped.peak_live_bytes()
+    }
 }
 
 impl GraphCpu {

@@ -51,17 +51,17 @@ fn grid(count: usize, max: u32) -> Result<[u32; 3]> {
     let gx = count.min(max as u64);
     let gy = count.div_ceil(gx);
     if gy > max as u64 {
-        return Err(too_many(count));
+        return Err(too_many(gy, max));
     }
     Ok([gx as u32, gy as u32, 1])
 }
 
-fn too_many(count: u64) -> Error {
+fn too_many(count: u64, max: u32) -> Error {
     Error::ExceedsLimit {
-        what: format!("a dispatch of {count} workgroups"),
+        what: format!("a dispatch of {count} workgroups along one dimension"),
         needed: count,
         limit: "max_compute_workgroups_per_dimension",
-        max: 0,
+        max: max as u64,
     }
 }
 
@@ -146,17 +146,28 @@ pub(super) fn lower(
                 slope_off as u32,
                 per_ch as u32,
             ]);
-            let z = n * groups * cblocks;
+            // Depthwise (one input channel per group, as the CPU engine splits them): one
+            // output channel per invocation; else blocks of 4 channels of a group.
+            let depthwise = cin_g == 1 && *groups > 1;
+            let z = if depthwise {
+                n * oc
+            } else {
+                n * groups * cblocks
+            };
             let groups3 = [
                 ow.div_ceil(CONV_PX).div_ceil(CONV_WG.0 as usize) as u32,
                 oh.div_ceil(CONV_WG.1 as usize) as u32,
                 z as u32,
             ];
             if groups3.iter().any(|&v| v > max_groups) {
-                return Err(too_many(z as u64));
+                return Err(too_many(z as u64, max_groups));
             }
             vec![Dispatch {
-                kernel: GraphKernel::Conv2d,
+                kernel: if depthwise {
+                    GraphKernel::DepthwiseConv2d
+                } else {
+                    GraphKernel::Conv2d
+                },
                 params,
                 groups: groups3,
                 binds: vec![
@@ -224,7 +235,7 @@ pub(super) fn lower(
                 z as u32,
             ];
             if groups3.iter().any(|&v| v > max_groups) {
-                return Err(too_many(z as u64));
+                return Err(too_many(z as u64, max_groups));
             }
             vec![Dispatch {
                 kernel: GraphKernel::ConvTranspose2d,

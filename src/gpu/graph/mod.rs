@@ -33,6 +33,9 @@ use crate::{shaders, Error, Result};
 pub enum GraphKernel {
     /// Any conv: 4 output pixels × 4 output channels per invocation; bias, residual, activation.
     Conv2d,
+    /// Grouped conv with one input channel per group (depthwise, any multiplier): 4 output
+    /// pixels of one channel per invocation.
+    DepthwiseConv2d,
     /// Any transposed conv, gather form: 1 output pixel × 4 output channels per invocation.
     ConvTranspose2d,
     /// Affine (per-channel scale and shift) and activations.
@@ -52,8 +55,9 @@ pub enum GraphKernel {
 }
 
 impl GraphKernel {
-    pub const ALL: [GraphKernel; 11] = [
+    pub const ALL: [GraphKernel; 12] = [
         GraphKernel::Conv2d,
+        GraphKernel::DepthwiseConv2d,
         GraphKernel::ConvTranspose2d,
         GraphKernel::Unary,
         GraphKernel::Binary,
@@ -70,6 +74,7 @@ impl GraphKernel {
     pub fn shader(self) -> &'static str {
         match self {
             GraphKernel::Conv2d => "graph/conv2d_f32",
+            GraphKernel::DepthwiseConv2d => "graph/depthwise_conv2d_f32",
             GraphKernel::ConvTranspose2d => "graph/conv_transpose2d_f32",
             GraphKernel::Unary => "graph/unary_f32",
             GraphKernel::Binary => "graph/binary_f32",
@@ -86,10 +91,12 @@ impl GraphKernel {
     /// The workgroup-size override constants.
     fn constants(self) -> Vec<(&'static str, f64)> {
         match self {
-            GraphKernel::Conv2d | GraphKernel::ConvTranspose2d => vec![
-                ("WX", lower::CONV_WG.0 as f64),
-                ("WY", lower::CONV_WG.1 as f64),
-            ],
+            GraphKernel::Conv2d | GraphKernel::DepthwiseConv2d | GraphKernel::ConvTranspose2d => {
+                vec![
+                    ("WX", lower::CONV_WG.0 as f64),
+                    ("WY", lower::CONV_WG.1 as f64),
+                ]
+            }
             _ => vec![("WG", lower::WG_LINEAR as f64)],
         }
     }
@@ -227,7 +234,7 @@ impl GpuGraphModel {
             });
         }
         let mem = place_by_size(sizes, life, ARENA_ALIGN);
-        let max_bind = limits.max_storage_buffer_binding_size as u64;
+        let max_bind = limits.max_storage_buffer_binding_size;
         for (t, &s) in mem.sizes.iter().enumerate() {
             if s > max_bind {
                 return Err(Error::ExceedsLimit {
@@ -522,12 +529,16 @@ impl GraphPlan {
     /// writes come back as whatever the arena held). Needs `keep_intermediates`.
     #[cfg(not(target_arch = "wasm32"))]
     pub fn run_all(&self, input: &Tensor) -> Result<Vec<Tensor>> {
+        pollster::block_on(self.run_all_async(input))
+    }
+
+    pub async fn run_all_async(&self, input: &Tensor) -> Result<Vec<Tensor>> {
         if !self.keep_all {
             return Err(Error::InvalidArgument(
                 "run_all needs a plan made with keep_intermediates".into(),
             ));
         }
-        let data = pollster::block_on(self.execute(input, 0, self.mem.arena_bytes.max(4)))?;
+        let data = self.execute(input, 0, self.mem.arena_bytes.max(4)).await?;
         let data: Vec<f32> = bytemuck::pod_collect_to_vec(&data);
         self.graph
             .shapes

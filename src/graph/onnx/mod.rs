@@ -270,7 +270,7 @@ fn tensor_const(t: &TensorProto, ext: &mut ExternalData) -> Result<Const> {
         let d = usize::try_from(d).map_err(|_| bad(format!("tensor `{}` has a negative dim {d}", t.name)))?;
         count = count
             .checked_mul(d)
-            .filter(|&c| c <= 1 << 34)
+            .filter(|&c| c as u64 <= (isize::MAX as u64) / 8)
             .ok_or_else(|| bad(format!("tensor `{}` has an absurd shape {:?}", t.name, t.dims)))?;
         shape.push(d);
     }
