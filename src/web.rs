@@ -25,6 +25,7 @@ use wasm_bindgen::prelude::*;
 
 use crate::cpu::{graph::GraphCpu, int8::Int8Model, CpuModel};
 use crate::engine::{choose, AdapterView, Choice, Device, ModelFile};
+use crate::gpu::graph::{GpuGraphModel, GpuGraphOptions, GraphPlan};
 use crate::gpu::{
     request_gpu_async, Dot4, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions, Plan,
 };
@@ -44,6 +45,11 @@ enum Engine {
     CpuInt8(Int8Model),
     /// An imported (ONNX) graph on the CPU graph engine.
     Graph(GraphCpu),
+    /// An imported (ONNX) graph on WebGPU.
+    GpuGraph {
+        model: GpuGraphModel,
+        plans: HashMap<Shape, GraphPlan>,
+    },
 }
 
 struct Inner {
@@ -93,6 +99,12 @@ impl Inner {
             Engine::Cpu(m) => m.forward(x),
             Engine::CpuInt8(m) => m.forward(x),
             Engine::Graph(m) => m.forward(x),
+            Engine::GpuGraph { model, plans } => {
+                if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
+                    e.insert(model.plan_async(x.shape).await?);
+                }
+                plans[&x.shape].run_async(x).await
+            }
         }
     }
 }
@@ -174,6 +186,16 @@ impl Model {
                 "f32",
                 None,
             ),
+            (Choice::Gpu, ModelFile::Graph { graph, .. }, Ok(g)) => {
+                let model = GpuGraphModel::new_async(&g.device, &g.queue, graph, GpuGraphOptions::default())
+                    .await
+                    .map_err(js_err)?;
+                let engine = Engine::GpuGraph {
+                    model,
+                    plans: HashMap::new(),
+                };
+                (engine, "webgpu", name, "f32", None)
+            }
             (_, ModelFile::Graph { graph, .. }, _) => (
                 Engine::Graph(GraphCpu::new(graph, true)),
                 "cpu",
@@ -287,8 +309,13 @@ impl Model {
     pub fn flops(&self, h: u32, w: u32) -> Result<f64, JsError> {
         let i = self.inner.borrow();
         let shape = [1, i.spec.in_channels, h as usize, w as usize];
-        if let Engine::Graph(m) = &i.engine {
-            return Ok(m.prepared(shape).map_err(js_err)?.shaped.total_flops() as f64);
+        match &i.engine {
+            Engine::Graph(m) => return Ok(m.prepared(shape).map_err(js_err)?.shaped.total_flops() as f64),
+            Engine::GpuGraph { model, .. } => {
+                let g = crate::graph::fuse(model.graph().instantiate(shape).map_err(js_err)?);
+                return Ok(g.total_flops() as f64);
+            }
+            _ => {}
         }
         let g = crate::plan::Graph::build(&i.spec, shape, true).map_err(js_err)?;
         Ok(g.total_flops() as f64)
