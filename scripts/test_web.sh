@@ -36,6 +36,13 @@ $W infer -m tests/fixtures/d3_odd.safetensors "$t/d3_64_input.npy" -o "$t/d3_64_
 # them as Winograd F(4×4, 3×3) where the adapter has subgroups (SwiftShader: 4 lanes).
 cp assets/demo_unet.safetensors "$t/demo.safetensors"
 $W infer -m "$t/demo.safetensors" "$t/d3_64_input.npy" -o "$t/demo_64_cpu.npy" --device cpu
+# Imported models (ONNX, TorchScript exports: weights inside, as a page needs them): against
+# PyTorch's outputs, on WebGPU (the graph kernels) and on the wasm CPU graph engine.
+for m in smp_resnet18_scse monai_basicunet; do
+  cp tests/fixtures/onnx/$m/torchscript.onnx "$t/$m.onnx"
+  cp tests/fixtures/onnx/$m/input.npy "$t/${m}_input.npy"
+  cp tests/fixtures/onnx/$m/output.npy "$t/${m}_output.npy"
+done
 # A broken file: the page's error must carry the CLI's message.
 printf '\001\002\003' > "$t/bad.safetensors"
 $W info -m "$t/bad.safetensors" 2> "$t/bad_cli.txt" && { echo "the CLI accepted a broken file" >&2; exit 1; } || true
@@ -59,7 +66,19 @@ cat > "$t/case.json" <<JSON
   "threads": false},
  {"name": "d3_odd int8 on the wasm CPU engine, one thread, vs native int8 CPU", "model": "test/d3_odd_int8.safetensors",
   "input": "test/d3_odd_input.npy", "want": "test/d3_odd_int8_cpu.npy", "rel": 0, "exact": true, "device": "cpu",
-  "threads": false}
+  "threads": false},
+ {"name": "smp Unet ResNet-18 scSE (ONNX) on WebGPU vs PyTorch", "model": "test/smp_resnet18_scse.onnx",
+  "input": "test/smp_resnet18_scse_input.npy", "want": "test/smp_resnet18_scse_output.npy", "rel": 1e-4, "exact": false,
+  "device": "gpu"},
+ {"name": "MONAI BasicUNet (ONNX) on WebGPU vs PyTorch", "model": "test/monai_basicunet.onnx",
+  "input": "test/monai_basicunet_input.npy", "want": "test/monai_basicunet_output.npy", "rel": 1e-4, "exact": false,
+  "device": "gpu"},
+ {"name": "smp Unet ResNet-18 scSE (ONNX) on the wasm CPU engine vs PyTorch", "model": "test/smp_resnet18_scse.onnx",
+  "input": "test/smp_resnet18_scse_input.npy", "want": "test/smp_resnet18_scse_output.npy", "rel": 1e-4, "exact": false,
+  "device": "cpu"},
+ {"name": "MONAI BasicUNet (ONNX) on the wasm CPU engine, one thread, vs PyTorch", "model": "test/monai_basicunet.onnx",
+  "input": "test/monai_basicunet_input.npy", "want": "test/monai_basicunet_output.npy", "rel": 1e-4, "exact": false,
+  "device": "cpu", "threads": false}
 ]}
 JSON
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

@@ -268,8 +268,9 @@ impl Model {
             .map_err(|e| js_err(format!("{e:?}")))
     }
 
-    /// What runs: `{path: "webgpu"|"cpu", adapter, precision, dot4, subgroup_size,
-    /// winograd_layers, threads, in_channels, out_channels, features}`; `subgroup_size`: the
+    /// What runs: `{graph, path: "webgpu"|"cpu", adapter, precision, dot4, subgroup_size,
+    /// winograd_layers, threads, in_channels, out_channels, features}`; `graph`: an imported
+    /// (ONNX) model on the graph engines; `subgroup_size`: the
     /// subgroup width the float32 kernels share their loads across, `null` where the kernels
     /// without subgroups run; `winograd_layers`: the 3×3 convs the last float32 WebGPU
     /// inference ran as Winograd F(4×4, 3×3) (`null` before one, and on the other paths);
@@ -285,8 +286,10 @@ impl Model {
             "cpu" => rayon::current_num_threads().to_string(),
             _ => "null".to_string(),
         };
+        let graph = matches!(i.engine, Engine::Graph(_) | Engine::GpuGraph { .. });
         let json = format!(
-            "{{\"path\":\"{}\",\"adapter\":{:?},\"precision\":\"{}\",\"dot4\":{},\"subgroup_size\":{},\"winograd_layers\":{},\"threads\":{},\"in_channels\":{},\"out_channels\":{},\"features\":{:?}}}",
+            "{{\"graph\":{},\"path\":\"{}\",\"adapter\":{:?},\"precision\":\"{}\",\"dot4\":{},\"subgroup_size\":{},\"winograd_layers\":{},\"threads\":{},\"in_channels\":{},\"out_channels\":{},\"features\":{:?}}}",
+            graph,
             i.path,
             i.adapter,
             i.precision,

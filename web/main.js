@@ -184,9 +184,8 @@ async function demo() {
     }
   };
   $("file").onchange = (e) => e.target.files[0] && useFile(e.target.files[0]);
-  $("modelfile").onchange = async (e) => {
-    const f = e.target.files[0];
-    if (!f) return;
+  // A model file (safetensors or ONNX with its weights inside), picked or dropped.
+  const useModelFile = async (f) => {
     try {
       model = await loadModel(new Uint8Array(await f.arrayBuffer()));
       await run();
@@ -194,6 +193,7 @@ async function demo() {
       status(`error: ${err.message ?? err}`);
     }
   };
+  $("modelfile").onchange = (e) => e.target.files[0] && useModelFile(e.target.files[0]);
   const drop = $("drop");
   drop.ondragover = (e) => { e.preventDefault(); drop.classList.add("over"); };
   drop.ondragleave = () => drop.classList.remove("over");
@@ -201,7 +201,8 @@ async function demo() {
     e.preventDefault();
     drop.classList.remove("over");
     const f = e.dataTransfer.files[0];
-    if (f) useFile(f);
+    if (f && /\.(onnx|safetensors)$/i.test(f.name)) useModelFile(f);
+    else if (f) useFile(f);
   };
   done({ ok: true, info: model.info() });
 }
@@ -277,7 +278,8 @@ async function test() {
       if (got[i] !== want.data[i]) differ++;
     }
     const info = model.info();
-    const subgroupsOk = !(subgroupsOffered && info.path === "webgpu" && info.precision === "f32") ||
+    // (Imported graphs run the general graph kernels, without subgroups.)
+    const subgroupsOk = !(subgroupsOffered && info.path === "webgpu" && info.precision === "f32" && !info.graph) ||
       (info.subgroup_size !== null && (!c.winograd || info.winograd_layers > 0));
     const threadsOk = info.path !== "cpu" ||
       info.threads === (threaded && c.threads !== false ? navigator.hardwareConcurrency : 1);

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::exec::map_read_async;
-use super::{buffer_with, scoped_async};
+use super::{buffer_with, scoped_async, Profile, TimingMode};
 use crate::graph::{fuse, LayerGraph, Shaped};
 use crate::plan::{place_by_size, MemoryPlan, ARENA_ALIGN};
 use crate::tensor::Tensor;
@@ -86,6 +86,11 @@ impl GraphKernel {
             GraphKernel::Softmax => "graph/softmax_f32",
             GraphKernel::Resize => "graph/resize_f32",
         }
+    }
+
+    /// The shader's file name (`conv2d_f32`), as benchmarks print it.
+    pub fn name(self) -> &'static str {
+        self.shader().trim_start_matches("graph/")
     }
 
     /// The workgroup-size override constants.
@@ -517,12 +522,89 @@ impl GraphPlan {
 
     pub async fn run_async(&self, input: &Tensor) -> Result<Tensor> {
         let o = self.graph.output;
-        let data = self
-            .execute(input, self.mem.offsets[o], self.mem.sizes[o])
+        let (data, _) = self
+            .execute(input, self.mem.offsets[o], self.mem.sizes[o], None)
             .await?;
+        self.output_tensor(&data)
+    }
+
+    fn output_tensor(&self, data: &[u8]) -> Result<Tensor> {
         let n: usize = self.output_shape().iter().product();
-        let v: Vec<f32> = bytemuck::pod_collect_to_vec(&data);
+        let v: Vec<f32> = bytemuck::pod_collect_to_vec(data);
         Tensor::new(self.output_shape(), v[..n].to_vec())
+    }
+
+    /// Whether `run_profiled` can time dispatches on this device, and how (as `Plan`).
+    pub fn timing_mode(&self) -> Option<TimingMode> {
+        let f = self.device.features();
+        if f.contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+        ) {
+            Some(TimingMode::InsidePass)
+        } else if f.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            Some(TimingMode::PassPerDispatch)
+        } else {
+            None
+        }
+    }
+
+    /// One inference with a GPU timestamp around every dispatch (`steps` order): inside the
+    /// one compute pass, or one pass per dispatch where the adapter only has pass-boundary
+    /// timestamps; one command buffer, one submit either way.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn run_profiled(&self, input: &Tensor) -> Result<(Tensor, Profile)> {
+        pollster::block_on(self.run_profiled_async(input))
+    }
+
+    pub async fn run_profiled_async(&self, input: &Tensor) -> Result<(Tensor, Profile)> {
+        let mode = self.timing_mode().ok_or_else(|| {
+            Error::Gpu(
+                "the device has no TIMESTAMP_QUERY feature: per-dispatch times are unavailable"
+                    .into(),
+            )
+        })?;
+        let n = self.steps.len() as u32;
+        let count = match mode {
+            TimingMode::InsidePass => n + 1,
+            TimingMode::PassPerDispatch => 2 * n,
+        };
+        let bytes = 8 * count as u64;
+        let timing = Timing {
+            mode,
+            queries: self.device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("graph dispatch timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            }),
+            resolve: self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("graph timestamp resolve"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            read: self.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("graph timestamp readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        };
+        let o = self.graph.output;
+        let (data, ticks) = self
+            .execute(input, self.mem.offsets[o], self.mem.sizes[o], Some(&timing))
+            .await?;
+        let ticks = ticks.expect("timestamps were recorded");
+        let period_ms = self.queue.get_timestamp_period() as f64 * 1e-6;
+        let step_ms = (0..n as usize)
+            .map(|i| {
+                let (a, b) = match mode {
+                    TimingMode::InsidePass => (ticks[i], ticks[i + 1]),
+                    TimingMode::PassPerDispatch => (ticks[2 * i], ticks[2 * i + 1]),
+                };
+                b.saturating_sub(a) as f64 * period_ms
+            })
+            .collect();
+        Ok((self.output_tensor(&data)?, Profile { mode, step_ms }))
     }
 
     /// One inference reading back every tensor (indexed by `TensorId`; tensors no layer
@@ -538,7 +620,9 @@ impl GraphPlan {
                 "run_all needs a plan made with keep_intermediates".into(),
             ));
         }
-        let data = self.execute(input, 0, self.mem.arena_bytes.max(4)).await?;
+        let (data, _) = self
+            .execute(input, 0, self.mem.arena_bytes.max(4), None)
+            .await?;
         let data: Vec<f32> = bytemuck::pod_collect_to_vec(&data);
         self.graph
             .shapes
@@ -556,7 +640,13 @@ impl GraphPlan {
     /// `bytes` at `offset` of the arena, one submit, read back.
     // The lock spans the readback on purpose: a run owns the arena until its output is out.
     #[allow(clippy::await_holding_lock)]
-    async fn execute(&self, input: &Tensor, offset: u64, bytes: u64) -> Result<Vec<u8>> {
+    async fn execute(
+        &self,
+        input: &Tensor,
+        offset: u64,
+        bytes: u64,
+        timing: Option<&Timing>,
+    ) -> Result<(Vec<u8>, Option<Vec<u64>>)> {
         if input.shape != self.input_shape() {
             return Err(Error::BadInput {
                 shape: input.shape.to_vec(),
@@ -585,23 +675,71 @@ impl GraphPlan {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("wunet graph inference"),
                 });
-            {
-                let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: Some("graph"),
-                    timestamp_writes: None,
-                });
-                for s in &self.steps {
-                    pass.set_pipeline(&s.pipeline);
-                    pass.set_bind_group(0, &s.bind_group, &[]);
-                    pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
+            match timing.map(|t| t.mode) {
+                Some(TimingMode::PassPerDispatch) => {
+                    let qs = &timing.expect("timing").queries;
+                    for (i, s) in self.steps.iter().enumerate() {
+                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                            label: Some(&s.label),
+                            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                                query_set: qs,
+                                beginning_of_pass_write_index: Some(2 * i as u32),
+                                end_of_pass_write_index: Some(2 * i as u32 + 1),
+                            }),
+                        });
+                        s.dispatch(&mut pass);
+                    }
+                }
+                mode => {
+                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: Some("graph"),
+                        timestamp_writes: None,
+                    });
+                    let qs = (mode == Some(TimingMode::InsidePass))
+                        .then(|| &timing.expect("timing").queries);
+                    for (i, s) in self.steps.iter().enumerate() {
+                        if let Some(qs) = qs {
+                            pass.write_timestamp(qs, i as u32);
+                        }
+                        s.dispatch(&mut pass);
+                    }
+                    if let Some(qs) = qs {
+                        pass.write_timestamp(qs, self.steps.len() as u32);
+                    }
                 }
             }
             enc.copy_buffer_to_buffer(&self.arena, offset, &readback, 0, bytes);
+            if let Some(t) = timing {
+                enc.resolve_query_set(&t.queries, 0..t.queries.count(), &t.resolve, 0);
+                enc.copy_buffer_to_buffer(&t.resolve, 0, &t.read, 0, t.read.size());
+            }
             self.queue.submit([enc.finish()]);
             self.submits.fetch_add(1, Ordering::Relaxed);
         })
         .await?;
-        let mut out = map_read_async(&self.device, &[(readback, bytes)]).await?;
-        Ok(out.swap_remove(0))
+        let mut bufs = vec![(readback, bytes)];
+        if let Some(t) = timing {
+            bufs.push((t.read.clone(), t.read.size()));
+        }
+        let mut out = map_read_async(&self.device, &bufs).await?;
+        let ticks = timing
+            .map(|_| bytemuck::pod_collect_to_vec::<u8, u64>(&out.pop().expect("timestamps")));
+        Ok((out.swap_remove(0), ticks))
+    }
+}
+
+/// The query set and buffers of one profiled run.
+struct Timing {
+    mode: TimingMode,
+    queries: wgpu::QuerySet,
+    resolve: wgpu::Buffer,
+    read: wgpu::Buffer,
+}
+
+impl GraphStep {
+    fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>) {
+        pass.set_pipeline(&self.pipeline);
+        pass.set_bind_group(0, &self.bind_group, &[]);
+        pass.dispatch_workgroups(self.workgroups[0], self.workgroups[1], self.workgroups[2]);
     }
 }
