@@ -69,3 +69,25 @@ fn onnx_families_match_pytorch_on_the_cpu() {
     assert!(ran >= 20, "only {ran} exports found");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
 }
+
+/// Overlap-tile inference of an imported graph equals the whole image's result where the graph
+/// allows tiles (margin and alignment from its receptive field and strides), and is refused with
+/// the reason where an op mixes every pixel.
+#[test]
+fn tiles_of_an_imported_graph_equal_the_whole_image() {
+    use wunet::engine::{Device, Engine, ModelFile};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
+    let x = common::random_tensor([1, 3, 90, 101], 7);
+    let m = ModelFile::load(&root.join("milesial_transposed/dynamo.onnx")).unwrap();
+    let mut e = Engine::new(m, Device::Cpu, true).unwrap();
+    let (radius, align) = e.tile_geometry(x.shape).unwrap();
+    assert_eq!(align, 16, "4 poolings");
+    assert!(radius > 40, "receptive radius {radius}");
+    let whole = e.run(&x).unwrap();
+    let tiled = e.run_maybe_tiled(&x, Some(32), None, u64::MAX).unwrap();
+    assert_close("milesial tiled vs whole", &tiled, &whole, 1e-6);
+    let m = ModelFile::load(&root.join("smp_resnet18_scse/dynamo.onnx")).unwrap();
+    let mut e = Engine::new(m, Device::Cpu, true).unwrap();
+    let err = e.run_maybe_tiled(&x, Some(32), None, u64::MAX).unwrap_err().to_string();
+    assert!(err.contains("cannot run in tiles"), "{err}");
+}
