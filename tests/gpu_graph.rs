@@ -571,6 +571,119 @@ fn every_layer_kind_and_conv_geometry_matches_the_cpu_layer() {
     }
 }
 
+/// The subgroup conv kernels (`Conv3x3Sg`, `Conv2dSg`, every XB) against the CPU layer: 3×3
+/// stride-1 layers at the shapes that pick each mode (columns, lane pairs, patch rows of 4 and
+/// 8), and strided, dilated, 1×1, 7×7 and non-square kernels at widths that pick each XB of the
+/// general kernel; batch 2, odd heights, channels not a multiple of 4 (nor of 8), residual adds
+/// and activations. Every kernel the per-layer choice predicts for the adapter's subgroup size
+/// must have run; at 8 lanes (lavapipe) that is all eight.
+#[test]
+fn subgroup_conv_kernels_match_the_cpu_layer() {
+    let Some(gpu) = common::gpu("subgroup_conv_kernels_match_the_cpu_layer") else {
+        return;
+    };
+    let sg = GpuGraphModel::new(
+        &gpu.device,
+        &gpu.queue,
+        LayerGraph::default(),
+        GpuGraphOptions::default(),
+    )
+    .unwrap()
+    .subgroup_size();
+    let Some(sg) = sg else {
+        eprintln!(
+            "SKIPPED subgroup_conv_kernels_match_the_cpu_layer: the adapter has no fixed subgroup \
+             size (or WUNET_SUBGROUPS=0); the plain kernels are checked by the battery"
+        );
+        return;
+    };
+    let mut seen = BTreeSet::new();
+    let mut expected = BTreeSet::new();
+    // (h, w): columns (h ≥ SG), lane pairs, patch rows of 4 and 8 (h < SG / 2), 17 rows
+    for (i, [h, w]) in [[9, 4], [13, 12], [3, 20], [3, 36], [17, 4]]
+        .into_iter()
+        .enumerate()
+    {
+        let input = [2, 5, h, w];
+        let mut b = Builder::new(input);
+        let slopes = b.values(11, 0.05, 0.3);
+        let c = b.conv(0, 11, [3, 3], [1, 1], [1; 4], [1, 1], 1, Act::Relu, None);
+        b.conv(c, 3, [3, 3], [1, 1], [1; 4], [1, 1], 1, Act::None, None);
+        b.conv(
+            c,
+            11,
+            [3, 3],
+            [1, 1],
+            [1; 4],
+            [1, 1],
+            1,
+            Act::PRelu(slopes),
+            Some(c),
+        );
+        // the general kernel: stride 2, stride 3, 7×7 asymmetric, 1×1, dilation, 5×3
+        b.conv(0, 9, [3, 3], [2, 2], [1; 4], [1, 1], 1, Act::Relu, None);
+        b.conv(0, 13, [3, 3], [3, 3], [1; 4], [1, 1], 1, Act::Sigmoid, None);
+        b.conv(0, 6, [7, 7], [2, 2], [3, 2, 1, 3], [1, 1], 1, Act::None, None);
+        b.conv(c, 7, [1, 1], [1, 1], [0; 4], [1, 1], 1, Act::Tanh, None);
+        b.conv(c, 5, [3, 3], [1, 1], [2; 4], [2, 2], 1, Act::LeakyRelu(0.1), None);
+        b.conv(
+            0,
+            11,
+            [5, 3],
+            [1, 1],
+            [2, 1, 2, 1],
+            [1, 1],
+            1,
+            Act::Clip(-0.2, 0.4),
+            Some(c),
+        );
+        for l in &b.g.layers {
+            expected.insert(subgroup_kernel(&b.g, l, sg));
+        }
+        let x = random_tensor(input, 11 + i as u64);
+        let (_, k) = check_layers(gpu, &format!("subgroup convs at {h}×{w}"), b.g, &x);
+        seen.extend(k);
+    }
+    for k in &expected {
+        assert!(seen.contains(k), "{k:?} never ran (subgroups of {sg}): {seen:?}");
+    }
+    if sg == 8 {
+        for k in GraphKernel::SUBGROUP {
+            assert!(seen.contains(&k), "{k:?} never ran at 8 lanes: {seen:?}");
+        }
+    }
+}
+
+/// The subgroup kernel the plan's rule picks for conv layer `l` with subgroups of `sg` lanes:
+/// `Conv3x3Sg` in the U-Net engine's mode (`gpu::Kernel::conv3x3_sg_for`) for 3×3 stride-1
+/// padding-1 layers where it applies, else `Conv2dSg` with the fewest lanes along x that cover
+/// a row of output (4 pixels each, at most min(SG, 8)).
+fn subgroup_kernel(g: &Shaped, l: &Layer, sg: u32) -> GraphKernel {
+    let Layer::Conv {
+        x,
+        out,
+        kernel,
+        stride,
+        pad,
+        dil,
+        groups,
+        ..
+    } = l
+    else {
+        panic!("not a conv: {l:?}");
+    };
+    let [_, _, h, w] = g.shapes[*x];
+    let ow = g.shapes[*out][3];
+    if *kernel == [3, 3] && *stride == [1, 1] && *pad == [1; 4] && *dil == [1, 1] && *groups == 1 {
+        if let Some(wunet::gpu::Kernel::Conv3x3Sg(xb)) =
+            wunet::gpu::Kernel::conv3x3_sg_for(Some(sg), h, w)
+        {
+            return GraphKernel::Conv3x3Sg(xb);
+        }
+    }
+    GraphKernel::Conv2dSg((ow.div_ceil(4).next_power_of_two() as u32).clamp(1, sg.min(8)))
+}
+
 /// Every family of `tests/fixtures/onnx`, both exports, end to end on the GPU against
 /// PyTorch's output within 1e-4 · max|ref|; one submit per inference.
 #[test]
