@@ -183,8 +183,8 @@ pub enum Op {
     Binary(BinOp),
     /// x (Identity, Dropout in inference)
     Identity,
-    /// x
-    Softmax { axis: i64 },
+    /// x; `legacy` (opset < 13): over all dims from `axis` on, flattened.
+    Softmax { axis: i64, legacy: bool },
     // Shape arithmetic, folded at plan time (never run on activations).
     Shape { start: i64, end: Option<i64> },
     Gather { axis: i64 },

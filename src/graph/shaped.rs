@@ -855,9 +855,15 @@ impl Builder<'_> {
                 Ok(self.push(name, Layer::Binary { a, b, out, op: *op, act: Act::None }))
             }
             Op::Identity => Ok(Val::Tensor(x)),
-            Op::Softmax { axis } => {
-                if norm_axis(*axis, 4)? != 1 {
-                    return Err(shape_err(format!("softmax over axis {axis} (wunet: over channels)")));
+            Op::Softmax { axis, legacy } => {
+                let ax = norm_axis(*axis, 4)?;
+                // Before opset 13, Softmax normalizes over every dim from `axis` on: over
+                // channels only where the image is 1 × 1.
+                if ax != 1 || (*legacy && h * w != 1) {
+                    return Err(shape_err(format!(
+                        "softmax over axis {axis}{} (wunet: over channels; export with opset 13 or later)",
+                        if *legacy { " of an opset < 13 model, i.e. over C·H·W flattened" } else { "" }
+                    )));
                 }
                 let out = self.tensor(xs.to_vec(), "")?;
                 Ok(self.push(name, Layer::Softmax { x, out }))

@@ -583,6 +583,7 @@ fn convert(n: &NodeProto, label: &str, opset: i64) -> Result<Op> {
         }
         "Softmax" => Op::Softmax {
             axis: a.int("axis", if opset < 13 { 1 } else { -1 }),
+            legacy: opset < 13,
         },
         "Shape" => Op::Shape {
             start: a.int("start", 0),
