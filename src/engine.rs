@@ -74,12 +74,35 @@ impl ModelFile {
     /// safetensors where the bytes start as its header does (8 bytes of length, then `{`),
     /// otherwise ONNX. `dir` holds ONNX external data (`None`: none may be referenced).
     pub fn from_bytes(bytes: &[u8], onnx: Option<bool>, dir: Option<&Path>) -> Result<ModelFile> {
-        let onnx = onnx.unwrap_or(bytes.len() <= 8 || bytes[8] != b'{');
-        if onnx {
-            let graph = crate::graph::onnx::import(bytes, dir)?;
-            let spec = graph_spec(&graph);
-            Ok(ModelFile::Graph { graph, spec })
-        } else if is_int8_file(bytes) {
+        let looks_safetensors = bytes.len() > 8 && bytes[8] == b'{';
+        match onnx {
+            Some(true) => ModelFile::onnx(bytes, dir),
+            Some(false) => ModelFile::safetensors(bytes),
+            None if looks_safetensors => ModelFile::safetensors(bytes),
+            // Neither by its look: ONNX, and where that does not parse either, both reasons.
+            None => match ModelFile::onnx(bytes, dir) {
+                Err(Error::BadModel(onnx)) if onnx.starts_with("not a readable ONNX model") => {
+                    match ModelFile::safetensors(bytes) {
+                        Err(Error::NotSafetensors { path, reason }) => Err(Error::NotSafetensors {
+                            path,
+                            reason: format!("{reason} (nor an ONNX model: {})", onnx.trim_start_matches("not a readable ONNX model: ")),
+                        }),
+                        r => r,
+                    }
+                }
+                r => r,
+            },
+        }
+    }
+
+    fn onnx(bytes: &[u8], dir: Option<&Path>) -> Result<ModelFile> {
+        let graph = crate::graph::onnx::import(bytes, dir)?;
+        let spec = graph_spec(&graph);
+        Ok(ModelFile::Graph { graph, spec })
+    }
+
+    fn safetensors(bytes: &[u8]) -> Result<ModelFile> {
+        if is_int8_file(bytes) {
             Ok(ModelFile::Int8(QUNet::from_safetensors(bytes)?))
         } else {
             Ok(ModelFile::Float(UNet::from_safetensors(bytes)?))
