@@ -127,18 +127,19 @@ impl ModelFile {
 }
 
 /// The image-facing facts of a graph: input channels (3 where the model leaves them dynamic),
-/// output channels (from the graph at a probe size), normalization.
+/// output channels (as the model declares them, else from the graph at a probe size),
+/// normalization.
 pub fn graph_spec(g: &LayerGraph) -> UNetSpec {
     let cin = g.in_channels().unwrap_or(3);
-    let out = [256usize, 64, 37]
-        .iter()
-        .find_map(|&s| {
+    let probe = || {
+        [256usize, 64, 37].iter().find_map(|&s| {
             let n = g.input_dims[0].unwrap_or(1);
             let h = g.input_dims[2].unwrap_or(s);
             let w = g.input_dims[3].unwrap_or(s);
             g.instantiate([n, cin, h, w]).ok().map(|sh| sh.shapes[sh.output][1])
         })
-        .unwrap_or(1);
+    };
+    let out = g.output_dims[1].or_else(probe).unwrap_or(1);
     let mut spec = UNetSpec::new(cin, out, Vec::new());
     spec.input_mean = g.input_mean.clone();
     spec.input_std = g.input_std.clone();

@@ -106,6 +106,8 @@ pub struct LayerGraph {
     pub output: ValueId,
     /// The input's dims as the model declares them (`None`: dynamic).
     pub input_dims: [Option<usize>; 4],
+    /// The output's dims as the model declares them, where it does (`None`: dynamic or unsaid).
+    pub output_dims: [Option<usize>; 4],
     /// Per-channel image normalization `(x - mean) / std`, applied after scaling to [0, 1].
     pub input_mean: Option<Vec<f32>>,
     pub input_std: Option<Vec<f32>>,

@@ -113,6 +113,11 @@ pub fn import(bytes: &[u8], dir: Option<&Path>) -> Result<LayerGraph> {
             )))
         }
     };
+    if let Some(dims) = output.dims.as_ref().filter(|d| d.len() == 4) {
+        for (k, d) in dims.iter().enumerate() {
+            lg.output_dims[k] = d.filter(|&v| v > 0).map(|v| v as usize);
+        }
+    }
     for (k, n) in g.nodes.iter().enumerate() {
         let label = if n.name.is_empty() { format!("#{k}") } else { n.name.clone() };
         if !(n.domain.is_empty() || n.domain == "ai.onnx") {
