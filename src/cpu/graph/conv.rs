@@ -295,19 +295,77 @@ pub(crate) fn pack_direct(w: &[f32], bias: Option<&[f32]>, cout: usize, cin: usi
     Some(Packed::new(cout, k, |r, kk| w[r * k + kk], b))
 }
 
+/// A transposed conv whose windows do not overlap (kernel = stride, no padding or dilation, one
+/// group: the k2 s2 upsampling of U-Nets) packed for the direct kernel: rows (tap, co), K the
+/// input channels, bias per row.
+pub(crate) fn pack_direct_transposed(w: &[f32], bias: Option<&[f32]>, cout: usize, cin: usize, g: Geom) -> Option<Packed> {
+    if !crate::cpu::direct_f32::available() || g.groups != 1 || g.stride != g.kernel || g.pad != [0; 4] || g.dil != [1, 1] {
+        return None;
+    }
+    let taps = g.kernel[0] * g.kernel[1];
+    let b: Vec<f32> = (0..taps * cout).map(|r| bias.map_or(0.0, |b| b[r % cout])).collect();
+    // w: [cin][cout][tap]; row r = tap · cout + co.
+    Some(Packed::new(taps * cout, cin, |r, ci| w[(ci * cout + r % cout) * taps + r / cout], b))
+}
+
+/// The non-overlapping transposed conv: one GEMM of the packed rows (tap, co) over the input
+/// planes (the B rows, read in place), each tap's plane then scattered to its output pixels with
+/// the activation.
+pub(crate) fn conv_transpose2d_direct(x: &Tensor, p: &Packed, k: [usize; 2], out_shape: [usize; 4], act: &Act) -> Tensor {
+    let [nb, cin, h, w] = x.shape;
+    let [_, cout, oh, ow] = out_shape;
+    let npix = h * w;
+    let mut out = Tensor::zeros(out_shape);
+    let mut acc = vec![0f32; p.m * npix];
+    let tiles = npix.div_ceil(TILE);
+    let mb = crate::cpu::row_block(p.m, tiles, MR);
+    let blocks = p.m.div_ceil(mb);
+    for n in 0..nb {
+        let dst = SendPtr(acc.as_mut_ptr());
+        (0..tiles * blocks).into_par_iter().for_each(|t| {
+            let (tile, blk) = (t / blocks, t % blocks);
+            let (j0, j1) = (tile * TILE, ((tile + 1) * TILE).min(npix));
+            let (i0, i1) = (blk * mb, ((blk + 1) * mb).min(p.m));
+            let b: Vec<*const f32> = (0..cin).map(|ci| x.plane(n, ci)[j0..].as_ptr()).collect();
+            // SAFETY: each row pointer reads `j1 − j0` floats of one input plane; this task
+            // writes rows i0..i1, columns j0..j1 of `acc`.
+            unsafe { crate::cpu::direct_f32::gemm_task(p, (i0, i1), &b, j1 - j0, dst.at(j0), npix, false) };
+        });
+        let acc = &acc;
+        out.data[n * cout * oh * ow..(n + 1) * cout * oh * ow]
+            .par_chunks_mut(oh * ow)
+            .enumerate()
+            .for_each(|(co, o)| {
+                for tap in 0..k[0] * k[1] {
+                    let (dy, dx) = (tap / k[1], tap % k[1]);
+                    let src = &acc[(tap * cout + co) * npix..][..npix];
+                    for y in 0..h {
+                        let row = &mut o[(y * k[0] + dy) * ow..][..ow];
+                        for (xx, &v) in src[y * w..(y + 1) * w].iter().enumerate() {
+                            row[xx * k[1] + dx] = act.apply(v, co);
+                        }
+                    }
+                }
+            });
+    }
+    out
+}
+
 /// Stride-1 conv as an implicit GEMM with no im2col: the input is copied once into planes
 /// padded by the conv's pads, so the GEMM row of (channel, ky, kx) is that padded plane shifted by
 /// the tap; output position `j = y · pw + x` (columns `x ≥ ow` are junk and dropped when the
 /// epilogue copies the result out). Bias comes with the packed weights.
-pub(crate) fn conv2d_direct(x: &Tensor, p: &Packed, g: Geom, oh: usize, ow: usize, epi: &Epilogue) -> Tensor {
-    let [nb, cin, h, w] = x.shape;
+pub(crate) fn conv2d_direct(parts: &[&Tensor], p: &Packed, g: Geom, oh: usize, ow: usize, epi: &Epilogue) -> Tensor {
+    let x = parts[0];
+    let [nb, _, h, w] = x.shape;
+    let cin: usize = parts.iter().map(|t| t.c()).sum();
     let [kh, kw] = g.kernel;
     let (ph, pw) = (h + g.pad[0] + g.pad[2], w + g.pad[1] + g.pad[3]);
     let plane = ph * pw;
     let cout = p.m;
     let ncols = oh * pw;
     debug_assert_eq!(p.k, cin * kh * kw);
-    let direct_input = kh * kw == 1 && g.pad == [0; 4];
+    let direct_input = kh * kw == 1 && g.pad == [0; 4] && parts.len() == 1;
     // Junk columns of the last rows read up to (kw − 1)·dw floats past the last plane.
     let slack = (kw - 1) * g.dil[1] + 16;
     let mut out = Tensor::zeros([nb, cout, oh, ow]);
@@ -322,8 +380,11 @@ pub(crate) fn conv2d_direct(x: &Tensor, p: &Packed, g: Geom, oh: usize, ow: usiz
         } else {
             padded.clear();
             padded.resize(cin * plane + slack, 0.0);
+            // The parts' channels one after another: a concatenation costs nothing more.
+            let srcs: Vec<(&Tensor, usize)> = parts.iter().flat_map(|t| (0..t.c()).map(move |c| (*t, c))).collect();
             padded[..cin * plane].par_chunks_mut(plane).enumerate().for_each(|(ci, dst)| {
-                let s = x.plane(n, ci);
+                let (t, c) = srcs[ci];
+                let s = t.plane(n, c);
                 for y in 0..h {
                     dst[(y + g.pad[0]) * pw + g.pad[1]..][..w].copy_from_slice(&s[y * w..(y + 1) * w]);
                 }

@@ -23,15 +23,21 @@ pub struct GraphCpu {
     cache: Mutex<Option<([usize; 4], Arc<Prepared>)>>,
 }
 
-/// A shaped graph with the weights of its stride-1 convs packed for the direct kernel.
+/// A shaped graph prepared for the CPU: the weights of its stride-1 convs and non-overlapping
+/// transposed convs packed for the direct kernel, and the concatenations those convs read
+/// in place (their parts are copied straight into the conv's padded input).
 pub struct Prepared {
     pub shaped: Shaped,
     packs: Vec<Option<Packed>>,
+    /// Per layer: a direct conv reading a concatenation's parts instead of its output.
+    parts: Vec<Option<Vec<usize>>>,
+    /// Per layer: a concatenation that is never built (its one reader takes the parts).
+    virtual_concat: Vec<bool>,
 }
 
 impl Prepared {
     pub fn new(shaped: Shaped) -> Prepared {
-        let packs = shaped
+        let packs: Vec<Option<Packed>> = shaped
             .layers
             .iter()
             .map(|l| match l {
@@ -40,10 +46,35 @@ impl Prepared {
                     let bias = b.map(|b| shaped.weights[b].data.as_slice());
                     conv::pack_direct(&shaped.weights[*w].data, bias, shaped.shapes[*out][1], shaped.shapes[*x][1], geom)
                 }
+                Layer::ConvTranspose { x, out, w, b, kernel, stride, pad, dil, groups, .. } => {
+                    let geom = Geom { kernel: *kernel, stride: *stride, pad: *pad, dil: *dil, groups: *groups };
+                    let bias = b.map(|b| shaped.weights[b].data.as_slice());
+                    let ([_, _, h, wd], [_, cout, oh, ow]) = (shaped.shapes[*x], shaped.shapes[*out]);
+                    // Output padding (extra rows of bias only) stays on the plain path.
+                    if (oh, ow) != (h * kernel[0], wd * kernel[1]) {
+                        return None;
+                    }
+                    conv::pack_direct_transposed(&shaped.weights[*w].data, bias, cout, shaped.shapes[*x][1], geom)
+                }
                 _ => None,
             })
             .collect();
-        Prepared { shaped, packs }
+        let readers = shaped.readers();
+        let mut parts = vec![None; shaped.layers.len()];
+        let mut virtual_concat = vec![false; shaped.layers.len()];
+        for (j, l) in shaped.layers.iter().enumerate() {
+            let (Layer::Conv { x, .. }, Some(_)) = (l, &packs[j]) else { continue };
+            if readers[*x] != 1 {
+                continue;
+            }
+            if let Some(c) = shaped.layers.iter().position(|c| matches!(c, Layer::Concat { out, .. } if out == x)) {
+                if let Layer::Concat { xs, .. } = &shaped.layers[c] {
+                    parts[j] = Some(xs.clone());
+                    virtual_concat[c] = true;
+                }
+            }
+        }
+        Prepared { shaped, packs, parts, virtual_concat }
     }
 
     /// The most activation bytes alive at once while the engine runs.
@@ -89,7 +120,7 @@ impl GraphCpu {
     /// `forward`, also returning each layer's wall time in milliseconds.
     pub fn forward_timed(&self, input: &Tensor) -> Result<(Tensor, Vec<f64>)> {
         let p = self.prepared(input.shape)?;
-        run_with(&p.shaped, Some(&p.packs), input, &mut |_, _| {})
+        run_with(&p.shaped, Some(&p), input, &mut |_, _| {})
     }
 }
 
@@ -99,10 +130,10 @@ pub fn run(g: &Shaped, input: &Tensor, observe: &mut dyn FnMut(usize, &Tensor)) 
     run_with(g, None, input, observe)
 }
 
-/// `run`, with the stride-1 convs on the direct kernel where `packs` has their weights.
+/// `run`, with the direct kernels and in-place concatenations of `prep` where given.
 fn run_with(
     g: &Shaped,
-    packs: Option<&[Option<Packed>]>,
+    prep: Option<&Prepared>,
     input: &Tensor,
     observe: &mut dyn FnMut(usize, &Tensor),
 ) -> Result<(Tensor, Vec<f64>)> {
@@ -112,24 +143,53 @@ fn run_with(
             reason: format!("the plan was made for {:?}", g.shapes[g.input]),
         });
     }
-    let last = g.last_uses();
+    // What each layer reads here: a virtual concatenation nothing, its reader the parts.
+    let inputs: Vec<Vec<usize>> = g
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| match prep {
+            Some(p) if p.virtual_concat[i] => Vec::new(),
+            Some(Prepared { parts: pp, .. }) if pp[i].is_some() => {
+                let mut v = pp[i].clone().expect("checked");
+                v.extend(l.inputs().into_iter().skip(1));
+                v
+            }
+            _ => l.inputs(),
+        })
+        .collect();
+    let mut last = vec![0usize; g.shapes.len()];
+    for (i, ins) in inputs.iter().enumerate() {
+        for &t in ins {
+            last[t] = i;
+        }
+    }
+    last[g.output] = g.layers.len();
     let mut vals: Vec<Option<Tensor>> = vec![None; g.shapes.len()];
     vals[g.input] = Some(input.clone());
     let mut times = Vec::with_capacity(g.layers.len());
     for (i, l) in g.layers.iter().enumerate() {
         let t0 = web_time::Instant::now();
+        if prep.is_some_and(|p| p.virtual_concat[i]) {
+            times.push(0.0);
+            continue;
+        }
         let out = {
-            let args: Vec<&Tensor> = l
-                .inputs()
+            let args: Vec<&Tensor> = inputs[i]
                 .iter()
                 .map(|&t| vals[t].as_ref().expect("graph order: inputs computed first"))
                 .collect();
-            match (packs.and_then(|p| p[i].as_ref()), l) {
+            let pack = prep.and_then(|p| p.packs[i].as_ref());
+            match (pack, l) {
                 (Some(p), Layer::Conv { kernel, stride, pad, dil, groups, act, add, out, .. }) => {
-                    let epi = Epilogue { bias: None, add: add.map(|_| args[1]), act };
+                    let nparts = prep.and_then(|p| p.parts[i].as_ref()).map_or(1, Vec::len);
+                    let epi = Epilogue { bias: None, add: add.map(|_| args[nparts]), act };
                     let geom = Geom { kernel: *kernel, stride: *stride, pad: *pad, dil: *dil, groups: *groups };
                     let [_, _, oh, ow] = g.shapes[*out];
-                    conv::conv2d_direct(args[0], p, geom, oh, ow, &epi)
+                    conv::conv2d_direct(&args[..nparts], p, geom, oh, ow, &epi)
+                }
+                (Some(p), Layer::ConvTranspose { kernel, act, out, .. }) => {
+                    conv::conv_transpose2d_direct(args[0], p, *kernel, g.shapes[*out], act)
                 }
                 _ => run_layer(g, l, &args),
             }
@@ -138,7 +198,7 @@ fn run_with(
         debug_assert_eq!(out.shape, g.shapes[l.output()], "layer {i} ({})", l.kind());
         observe(i, &out);
         vals[l.output()] = Some(out);
-        for t in l.inputs() {
+        for &t in &inputs[i] {
             if last[t] == i {
                 vals[t] = None;
             }
@@ -238,6 +298,48 @@ mod tests {
             let plain = run(&fuse(g.instantiate(x.shape).unwrap()), &x, &mut |_, _| {}).unwrap().0;
             let (d, m) = fast.max_abs_diff(&plain);
             assert!(d <= 1e-5 * m, "case {case}: {d} vs {m}");
+        }
+    }
+
+    /// Two convs concatenated, read in place by a third, then a k2 s2 transposed conv with its
+    /// activation: the direct paths against the plain ones.
+    #[test]
+    fn in_place_concat_and_direct_transposed_conv_match_the_plain_path() {
+        let wv = |n: usize, seed: usize| (0..n).map(|i| ((i * 7919 + seed) % 89) as f32 / 89.0 - 0.5).collect::<Vec<_>>();
+        let mut g = LayerGraph::default();
+        g.input = g.value("x", None);
+        let conv = |g: &mut LayerGraph, x: usize, cin: usize, cout: usize, seed: usize, name: &str| {
+            let w = g.value(format!("{name}.w"), Some(Const::f32(vec![cout, cin, 3, 3], wv(cout * cin * 9, seed))));
+            let b = g.value(format!("{name}.b"), Some(Const::f32(vec![cout], wv(cout, seed + 1))));
+            let o = g.value(name, None);
+            let win = Window { pads: vec![1, 1, 1, 1], ..Default::default() };
+            g.node(name, Op::Conv { win, groups: 1 }, vec![Some(x), Some(w), Some(b)], vec![o]);
+            o
+        };
+        let x0 = g.input;
+        let a = conv(&mut g, x0, 3, 6, 1, "a");
+        let b = conv(&mut g, x0, 3, 5, 2, "b");
+        let c = g.value("cat", None);
+        g.node("cat", Op::Concat { axis: 1 }, vec![Some(a), Some(b)], vec![c]);
+        let y = conv(&mut g, c, 11, 9, 3, "y");
+        let wt = g.value("t.w", Some(Const::f32(vec![9, 7, 2, 2], wv(9 * 7 * 4, 4))));
+        let bt = g.value("t.b", Some(Const::f32(vec![7], wv(7, 5))));
+        let t = g.value("t", None);
+        let win = Window { strides: vec![2, 2], ..Default::default() };
+        let op = Op::ConvTranspose { win, groups: 1, output_padding: vec![], output_shape: vec![] };
+        g.node("t", op, vec![Some(y), Some(wt), Some(bt)], vec![t]);
+        let r = g.value("r", None);
+        g.node("r", Op::Act(Act::Relu), vec![Some(t)], vec![r]);
+        g.output = r;
+        let x = Tensor::new([2, 3, 11, 13], wv(2 * 3 * 11 * 13, 6)).unwrap();
+        let fast = GraphCpu::new(g.clone(), true).forward(&x).unwrap();
+        let plain = run(&fuse(g.instantiate(x.shape).unwrap()), &x, &mut |_, _| {}).unwrap().0;
+        assert_eq!(fast.shape, [2, 7, 22, 26]);
+        let (d, m) = fast.max_abs_diff(&plain);
+        assert!(d <= 1e-5 * m, "{d} vs {m}");
+        let p = GraphCpu::new(g, true).prepared(x.shape).unwrap();
+        if crate::cpu::direct_f32::available() {
+            assert!(p.virtual_concat.iter().any(|&v| v), "the concatenation was built");
         }
     }
 }
