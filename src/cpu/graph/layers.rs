@@ -178,8 +178,19 @@ pub fn resize(x: &Tensor, out: [usize; 4], mode: ResizeMode, coord: ResizeCoord,
     let [_, _, oh, ow] = out;
     let ty = taps(mode, coord, scale[0], h, oh);
     let tx = taps(mode, coord, scale[1], w, ow);
+    let nearest = matches!(mode, ResizeMode::Nearest(_));
     planes(out, |n, c, o| {
         let src = x.plane(n, c);
+        if nearest {
+            // A gather: one source row per output row, one source column per output column.
+            for (oy, &(y0, _, _)) in ty.iter().enumerate() {
+                let r0 = &src[y0 * w..(y0 + 1) * w];
+                for (d, &(x0, _, _)) in o[oy * ow..(oy + 1) * ow].iter_mut().zip(&tx) {
+                    *d = r0[x0];
+                }
+            }
+            return;
+        }
         for (oy, &(y0, y1, fy)) in ty.iter().enumerate() {
             let (r0, r1) = (&src[y0 * w..(y0 + 1) * w], &src[y1 * w..(y1 + 1) * w]);
             for (ox, &(x0, x1, fx)) in tx.iter().enumerate() {
