@@ -1,8 +1,8 @@
 //! The layer-graph GPU engine (`gpu::graph`): every layer kind and conv geometry against the
 //! CPU layer (`cpu::graph::run_layer`) applied to the GPU's own inputs (a plan that keeps every
-//! tensor, so errors cannot compound), within 1e-5 · max|ref|; and every ONNX fixture family,
-//! both exports, end to end against PyTorch's output within 1e-4 · max|ref|, one submit per
-//! inference.
+//! tensor, so errors cannot compound), within 1e-5 · max|ref|, with every subgroup conv variant
+//! proven to run where the adapter has fixed-size subgroups; and every ONNX fixture family, both
+//! exports, end to end against PyTorch's output within 1e-4 · max|ref|, one submit per inference.
 
 mod common;
 
@@ -571,12 +571,14 @@ fn every_layer_kind_and_conv_geometry_matches_the_cpu_layer() {
     }
 }
 
-/// The subgroup conv kernels (`Conv3x3Sg`, `Conv2dSg`, every XB) against the CPU layer: 3×3
+/// The subgroup conv kernels (`Conv3x3Sg`, `Conv2dSg`, `ConvTranspose2dSg`, every XB) against
+/// the CPU layer: 3×3
 /// stride-1 layers at the shapes that pick each mode (columns, lane pairs, patch rows of 4 and
 /// 8), and strided, dilated, 1×1, 7×7 and non-square kernels at widths that pick each XB of the
 /// general kernel; batch 2, odd heights, channels not a multiple of 4 (nor of 8), residual adds
-/// and activations. Every kernel the per-layer choice predicts for the adapter's subgroup size
-/// must have run; at 8 lanes (lavapipe) that is all eight.
+/// and activations; transposed convs whose kernel is their stride. Every kernel the per-layer
+/// choice predicts for the adapter's subgroup size must have run; at 8 lanes (lavapipe) that is
+/// every one of `GraphKernel::SUBGROUP`.
 #[test]
 fn subgroup_conv_kernels_match_the_cpu_layer() {
     let Some(gpu) = common::gpu("subgroup_conv_kernels_match_the_cpu_layer") else {
@@ -600,9 +602,19 @@ fn subgroup_conv_kernels_match_the_cpu_layer() {
     let mut seen = BTreeSet::new();
     let mut expected = BTreeSet::new();
     // (h, w): columns (h ≥ SG), lane pairs, patch rows of 4 and 8 (h < SG / 2), 17 rows
-    for (i, [h, w]) in [[9, 4], [13, 12], [3, 20], [3, 36], [17, 4]]
-        .into_iter()
-        .enumerate()
+    for (i, [h, w]) in [
+        [9, 4],
+        [13, 12],
+        [3, 20],
+        [3, 36],
+        [17, 4],
+        [5, 8],
+        [7, 16],
+        [4, 32],
+        [3, 64],
+    ]
+    .into_iter()
+    .enumerate()
     {
         let input = [2, 5, h, w];
         let mut b = Builder::new(input);
@@ -620,12 +632,63 @@ fn subgroup_conv_kernels_match_the_cpu_layer() {
             Act::PRelu(slopes),
             Some(c),
         );
-        // the general kernel: stride 2, stride 3, 7×7 asymmetric, 1×1, dilation, 5×3
-        b.conv(0, 9, [3, 3], [2, 2], [1; 4], [1, 1], 1, Act::Relu, None);
+        // the general kernel: stride 2 (the stride-2 kernel where rows are a multiple of 8;
+        // with a residual, and padded only at the top and left), stride 3, 7×7 asymmetric, 1×1,
+        // dilation, 5×3
+        let s2 = b.conv(0, 9, [3, 3], [2, 2], [1; 4], [1, 1], 1, Act::Relu, None);
+        b.conv(0, 9, [3, 3], [2, 2], [1; 4], [1, 1], 1, Act::Tanh, Some(s2));
+        b.conv(
+            0,
+            10,
+            [3, 3],
+            [2, 2],
+            [1, 1, 0, 0],
+            [1, 1],
+            1,
+            Act::None,
+            None,
+        );
+        // the stem: 7×7 stride 2 padded 3, with a residual and an activation
+        let s7 = b.conv(0, 12, [7, 7], [2, 2], [3; 4], [1, 1], 1, Act::Relu, None);
+        b.conv(
+            0,
+            12,
+            [7, 7],
+            [2, 2],
+            [3; 4],
+            [1, 1],
+            1,
+            Act::LeakyRelu(0.1),
+            Some(s7),
+        );
         b.conv(0, 13, [3, 3], [3, 3], [1; 4], [1, 1], 1, Act::Sigmoid, None);
-        b.conv(0, 6, [7, 7], [2, 2], [3, 2, 1, 3], [1, 1], 1, Act::None, None);
+        b.conv(
+            0,
+            6,
+            [7, 7],
+            [2, 2],
+            [3, 2, 1, 3],
+            [1, 1],
+            1,
+            Act::None,
+            None,
+        );
         b.conv(c, 7, [1, 1], [1, 1], [0; 4], [1, 1], 1, Act::Tanh, None);
-        b.conv(c, 5, [3, 3], [1, 1], [2; 4], [2, 2], 1, Act::LeakyRelu(0.1), None);
+        // 1×1: stride 2 with a residual (ResNet's downsampling), one output channel
+        let d = b.conv(c, 9, [1, 1], [2, 2], [0; 4], [1, 1], 1, Act::None, None);
+        b.conv(c, 9, [1, 1], [2, 2], [0; 4], [1, 1], 1, Act::Relu, Some(d));
+        b.conv(c, 1, [1, 1], [1, 1], [0; 4], [1, 1], 1, Act::Sigmoid, None);
+        b.conv(
+            c,
+            5,
+            [3, 3],
+            [1, 1],
+            [2; 4],
+            [2, 2],
+            1,
+            Act::LeakyRelu(0.1),
+            None,
+        );
         b.conv(
             0,
             11,
@@ -637,6 +700,9 @@ fn subgroup_conv_kernels_match_the_cpu_layer() {
             Act::Clip(-0.2, 0.4),
             Some(c),
         );
+        // transposed convs whose kernel is their stride: 2×2 (5 input channels), 3×2
+        b.conv_t(0, 11, [2, 2], [2, 2], [0; 4], [1, 1], 0, 1, Act::Relu);
+        b.conv_t(c, 6, [3, 2], [3, 2], [0; 4], [1, 1], 0, 1, Act::None);
         for l in &b.g.layers {
             expected.insert(subgroup_kernel(&b.g, l, sg));
         }
@@ -645,7 +711,10 @@ fn subgroup_conv_kernels_match_the_cpu_layer() {
         seen.extend(k);
     }
     for k in &expected {
-        assert!(seen.contains(k), "{k:?} never ran (subgroups of {sg}): {seen:?}");
+        assert!(
+            seen.contains(k),
+            "{k:?} never ran (subgroups of {sg}): {seen:?}"
+        );
     }
     if sg == 8 {
         for k in GraphKernel::SUBGROUP {
@@ -657,8 +726,56 @@ fn subgroup_conv_kernels_match_the_cpu_layer() {
 /// The subgroup kernel the plan's rule picks for conv layer `l` with subgroups of `sg` lanes:
 /// `Conv3x3Sg` in the U-Net engine's mode (`gpu::Kernel::conv3x3_sg_for`) for 3×3 stride-1
 /// padding-1 layers where it applies, else `Conv2dSg` with the fewest lanes along x that cover
-/// a row of output (4 pixels each, at most min(SG, 8)).
+/// a row of output (4 pixels each, at most min(SG, 8)), or `Conv3x3S2Sg` / `Conv7x7S2Sg` for
+/// 3×3 / 7×7 stride-2 layers padded 1 / 3 at the top and left on rows a multiple of 8 wide, the
+/// output half as wide, or `Conv1x1Sg` for unpadded 1×1 layers of stride 1 (rows a multiple of
+/// 4) or 2 (of 8, output half as wide); transposed convs (kernel =
+/// stride) `ConvTranspose2dSg` with the XB of the input's width.
 fn subgroup_kernel(g: &Shaped, l: &Layer, sg: u32) -> GraphKernel {
+    let xb = |w: usize| (w.div_ceil(4).next_power_of_two() as u32).clamp(1, sg.min(8));
+    if let Layer::ConvTranspose { x, .. } = l {
+        return GraphKernel::ConvTranspose2dSg(xb(g.shapes[*x][3]));
+    }
+    if let Layer::Conv {
+        x,
+        out,
+        kernel: [1, 1],
+        stride,
+        pad: [0, 0, 0, 0],
+        groups: 1,
+        ..
+    } = l
+    {
+        let (w, ow) = (g.shapes[*x][3], g.shapes[*out][3]);
+        let fits = match stride {
+            [1, 1] => w % 4 == 0 && ow == w,
+            [2, 2] => w % 8 == 0 && 2 * ow == w,
+            _ => false,
+        };
+        if fits {
+            return GraphKernel::Conv1x1Sg(xb(ow));
+        }
+    }
+    if let Layer::Conv {
+        x,
+        out,
+        kernel,
+        stride: [2, 2],
+        pad: [pt, pl, _, _],
+        dil: [1, 1],
+        groups: 1,
+        ..
+    } = l
+    {
+        let (w, ow) = (g.shapes[*x][3], g.shapes[*out][3]);
+        if w % 8 == 0 && 2 * ow == w {
+            match (kernel, pt, pl) {
+                ([3, 3], 1, 1) => return GraphKernel::Conv3x3S2Sg(xb(ow)),
+                ([7, 7], 3, 3) => return GraphKernel::Conv7x7S2Sg(xb(ow)),
+                _ => {}
+            }
+        }
+    }
     let Layer::Conv {
         x,
         out,
@@ -681,7 +798,7 @@ fn subgroup_kernel(g: &Shaped, l: &Layer, sg: u32) -> GraphKernel {
             return GraphKernel::Conv3x3Sg(xb);
         }
     }
-    GraphKernel::Conv2dSg((ow.div_ceil(4).next_power_of_two() as u32).clamp(1, sg.min(8)))
+    GraphKernel::Conv2dSg(xb(ow))
 }
 
 /// Every family of `tests/fixtures/onnx`, both exports, end to end on the GPU against

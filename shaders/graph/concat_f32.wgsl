@@ -1,6 +1,8 @@
 // One input of a channel concatenation: copies x [n, cx, h, w] into channels
 // [coff, coff + cx) of the output [n, cout, h, w] (one dispatch per input), float32, dense NCHW.
-// Dispatch: linear over x in workgroups of WG.
+// Each invocation copies 4 consecutive values of one plane; the plane comes from the workgroup
+// id, so no index needs a division (on lavapipe an integer division is a scalar loop over lanes).
+// Dispatch: (⌈hw / (4 WG)⌉, cx, n).
 
 struct Params {
     total: u32, cx: u32, hw: u32, cout: u32,
@@ -14,17 +16,17 @@ struct Params {
 override WG: u32 = 256u;
 
 @compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wid, nwg, lid, WG);
-    if (i >= p.total) {
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let q = gid.x * 4u;
+    if (q >= p.hw) {
         return;
     }
-    let q = i % p.hw;
-    let c = (i / p.hw) % p.cx;
-    let n = i / (p.hw * p.cx);
-    dst[(n * p.cout + p.coff + c) * p.hw + q] = src[i];
+    let c = gid.y;
+    let n = gid.z;
+    let s = (n * p.cx + c) * p.hw + q;
+    let d = (n * p.cout + p.coff + c) * p.hw + q;
+    let m = min(p.hw - q, 4u);
+    for (var k = 0u; k < m; k++) {
+        dst[d + k] = src[s + k];
+    }
 }

@@ -1,7 +1,9 @@
 // Max or average pooling of any window, stride, padding [t, l, b, r] and dilation, float32,
 // dense NCHW. kind: 0 max, 1 average over the taps inside the input, 2 average dividing by the
-// window clipped to the padded extent (`count_include_pad`, PyTorch's divisor). Dispatch:
-// linear over the output in workgroups of WG.
+// window clipped to the padded extent (`count_include_pad`, PyTorch's divisor). One output
+// pixel per invocation, its row and plane from the invocation id (no index divisions: on
+// lavapipe an integer division is a scalar loop over lanes).
+// Dispatch: (⌈ow / WX⌉, ⌈oh / WY⌉, planes).
 
 struct Params {
     total: u32, h: u32, w: u32, oh: u32,
@@ -14,21 +16,18 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read_write> src: array<f32>;
 
-override WG: u32 = 256u;
+override WX: u32 = 8u;
+override WY: u32 = 8u;
 
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wid, nwg, lid, WG);
-    if (i >= p.total) {
+@compute @workgroup_size(WX, WY, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let ox = gid.x;
+    let oy = gid.y;
+    if (ox >= p.ow || oy >= p.oh) {
         return;
     }
-    let ox = i % p.ow;
-    let oy = (i / p.ow) % p.oh;
-    let plane = (i / (p.ow * p.oh)) * p.h * p.w;
+    let i = (gid.z * p.oh + oy) * p.ow + ox;
+    let plane = gid.z * p.h * p.w;
     let y0 = i32(oy * p.sh) - i32(p.pt);
     let x0 = i32(ox * p.sw) - i32(p.pl);
     var acc = select(0.0, -3.402823e38, p.kind == 0u);

@@ -2,7 +2,10 @@
 // engine (`cpu::graph::layers::resize`): coord 0 half_pixel, 1 pytorch_half_pixel,
 // 2 align_corners, 3 asymmetric; mode 0 linear, 1 nearest floor, 2 ceil, 3 round half down
 // (prefer floor), 4 round half up (prefer ceil). `scale_*`: the factors the transform divides
-// by. Dispatch: linear over the output in workgroups of WG.
+// by. Each invocation computes 4 output pixels along x of one row; row and plane come from the
+// invocation id (no index divisions: on lavapipe an integer division is a scalar loop over
+// lanes); nearest modes read one value per pixel, linear four.
+// Dispatch: (⌈⌈ow / 4⌉ / WX⌉, ⌈oh / WY⌉, planes).
 
 struct Params {
     total: u32, h: u32, w: u32, oh: u32,
@@ -14,7 +17,8 @@ struct Params {
 @group(0) @binding(1) var<storage, read_write> dst: array<f32>;
 @group(0) @binding(2) var<storage, read_write> src: array<f32>;
 
-override WG: u32 = 256u;
+override WX: u32 = 8u;
+override WY: u32 = 8u;
 
 // Output index → input coordinate.
 fn source_coord(o: u32, scale: f32, n_in: u32, n_out: u32) -> f32 {
@@ -53,24 +57,28 @@ fn taps(o: u32, scale: f32, n_in: u32, n_out: u32) -> Taps {
     return Taps(i, i, 0.0);
 }
 
-@compute @workgroup_size(WG)
-fn main(
-    @builtin(workgroup_id) wid: vec3<u32>,
-    @builtin(num_workgroups) nwg: vec3<u32>,
-    @builtin(local_invocation_index) lid: u32,
-) {
-    let i = linear_index(wid, nwg, lid, WG);
-    if (i >= p.total) {
+@compute @workgroup_size(WX, WY, 1)
+fn main(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let ox0 = gid.x * 4u;
+    let oy = gid.y;
+    if (ox0 >= p.ow || oy >= p.oh) {
         return;
     }
-    let ox = i % p.ow;
-    let oy = (i / p.ow) % p.oh;
-    let plane = (i / (p.ow * p.oh)) * p.h * p.w;
+    let plane = gid.z * p.h * p.w;
+    let o = (gid.z * p.oh + oy) * p.ow;
     let ty = taps(oy, bitcast<f32>(p.scale_h), p.h, p.oh);
-    let tx = taps(ox, bitcast<f32>(p.scale_w), p.w, p.ow);
     let r0 = plane + ty.i0 * p.w;
     let r1 = plane + ty.i1 * p.w;
-    let top = src[r0 + tx.i0] + (src[r0 + tx.i1] - src[r0 + tx.i0]) * tx.f;
-    let bot = src[r1 + tx.i0] + (src[r1 + tx.i1] - src[r1 + tx.i0]) * tx.f;
-    dst[i] = top + (bot - top) * ty.f;
+    let m = min(p.ow - ox0, 4u);
+    for (var j = 0u; j < m; j++) {
+        let ox = ox0 + j;
+        let tx = taps(ox, bitcast<f32>(p.scale_w), p.w, p.ow);
+        if (p.mode != 0u) {
+            dst[o + ox] = src[r0 + tx.i0];
+        } else {
+            let top = src[r0 + tx.i0] + (src[r0 + tx.i1] - src[r0 + tx.i0]) * tx.f;
+            let bot = src[r1 + tx.i0] + (src[r1 + tx.i1] - src[r1 + tx.i0]) * tx.f;
+            dst[o + ox] = top + (bot - top) * ty.f;
+        }
+    }
 }

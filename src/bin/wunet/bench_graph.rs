@@ -132,7 +132,7 @@ fn bench_graph_gpu(
         let g = plan.shaped();
         // Per layer: the sum of its dispatches and their kernels' names.
         let mut ms = vec![0.0; g.layers.len()];
-        let mut kernels: Vec<Vec<&str>> = vec![Vec::new(); g.layers.len()];
+        let mut kernels: Vec<Vec<String>> = vec![Vec::new(); g.layers.len()];
         for (s, t) in plan.steps().iter().zip(per) {
             ms[s.layer] += t;
             let k = s.kernel.name();

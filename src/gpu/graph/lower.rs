@@ -5,7 +5,7 @@
 
 use std::collections::HashMap;
 
-use super::{Bind, ConstRef, ConstStore, GraphKernel};
+use super::{lower_sg, Bind, ConstRef, ConstStore, GraphKernel};
 use crate::graph::ops::NearestRound;
 use crate::graph::{
     Act, BinOp, Layer, Operand, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode, Shaped,
@@ -56,7 +56,7 @@ fn grid(count: usize, max: u32) -> Result<[u32; 3]> {
     Ok([gx as u32, gy as u32, 1])
 }
 
-fn too_many(count: u64, max: u32) -> Error {
+pub(super) fn too_many(count: u64, max: u32) -> Error {
     Error::ExceedsLimit {
         what: format!("a dispatch of {count} workgroups along one dimension"),
         needed: count,
@@ -65,11 +65,19 @@ fn too_many(count: u64, max: u32) -> Error {
     }
 }
 
+/// Workgroups `g` of a 3-D dispatch, each within `max`.
+pub(super) fn grid3(g: [usize; 3], max: u32) -> Result<[u32; 3]> {
+    if let Some(&v) = g.iter().find(|&&v| v > max as usize) {
+        return Err(too_many(v as u64, max));
+    }
+    Ok(g.map(|v| v.max(1) as u32))
+}
+
 fn linear(total: usize, max: u32) -> Result<[u32; 3]> {
     grid(total.div_ceil(WG_LINEAR as usize), max)
 }
 
-fn words(v: &[u32]) -> [u32; 32] {
+pub(super) fn words(v: &[u32]) -> [u32; 32] {
     let mut p = [0u32; 32];
     p[..v.len()].copy_from_slice(v);
     p
@@ -82,6 +90,7 @@ pub(super) fn lower(
     store: &mut ConstStore,
     weights: &mut HashMap<usize, ConstRef>,
     max_groups: u32,
+    sg: Option<u32>,
 ) -> Result<Vec<Dispatch>> {
     let sh = &g.shapes;
     let mut weight = |id: usize, store: &mut ConstStore| -> Result<ConstRef> {
@@ -119,6 +128,16 @@ pub(super) fn lower(
             };
             let slope_off = aux.len();
             aux.extend(slopes);
+            let epi = [
+                code,
+                a0.to_bits(),
+                a1.to_bits(),
+                slope_off as u32,
+                per_ch as u32,
+            ];
+            if let Some(d) = lower_sg::conv(g, l, epi, &aux, store, max_groups, sg)? {
+                return Ok(vec![d]);
+            }
             let params = words(&[
                 n as u32,
                 cin as u32,
@@ -201,6 +220,16 @@ pub(super) fn lower(
             };
             let slope_off = aux.len();
             aux.extend(slopes);
+            let epi = [
+                code,
+                a0.to_bits(),
+                a1.to_bits(),
+                slope_off as u32,
+                per_ch as u32,
+            ];
+            if let Some(d) = lower_sg::conv_transpose(g, l, epi, &aux, store, max_groups, sg)? {
+                return Ok(vec![d]);
+            }
             let params = words(&[
                 n as u32,
                 cin as u32,
@@ -341,7 +370,14 @@ pub(super) fn lower(
                     dil[1] as u32,
                     k,
                 ]),
-                groups: linear(total, max_groups)?,
+                groups: grid3(
+                    [
+                        ow.div_ceil(CONV_WG.0 as usize),
+                        oh.div_ceil(CONV_WG.1 as usize),
+                        n * oc,
+                    ],
+                    max_groups,
+                )?,
                 binds: vec![Bind::Arena(out), Bind::Arena(*x)],
             }]
         }
@@ -418,7 +454,14 @@ pub(super) fn lower(
                     scale[0].to_bits(),
                     scale[1].to_bits(),
                 ]),
-                groups: linear(total, max_groups)?,
+                groups: grid3(
+                    [
+                        ow.div_ceil(CONV_PX).div_ceil(CONV_WG.0 as usize),
+                        oh.div_ceil(CONV_WG.1 as usize),
+                        n * oc,
+                    ],
+                    max_groups,
+                )?,
                 binds: vec![Bind::Arena(out), Bind::Arena(*x)],
             }]
         }
@@ -468,7 +511,10 @@ pub(super) fn lower(
                         oc as u32,
                         coff as u32,
                     ]),
-                    groups: linear(tot, max_groups)?,
+                    groups: grid3(
+                        [(h * wd).div_ceil(4 * WG_LINEAR as usize), cx, n],
+                        max_groups,
+                    )?,
                     binds: vec![Bind::Arena(out), Bind::Arena(t)],
                 });
                 coff += cx;

@@ -1,6 +1,9 @@
 //! Any layer graph on the GPU, float32. `GpuGraphModel` holds a `LayerGraph` and the pipelines
-//! of the `shaders/graph/` kernels (created once; shapes live in uniforms, so they serve every
-//! input size). `GpuGraphModel::plan(shape)` instantiates and fuses the graph for one input
+//! of the `shaders/graph/` kernels (created once, the subgroup kernels' by the first plan that
+//! runs them; shapes live in uniforms, so they serve every input size). Where the adapter has
+//! one fixed subgroup size, convs and transposed convs run on subgroup kernels (`lower_sg`: 4
+//! pixels × 8 output channels per invocation, weights handed out by shuffles), the plain kernels
+//! elsewhere. `GpuGraphModel::plan(shape)` instantiates and fuses the graph for one input
 //! shape, uploads its weights (with the per-layer bias, scale/shift and PRelu vectors) into
 //! constant buffers, plans the activation arena by tensor lifetimes (`plan::place_by_size`,
 //! greedy by size) and lowers every layer (`lower`) into dispatches with one uniform buffer and
@@ -16,23 +19,50 @@
 //! kernels take up to 32 words and a `Shaped` graph.
 
 mod lower;
+mod lower_sg;
+mod profile;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use super::exec::map_read_async;
-use super::{buffer_with, scoped_async, Profile, TimingMode};
+use super::{buffer_with, scoped_async, TimingMode};
 use crate::graph::{fuse, LayerGraph, Shaped};
 use crate::plan::{place_by_size, MemoryPlan, ARENA_ALIGN};
 use crate::tensor::Tensor;
 use crate::{shaders, Error, Result};
+use profile::Timing;
 
 /// The kernels of graph plans (`shaders/graph/`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum GraphKernel {
     /// Any conv: 4 output pixels × 4 output channels per invocation; bias, residual, activation.
     Conv2d,
+    /// 3×3 conv, stride 1, padding 1, one group, rows a multiple of 4 wide: 4 pixels × 8 output
+    /// channels per invocation, weights shared through subgroup shuffles (adapters with one
+    /// fixed subgroup size). The value is XB, the invocations along x per subgroup row, as the
+    /// U-Net engine's `Kernel::Conv3x3Sg` (1, 2: columns; 4, 8: patch rows).
+    Conv3x3Sg(u32),
+    /// Any conv of one group, where `Conv3x3Sg` does not apply: 4 output pixels × 8 output
+    /// channels per invocation, weights shared through subgroup shuffles (adapters with one
+    /// fixed subgroup size). The value is XB, the invocations along x per subgroup row.
+    Conv2dSg(u32),
+    /// 3×3 conv, stride 2, padding 1 at the top and left, one group, input rows a multiple of 8
+    /// wide (ResNet's downsampling convs): as `Conv2dSg`, but each input row segment is two vec4
+    /// loads and a shuffle. The value is XB.
+    Conv3x3S2Sg(u32),
+    /// 7×7 conv, stride 2, padding 3 at the top and left, one group, input rows a multiple of 8
+    /// wide (the ResNet stem): as `Conv3x3S2Sg`, the row's ends from both neighbours. XB.
+    Conv7x7S2Sg(u32),
+    /// 1×1 conv, stride 1 or 2, no padding, one group, input rows a multiple of 4 (8) wide: one
+    /// vec4 (two) per input channel and 4 pixels, weights by shuffles. XB.
+    Conv1x1Sg(u32),
+    /// Transposed conv whose kernel equals its stride (no padding, dilation, output padding;
+    /// one group; input rows a multiple of 4 wide): per tap a 1×1 conv, 4 input pixels × 8
+    /// output channels per invocation, weights shared through subgroup shuffles. The value is
+    /// XB, the invocations along x per subgroup row.
+    ConvTranspose2dSg(u32),
     /// Grouped conv with one input channel per group (depthwise, any multiplier): 4 output
     /// pixels of one channel per invocation.
     DepthwiseConv2d,
@@ -70,10 +100,58 @@ impl GraphKernel {
         GraphKernel::Resize,
     ];
 
+    /// The subgroup kernels, created where the adapter has one fixed subgroup size (those
+    /// whose XB does not exceed it).
+    pub const SUBGROUP: [GraphKernel; 24] = [
+        GraphKernel::Conv3x3Sg(1),
+        GraphKernel::Conv3x3Sg(2),
+        GraphKernel::Conv3x3Sg(4),
+        GraphKernel::Conv3x3Sg(8),
+        GraphKernel::Conv2dSg(1),
+        GraphKernel::Conv2dSg(2),
+        GraphKernel::Conv2dSg(4),
+        GraphKernel::Conv2dSg(8),
+        GraphKernel::Conv3x3S2Sg(1),
+        GraphKernel::Conv3x3S2Sg(2),
+        GraphKernel::Conv3x3S2Sg(4),
+        GraphKernel::Conv3x3S2Sg(8),
+        GraphKernel::Conv7x7S2Sg(1),
+        GraphKernel::Conv7x7S2Sg(2),
+        GraphKernel::Conv7x7S2Sg(4),
+        GraphKernel::Conv7x7S2Sg(8),
+        GraphKernel::Conv1x1Sg(1),
+        GraphKernel::Conv1x1Sg(2),
+        GraphKernel::Conv1x1Sg(4),
+        GraphKernel::Conv1x1Sg(8),
+        GraphKernel::ConvTranspose2dSg(1),
+        GraphKernel::ConvTranspose2dSg(2),
+        GraphKernel::ConvTranspose2dSg(4),
+        GraphKernel::ConvTranspose2dSg(8),
+    ];
+
+    /// XB of a subgroup kernel (invocations along x per subgroup row).
+    fn xb(self) -> Option<u32> {
+        match self {
+            GraphKernel::Conv3x3Sg(xb)
+            | GraphKernel::Conv2dSg(xb)
+            | GraphKernel::Conv3x3S2Sg(xb)
+            | GraphKernel::Conv7x7S2Sg(xb)
+            | GraphKernel::Conv1x1Sg(xb)
+            | GraphKernel::ConvTranspose2dSg(xb) => Some(xb),
+            _ => None,
+        }
+    }
+
     /// Path under `shaders/` without extension.
     pub fn shader(self) -> &'static str {
         match self {
             GraphKernel::Conv2d => "graph/conv2d_f32",
+            GraphKernel::Conv3x3Sg(_) => "graph/conv3x3_sg_f32",
+            GraphKernel::Conv2dSg(_) => "graph/conv2d_sg_f32",
+            GraphKernel::Conv3x3S2Sg(_) => "graph/conv3x3s2_sg_f32",
+            GraphKernel::Conv7x7S2Sg(_) => "graph/conv7x7s2_sg_f32",
+            GraphKernel::Conv1x1Sg(_) => "graph/conv1x1_sg_f32",
+            GraphKernel::ConvTranspose2dSg(_) => "graph/conv_transpose2d_sg_f32",
             GraphKernel::DepthwiseConv2d => "graph/depthwise_conv2d_f32",
             GraphKernel::ConvTranspose2d => "graph/conv_transpose2d_f32",
             GraphKernel::Unary => "graph/unary_f32",
@@ -88,15 +166,29 @@ impl GraphKernel {
         }
     }
 
-    /// The shader's file name (`conv2d_f32`), as benchmarks print it.
-    pub fn name(self) -> &'static str {
-        self.shader().trim_start_matches("graph/")
+    /// The shader's file name (`conv2d_f32`) and mode, as benchmarks print it.
+    pub fn name(self) -> String {
+        let file = self.shader().trim_start_matches("graph/");
+        match self.xb() {
+            Some(xb) => format!("{file} xb{xb}"),
+            None => file.to_string(),
+        }
     }
 
-    /// The workgroup-size override constants.
-    fn constants(self) -> Vec<(&'static str, f64)> {
+    /// The workgroup-size override constants (`sg`: the subgroup size, subgroup kernels).
+    fn constants(self, sg: u32) -> Vec<(&'static str, f64)> {
         match self {
-            GraphKernel::Conv2d | GraphKernel::DepthwiseConv2d | GraphKernel::ConvTranspose2d => {
+            GraphKernel::Conv3x3Sg(xb)
+            | GraphKernel::Conv2dSg(xb)
+            | GraphKernel::Conv3x3S2Sg(xb)
+            | GraphKernel::Conv7x7S2Sg(xb)
+            | GraphKernel::Conv1x1Sg(xb)
+            | GraphKernel::ConvTranspose2dSg(xb) => vec![("SG", sg as f64), ("XB", xb as f64)],
+            GraphKernel::Conv2d
+            | GraphKernel::DepthwiseConv2d
+            | GraphKernel::ConvTranspose2d
+            | GraphKernel::Resize
+            | GraphKernel::Pool => {
                 vec![
                     ("WX", lower::CONV_WG.0 as f64),
                     ("WY", lower::CONV_WG.1 as f64),
@@ -106,13 +198,17 @@ impl GraphKernel {
         }
     }
 
-    fn pipeline(self, device: &wgpu::Device) -> wgpu::ComputePipeline {
-        let src = shaders::compose(self.shader(), true);
+    fn pipeline(self, device: &wgpu::Device, sg: u32) -> wgpu::ComputePipeline {
+        let mut src = shaders::compose(self.shader(), true);
+        // Browsers require the extension to be enabled; naga (native) does not parse it.
+        if cfg!(target_arch = "wasm32") && sg > 0 {
+            src.insert_str(0, "enable subgroups;\n");
+        }
         let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
             label: Some(self.shader()),
             source: wgpu::ShaderSource::Wgsl(src.into()),
         });
-        let constants = self.constants();
+        let constants = self.constants(sg);
         device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
             label: Some(self.shader()),
             layout: None,
@@ -152,7 +248,12 @@ pub struct GpuGraphModel {
     queue: wgpu::Queue,
     graph: LayerGraph,
     opts: GpuGraphOptions,
-    pipelines: HashMap<GraphKernel, wgpu::ComputePipeline>,
+    /// The plain kernels' pipelines (created with the model) and the subgroup kernels' (created
+    /// by the first plan that runs each: each compile costs tens of milliseconds on lavapipe,
+    /// and a plan needs few of the twenty).
+    pipelines: Mutex<HashMap<GraphKernel, wgpu::ComputePipeline>>,
+    /// The fixed subgroup size the subgroup kernels run with (`None`: they do not run).
+    sg: Option<u32>,
 }
 
 impl GpuGraphModel {
@@ -176,20 +277,27 @@ impl GpuGraphModel {
     ) -> Result<Self> {
         let mut pipelines = HashMap::new();
         for k in GraphKernel::ALL {
-            let p = scoped_async(device, k.shader(), || k.pipeline(device)).await?;
+            let p = scoped_async(device, k.shader(), || k.pipeline(device, 0)).await?;
             pipelines.insert(k, p);
         }
+        let sg = super::fixed_subgroup_size_async(device, queue).await;
         Ok(GpuGraphModel {
             device: device.clone(),
             queue: queue.clone(),
             graph,
             opts,
-            pipelines,
+            pipelines: Mutex::new(pipelines),
+            sg,
         })
     }
 
     pub fn graph(&self) -> &LayerGraph {
         &self.graph
+    }
+
+    /// The subgroup size the subgroup kernels run with here (`None`: only the plain kernels).
+    pub fn subgroup_size(&self) -> Option<u32> {
+        self.sg
     }
 
     /// Instantiates (and fuses, unless turned off) the graph for one NCHW input shape and
@@ -271,9 +379,37 @@ impl GpuGraphModel {
                 &mut store,
                 &mut weight_refs,
                 limits.max_compute_workgroups_per_dimension,
+                self.sg,
             )?;
             dispatches.extend(ds.into_iter().map(|d| (i, label.clone(), d)));
         }
+        // The subgroup kernels this plan runs that no plan has run yet.
+        let missing: Vec<GraphKernel> = {
+            let have = self.pipelines.lock().unwrap_or_else(|e| e.into_inner());
+            let mut m: Vec<GraphKernel> = dispatches
+                .iter()
+                .map(|d| d.2.kernel)
+                .filter(|k| !have.contains_key(k))
+                .collect();
+            m.sort();
+            m.dedup();
+            m
+        };
+        for k in missing {
+            let sg = self
+                .sg
+                .expect("subgroup kernels are chosen only with subgroups");
+            let p = scoped_async(device, k.shader(), || k.pipeline(device, sg)).await?;
+            self.pipelines
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(k, p);
+        }
+        let pipelines = self
+            .pipelines
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
 
         let queue = &self.queue;
         let built = scoped_async(device, "compiling the graph plan", || {
@@ -322,7 +458,7 @@ impl GpuGraphModel {
                 .iter()
                 .enumerate()
                 .map(|(k, (layer, label, d))| {
-                    let pipeline = self.pipelines[&d.kernel].clone();
+                    let pipeline = pipelines[&d.kernel].clone();
                     let mut entries = vec![wgpu::BindGroupEntry {
                         binding: 0,
                         resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -534,79 +670,6 @@ impl GraphPlan {
         Tensor::new(self.output_shape(), v[..n].to_vec())
     }
 
-    /// Whether `run_profiled` can time dispatches on this device, and how (as `Plan`).
-    pub fn timing_mode(&self) -> Option<TimingMode> {
-        let f = self.device.features();
-        if f.contains(
-            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
-        ) {
-            Some(TimingMode::InsidePass)
-        } else if f.contains(wgpu::Features::TIMESTAMP_QUERY) {
-            Some(TimingMode::PassPerDispatch)
-        } else {
-            None
-        }
-    }
-
-    /// One inference with a GPU timestamp around every dispatch (`steps` order): inside the
-    /// one compute pass, or one pass per dispatch where the adapter only has pass-boundary
-    /// timestamps; one command buffer, one submit either way.
-    #[cfg(not(target_arch = "wasm32"))]
-    pub fn run_profiled(&self, input: &Tensor) -> Result<(Tensor, Profile)> {
-        pollster::block_on(self.run_profiled_async(input))
-    }
-
-    pub async fn run_profiled_async(&self, input: &Tensor) -> Result<(Tensor, Profile)> {
-        let mode = self.timing_mode().ok_or_else(|| {
-            Error::Gpu(
-                "the device has no TIMESTAMP_QUERY feature: per-dispatch times are unavailable"
-                    .into(),
-            )
-        })?;
-        let n = self.steps.len() as u32;
-        let count = match mode {
-            TimingMode::InsidePass => n + 1,
-            TimingMode::PassPerDispatch => 2 * n,
-        };
-        let bytes = 8 * count as u64;
-        let timing = Timing {
-            mode,
-            queries: self.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("graph dispatch timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count,
-            }),
-            resolve: self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("graph timestamp resolve"),
-                size: bytes,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            read: self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("graph timestamp readback"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-        };
-        let o = self.graph.output;
-        let (data, ticks) = self
-            .execute(input, self.mem.offsets[o], self.mem.sizes[o], Some(&timing))
-            .await?;
-        let ticks = ticks.expect("timestamps were recorded");
-        let period_ms = self.queue.get_timestamp_period() as f64 * 1e-6;
-        let step_ms = (0..n as usize)
-            .map(|i| {
-                let (a, b) = match mode {
-                    TimingMode::InsidePass => (ticks[i], ticks[i + 1]),
-                    TimingMode::PassPerDispatch => (ticks[2 * i], ticks[2 * i + 1]),
-                };
-                b.saturating_sub(a) as f64 * period_ms
-            })
-            .collect();
-        Ok((self.output_tensor(&data)?, Profile { mode, step_ms }))
-    }
-
     /// One inference reading back every tensor (indexed by `TensorId`; tensors no layer
     /// writes come back as whatever the arena held). Needs `keep_intermediates`.
     #[cfg(not(target_arch = "wasm32"))]
@@ -726,14 +789,6 @@ impl GraphPlan {
             .map(|_| bytemuck::pod_collect_to_vec::<u8, u64>(&out.pop().expect("timestamps")));
         Ok((out.swap_remove(0), ticks))
     }
-}
-
-/// The query set and buffers of one profiled run.
-struct Timing {
-    mode: TimingMode,
-    queries: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
-    read: wgpu::Buffer,
 }
 
 impl GraphStep {

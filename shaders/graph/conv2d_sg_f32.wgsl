@@ -1,0 +1,195 @@
+// General 2-D convolution of the layer graph (`gpu::graph`), one group, float32 dense NCHW: any
+// kernel, stride, padding [top, left] and dilation; epilogue `act(conv + bias + add)`. For
+// adapters with subgroups of one fixed size (`gpu::fixed_subgroup_size`): where the 3×3 subgroup
+// kernel does not apply (strides, other kernels, rows not a multiple of 4).
+// Register block: 4 output pixels along x × 8 output channels per invocation. A workgroup is one
+// subgroup: XB lanes along x × SG / XB rows. The lanes need the same weights (the channel block
+// comes from the workgroup id): per input channel and chunk of 4 taps, lanes 0–7 load the 8
+// weight vec4s (4 taps × 8 channels) once, one vec4 each, and `subgroupShuffle` at constant lanes
+// hands them to every lane (see docs/PERF.md, "conv3x3 v3": on lavapipe every load costs per lane,
+// a constant-lane shuffle one register permute). Inputs: 4 scalar loads per tap, out-of-range
+// taps read a clamped address and select zero.
+// Weights: [cout / 8][cin][taps padded to a multiple of 4][8], zero past cout and the taps.
+// Dispatch: (⌈ow / (4 XB)⌉, ⌈oh / (SG / XB)⌉, n · cout / 8), or with flag bit 0
+// (⌈ow / (4 XB)⌉ · cout / 8, ⌈oh / (SG / XB)⌉, n): the blocks of one patch one after another,
+// reading its input from cache.
+
+struct Params {
+    n: u32, cin: u32, h: u32, w: u32,
+    cout: u32, oh: u32, ow: u32, kh: u32,
+    kw: u32, sh: u32, sw: u32, pt: u32,
+    pl: u32, dh: u32, dw: u32, cog: u32,
+    has_add: u32, act: u32, act_a: u32, act_b: u32,
+    slope_off: u32, slope_per_ch: u32,
+    flags: u32, // bit 0: output-channel blocks vary fastest, along x
+    _p1: u32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read_write> dst: array<f32>;
+@group(0) @binding(2) var<storage, read_write> src: array<f32>;
+@group(0) @binding(3) var<storage, read_write> addend: array<f32>;
+@group(0) @binding(4) var<storage, read> weights: array<vec4<f32>>;
+// bias (cout values) then the PRelu slopes
+@group(0) @binding(5) var<storage, read> aux: array<f32>;
+
+// The adapter's subgroup size (its minimum and maximum agree).
+override SG: u32 = 8u;
+// Invocations along x per subgroup row (a power of two, at most SG).
+override XB: u32 = 8u;
+
+var<private> a0: vec4<f32>;
+var<private> a1: vec4<f32>;
+var<private> a2: vec4<f32>;
+var<private> a3: vec4<f32>;
+var<private> b0: vec4<f32>;
+var<private> b1: vec4<f32>;
+var<private> b2: vec4<f32>;
+var<private> b3: vec4<f32>;
+
+// Weight vec4 `q` (0–7) of the chunk: lane q % SG of r0 (q < SG) or r1.
+fn wt(q: u32, r0: vec4<f32>, r1: vec4<f32>) -> vec4<f32> {
+    return subgroupShuffle(select(r1, r0, q < SG), q % SG);
+}
+
+// One tap: the 4 input values `x` times the 8 channels' weights `w0` (0–3), `w1` (4–7).
+fn tap(x: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>) {
+    a0 = fma(vec4(x.x), w0, a0);
+    a1 = fma(vec4(x.y), w0, a1);
+    a2 = fma(vec4(x.z), w0, a2);
+    a3 = fma(vec4(x.w), w0, a3);
+    b0 = fma(vec4(x.x), w1, b0);
+    b1 = fma(vec4(x.y), w1, b1);
+    b2 = fma(vec4(x.z), w1, b2);
+    b3 = fma(vec4(x.w), w1, b3);
+}
+
+// The 4 input values of tap (ky, kx) at plane offset `plane`: zero outside the image.
+fn inputs(plane: u32, iy0: i32, ix0: i32, ky: u32, kx: u32) -> vec4<f32> {
+    let iy = iy0 + i32(ky * p.dh);
+    let row_ok = iy >= 0 && iy < i32(p.h);
+    let row = plane + u32(clamp(iy, 0, i32(p.h) - 1)) * p.w;
+    let ix = ix0 + i32(kx * p.dw);
+    let s = i32(p.sw);
+    let wi = i32(p.w);
+    let x0 = ix;
+    let x1 = ix + s;
+    let x2 = ix + 2 * s;
+    let x3 = ix + 3 * s;
+    return vec4(
+        select(0.0, src[row + u32(clamp(x0, 0, wi - 1))], row_ok && x0 >= 0 && x0 < wi),
+        select(0.0, src[row + u32(clamp(x1, 0, wi - 1))], row_ok && x1 >= 0 && x1 < wi),
+        select(0.0, src[row + u32(clamp(x2, 0, wi - 1))], row_ok && x2 >= 0 && x2 < wi),
+        select(0.0, src[row + u32(clamp(x3, 0, wi - 1))], row_ok && x3 >= 0 && x3 < wi),
+    );
+}
+
+fn store(n: u32, co: u32, oy: u32, ox0: u32, v_in: vec4<f32>) {
+    if (co >= p.cout) {
+        return;
+    }
+    let base = ((n * p.cout + co) * p.oh + oy) * p.ow;
+    let a = bitcast<f32>(p.act_a);
+    let b = bitcast<f32>(p.act_b);
+    let bias = aux[co];
+    let s = aux[p.slope_off + select(0u, co, p.slope_per_ch == 1u)];
+    for (var j = 0u; j < 4u; j++) {
+        let ox = ox0 + j;
+        if (ox < p.ow) {
+            var v = v_in[j] + bias;
+            if (p.has_add == 1u) {
+                v += addend[base + ox];
+            }
+            dst[base + ox] = apply_act(v, p.act, a, b, s);
+        }
+    }
+}
+
+@compute @workgroup_size(SG, 1, 1)
+fn main(
+    @builtin(workgroup_id) wid: vec3<u32>,
+    @builtin(subgroup_invocation_id) lane: u32,
+) {
+    let fast = (p.flags & 1u) != 0u;
+    let g = select(wid.z, wid.x, fast) % p.cog;
+    let n = select(wid.z / p.cog, wid.z, fast);
+    let wx = select(wid.x, wid.x / p.cog, fast);
+    let xb = lane % XB;
+    let ox0 = (wx * XB + xb) * 4u;
+    let oy = wid.y * (SG / XB) + lane / XB;
+    let iy0 = i32(oy * p.sh) - i32(p.pt);
+    let ix0 = i32(ox0 * p.sw) - i32(p.pl);
+    let kk = p.kh * p.kw;
+    let chunks = (kk + 3u) / 4u;
+    a0 = vec4(0.0);
+    a1 = vec4(0.0);
+    a2 = vec4(0.0);
+    a3 = vec4(0.0);
+    b0 = vec4(0.0);
+    b1 = vec4(0.0);
+    b2 = vec4(0.0);
+    b3 = vec4(0.0);
+    // Every lane runs every step (lanes outside the output compute on clamped addresses), so
+    // that the shuffles see the whole subgroup.
+    for (var ci = 0u; ci < p.cin; ci++) {
+        let plane = (n * p.cin + ci) * p.h * p.w;
+        var wb = (g * p.cin + ci) * chunks * 8u;
+        // (ky, kx) of the chunk's first tap, advanced without divisions.
+        var ky = 0u;
+        var kx = 0u;
+        for (var c = 0u; c < chunks; c++) {
+            var r0 = vec4(0.0);
+            var r1 = vec4(0.0);
+            if (lane < 8u) {
+                r0 = weights[wb + lane];
+            }
+            if (SG < 8u && lane + SG < 8u) {
+                r1 = weights[wb + SG + lane];
+            }
+            wb += 8u;
+            let t = c * 4u;
+            tap(inputs(plane, iy0, ix0, ky, kx), wt(0u, r0, r1), wt(1u, r0, r1));
+            kx += 1u;
+            if (kx == p.kw) {
+                kx = 0u;
+                ky += 1u;
+            }
+            if (t + 1u < kk) {
+                tap(inputs(plane, iy0, ix0, ky, kx), wt(2u, r0, r1), wt(3u, r0, r1));
+                kx += 1u;
+                if (kx == p.kw) {
+                    kx = 0u;
+                    ky += 1u;
+                }
+            }
+            if (t + 2u < kk) {
+                tap(inputs(plane, iy0, ix0, ky, kx), wt(4u, r0, r1), wt(5u, r0, r1));
+                kx += 1u;
+                if (kx == p.kw) {
+                    kx = 0u;
+                    ky += 1u;
+                }
+            }
+            if (t + 3u < kk) {
+                tap(inputs(plane, iy0, ix0, ky, kx), wt(6u, r0, r1), wt(7u, r0, r1));
+                kx += 1u;
+                if (kx == p.kw) {
+                    kx = 0u;
+                    ky += 1u;
+                }
+            }
+        }
+    }
+    if (ox0 >= p.ow || oy >= p.oh) {
+        return;
+    }
+    let co = g * 8u;
+    store(n, co, oy, ox0, vec4(a0.x, a1.x, a2.x, a3.x));
+    store(n, co + 1u, oy, ox0, vec4(a0.y, a1.y, a2.y, a3.y));
+    store(n, co + 2u, oy, ox0, vec4(a0.z, a1.z, a2.z, a3.z));
+    store(n, co + 3u, oy, ox0, vec4(a0.w, a1.w, a2.w, a3.w));
+    store(n, co + 4u, oy, ox0, vec4(b0.x, b1.x, b2.x, b3.x));
+    store(n, co + 5u, oy, ox0, vec4(b0.y, b1.y, b2.y, b3.y));
+    store(n, co + 6u, oy, ox0, vec4(b0.z, b1.z, b2.z, b3.z));
+    store(n, co + 7u, oy, ox0, vec4(b0.w, b1.w, b2.w, b3.w));
+}
