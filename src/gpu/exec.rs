@@ -27,11 +27,79 @@ pub struct Profile {
     pub step_ms: Vec<f64>,
 }
 
-struct Timing {
-    mode: TimingMode,
-    queries: wgpu::QuerySet,
-    resolve: wgpu::Buffer,
-    read: wgpu::Buffer,
+/// The query set and buffers of one profiled run (the float, int8 and graph plans share them).
+pub(crate) struct Timing {
+    pub(crate) mode: TimingMode,
+    pub(crate) queries: wgpu::QuerySet,
+    pub(crate) resolve: wgpu::Buffer,
+    pub(crate) read: wgpu::Buffer,
+}
+
+impl Timing {
+    /// How `device` can time dispatches: timestamps inside one compute pass, one pass per
+    /// dispatch, or not at all.
+    pub(crate) fn mode_of(device: &wgpu::Device) -> Option<TimingMode> {
+        let f = device.features();
+        if f.contains(
+            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
+        ) {
+            Some(TimingMode::InsidePass)
+        } else if f.contains(wgpu::Features::TIMESTAMP_QUERY) {
+            Some(TimingMode::PassPerDispatch)
+        } else {
+            None
+        }
+    }
+
+    /// Queries and buffers for `steps` dispatches, or why the device cannot time them.
+    pub(crate) fn new(device: &wgpu::Device, steps: usize) -> Result<Timing> {
+        let mode = Timing::mode_of(device).ok_or_else(|| {
+            Error::Gpu(
+                "the device has no TIMESTAMP_QUERY feature: per-dispatch times are unavailable"
+                    .into(),
+            )
+        })?;
+        let n = steps as u32;
+        let count = match mode {
+            TimingMode::InsidePass => n + 1,
+            TimingMode::PassPerDispatch => 2 * n,
+        };
+        let bytes = 8 * count as u64;
+        Ok(Timing {
+            mode,
+            queries: device.create_query_set(&wgpu::QuerySetDescriptor {
+                label: Some("dispatch timestamps"),
+                ty: wgpu::QueryType::Timestamp,
+                count,
+            }),
+            resolve: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamp resolve"),
+                size: bytes,
+                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
+                mapped_at_creation: false,
+            }),
+            read: device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("timestamp readback"),
+                size: bytes,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            }),
+        })
+    }
+
+    /// Each of `steps` dispatches' time in milliseconds from the raw ticks.
+    pub(crate) fn step_ms(&self, ticks: &[u64], steps: usize, queue: &wgpu::Queue) -> Vec<f64> {
+        let period_ms = queue.get_timestamp_period() as f64 * 1e-6;
+        (0..steps)
+            .map(|i| {
+                let (a, b) = match self.mode {
+                    TimingMode::InsidePass => (ticks[i], ticks[i + 1]),
+                    TimingMode::PassPerDispatch => (ticks[2 * i], ticks[2 * i + 1]),
+                };
+                b.saturating_sub(a) as f64 * period_ms
+            })
+            .collect()
+    }
 }
 
 impl Plan {
@@ -113,16 +181,7 @@ impl Plan {
 
     /// Whether `run_profiled` can time dispatches on this device, and how.
     pub fn timing_mode(&self) -> Option<TimingMode> {
-        let f = self.device.features();
-        if f.contains(
-            wgpu::Features::TIMESTAMP_QUERY | wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES,
-        ) {
-            Some(TimingMode::InsidePass)
-        } else if f.contains(wgpu::Features::TIMESTAMP_QUERY) {
-            Some(TimingMode::PassPerDispatch)
-        } else {
-            None
-        }
+        Timing::mode_of(&self.device)
     }
 
     /// Run one inference with a GPU timestamp around every dispatch.
@@ -133,54 +192,15 @@ impl Plan {
 
     /// `run_profiled` for callers that cannot block (the browser).
     pub async fn run_profiled_async(&self, input: &Tensor) -> Result<(Tensor, Profile)> {
-        let mode = self.timing_mode().ok_or_else(|| {
-            Error::Gpu(
-                "the device has no TIMESTAMP_QUERY feature: per-dispatch times are unavailable"
-                    .into(),
-            )
-        })?;
-        let n = self.steps.len() as u32;
-        let count = match mode {
-            TimingMode::InsidePass => n + 1,
-            TimingMode::PassPerDispatch => 2 * n,
-        };
-        let bytes = 8 * count as u64;
-        let timing = Timing {
-            mode,
-            queries: self.device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("dispatch timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count,
-            }),
-            resolve: self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamp resolve"),
-                size: bytes,
-                usage: wgpu::BufferUsages::QUERY_RESOLVE | wgpu::BufferUsages::COPY_SRC,
-                mapped_at_creation: false,
-            }),
-            read: self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("timestamp readback"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            }),
-        };
+        let timing = Timing::new(&self.device, self.steps.len())?;
         let (offset, size) = (
             self.mem.offsets[self.graph.output],
             self.mem.sizes[self.graph.output],
         );
         let (data, ticks) = self.execute(input, offset, size, Some(&timing)).await?;
         let ticks = ticks.expect("timestamps were recorded");
-        let period_ms = self.queue.get_timestamp_period() as f64 * 1e-6;
-        let step_ms = (0..n as usize)
-            .map(|i| {
-                let (a, b) = match mode {
-                    TimingMode::InsidePass => (ticks[i], ticks[i + 1]),
-                    TimingMode::PassPerDispatch => (ticks[2 * i], ticks[2 * i + 1]),
-                };
-                b.saturating_sub(a) as f64 * period_ms
-            })
-            .collect();
+        let step_ms = timing.step_ms(&ticks, self.steps.len(), &self.queue);
+        let mode = timing.mode;
         Ok((
             Tensor::new(self.output_shape(), self.output_values(&data))?,
             Profile { mode, step_ms },

@@ -32,7 +32,7 @@ use crate::graph::{fuse, LayerGraph, Shaped};
 use crate::plan::{place_by_size, MemoryPlan, ARENA_ALIGN};
 use crate::tensor::Tensor;
 use crate::{shaders, Error, Result};
-use profile::Timing;
+use crate::gpu::exec::Timing;
 
 /// The kernels of graph plans (`shaders/graph/`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
