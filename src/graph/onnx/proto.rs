@@ -447,8 +447,12 @@ mod tests {
         let g = p.graph.unwrap();
         assert_eq!(g.nodes[0].op_type, "Relu");
         assert_eq!(g.nodes[0].inputs, ["x"]);
+        // A cut at a field boundary is a valid, shorter message: before the graph (the last
+        // field) it has none; anywhere inside the graph it is an error.
         for cut in 1..m.len() {
-            assert!(model(&m[..cut]).is_err(), "cut at {cut} parsed");
+            if let Ok(p) = model(&m[..cut]) {
+                assert!(p.graph.is_none(), "cut at {cut} parsed with a graph");
+            }
         }
     }
 
