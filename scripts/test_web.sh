@@ -38,7 +38,9 @@ cp assets/demo_unet.safetensors "$t/demo.safetensors"
 $W infer -m "$t/demo.safetensors" "$t/d3_64_input.npy" -o "$t/demo_64_cpu.npy" --device cpu
 # Imported models (ONNX, TorchScript exports: weights inside, as a page needs them): against
 # PyTorch's outputs, on WebGPU (the graph kernels) and on the wasm CPU graph engine.
-for m in smp_resnet18_scse monai_basicunet; do
+onnx_families="reference milesial_bilinear milesial_transposed smp_resnet18_scse smp_resnet34_scse monai_basicunet
+  monai_unet_res nnunet_plain attention_unet spatial_attention_unet"
+for m in $onnx_families; do
   cp tests/fixtures/onnx/$m/torchscript.onnx "$t/$m.onnx"
   cp tests/fixtures/onnx/$m/input.npy "$t/${m}_input.npy"
   cp tests/fixtures/onnx/$m/output.npy "$t/${m}_output.npy"
@@ -66,21 +68,25 @@ cat > "$t/case.json" <<JSON
   "threads": false},
  {"name": "d3_odd int8 on the wasm CPU engine, one thread, vs native int8 CPU", "model": "test/d3_odd_int8.safetensors",
   "input": "test/d3_odd_input.npy", "want": "test/d3_odd_int8_cpu.npy", "rel": 0, "exact": true, "device": "cpu",
-  "threads": false},
- {"name": "smp Unet ResNet-18 scSE (ONNX) on WebGPU vs PyTorch", "model": "test/smp_resnet18_scse.onnx",
-  "input": "test/smp_resnet18_scse_input.npy", "want": "test/smp_resnet18_scse_output.npy", "rel": 1e-4, "exact": false,
-  "device": "gpu"},
- {"name": "MONAI BasicUNet (ONNX) on WebGPU vs PyTorch", "model": "test/monai_basicunet.onnx",
-  "input": "test/monai_basicunet_input.npy", "want": "test/monai_basicunet_output.npy", "rel": 1e-4, "exact": false,
-  "device": "gpu"},
- {"name": "smp Unet ResNet-18 scSE (ONNX) on the wasm CPU engine vs PyTorch", "model": "test/smp_resnet18_scse.onnx",
-  "input": "test/smp_resnet18_scse_input.npy", "want": "test/smp_resnet18_scse_output.npy", "rel": 1e-4, "exact": false,
-  "device": "cpu"},
- {"name": "MONAI BasicUNet (ONNX) on the wasm CPU engine, one thread, vs PyTorch", "model": "test/monai_basicunet.onnx",
-  "input": "test/monai_basicunet_input.npy", "want": "test/monai_basicunet_output.npy", "rel": 1e-4, "exact": false,
-  "device": "cpu", "threads": false}
+  "threads": false}
 ]}
 JSON
+# Every ONNX family: on WebGPU and on the wasm CPU engine (threaded where the page allows).
+python3 - "$t/case.json" $onnx_families <<'PY'
+import json, sys
+path, families = sys.argv[1], sys.argv[2:]
+spec = json.load(open(path))
+for m in families:
+    for device, engine in (("gpu", "WebGPU"), ("cpu", "the wasm CPU engine")):
+        spec["cases"].append({"name": f"{m} (ONNX) on {engine} vs PyTorch", "model": f"test/{m}.onnx",
+                              "input": f"test/{m}_input.npy", "want": f"test/{m}_output.npy",
+                              "rel": 1e-4, "exact": False, "device": device})
+spec["cases"].append({"name": "spatial_attention_unet (ONNX) on the wasm CPU engine, one thread, vs PyTorch",
+                      "model": "test/spatial_attention_unet.onnx", "input": "test/spatial_attention_unet_input.npy",
+                      "want": "test/spatial_attention_unet_output.npy", "rel": 1e-4, "exact": False, "device": "cpu",
+                      "threads": False})
+json.dump(spec, open(path, "w"), indent=1)
+PY
 (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 port=$((20000 + RANDOM % 20000))
 (cd web && exec python3 ../scripts/serve_web.py $port) & srv=$!

@@ -8,7 +8,7 @@ struct Params {
     sa0: u32, sa1: u32, sa2: u32, sa3: u32,
     sb0: u32, sb1: u32, sb2: u32, sb3: u32,
     op: u32, act: u32, act_a: u32, act_b: u32,
-    slope_off: u32, slope_per_ch: u32, _p0: u32, _p1: u32,
+    slope_off: u32, slope_per_ch: u32, same: u32, _p1: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -36,7 +36,14 @@ fn main(
     let c = (i / (p.w * p.h)) % p.c;
     let n = i / (p.w * p.h * p.c);
     let va = lhs[n * p.sa0 + c * p.sa1 + y * p.sa2 + x * p.sa3];
-    let vb = rhs[n * p.sb0 + c * p.sb1 + y * p.sb2 + x * p.sb3];
+    // `same`: both operands are one tensor (x + x), bound once: WebGPU refuses two writable
+    // bindings of one range.
+    var vb: f32;
+    if (p.same == 1u) {
+        vb = lhs[n * p.sb0 + c * p.sb1 + y * p.sb2 + x * p.sb3];
+    } else {
+        vb = rhs[n * p.sb0 + c * p.sb1 + y * p.sb2 + x * p.sb3];
+    }
     var v: f32;
     switch p.op {
         case 0u: { v = va + vb; }

@@ -51,7 +51,7 @@ impl Engine {
             software: g.info.device_type == wgpu::DeviceType::Cpu,
         });
         let (choice, notice) = choose(device, view, &model, false)?;
-        let mut notices: Vec<String> = notice.into_iter().collect();
+        let notices: Vec<String> = notice.into_iter().collect();
         let (kind, name) = match (choice, model) {
             (Choice::Cpu, ModelFile::Float(m)) => {
                 let m = CpuModel::new(m, fold);
@@ -82,7 +82,6 @@ impl Engine {
                 (Kind::GpuInt8 { model, plans: HashMap::new() }, format!("gpu int8 {}", g.info.name))
             }
         };
-        notices.shrink_to_fit();
         Ok(Engine { kind, name, spec, notices })
     }
 

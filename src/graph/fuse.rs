@@ -83,7 +83,10 @@ fn find(g: &Shaped) -> Option<(usize, usize, How)> {
                 Layer::Binary { a: Operand::T(x), b: Operand::T(y), op: super::BinOp::Add, .. },
             ) => {
                 let other = if *x == t { *y } else { *x };
-                if other != t && g.shapes[other] == g.shapes[t] && g.shapes[b.output()] == g.shapes[t] {
+                // Not the conv's own input (an identity residual, `conv(x) + x`): a GPU dispatch
+                // cannot bind one range twice as writable storage (WebGPU refuses it).
+                let own_input = matches!(a, Layer::Conv { x: cx, .. } if *cx == other);
+                if other != t && !own_input && g.shapes[other] == g.shapes[t] && g.shapes[b.output()] == g.shapes[t] {
                     return Some((i, j, How::Add(other)));
                 }
             }
@@ -154,4 +157,44 @@ fn fold_affine(l: &mut Layer, scale: &[f32], shift: &[f32], ws: &mut Vec<Weight>
         data: Arc::new(bias),
     });
     *b = Some(ws.len() - 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::ops::Window;
+    use crate::graph::{BinOp, Const, LayerGraph, Op};
+
+    /// `relu(conv(x) + r)` fuses into one conv; `conv(x) + x` keeps its Add (a GPU dispatch may
+    /// not bind the conv's input twice as writable storage).
+    #[test]
+    fn residual_adds_fuse_except_the_convs_own_input() {
+        for own in [false, true] {
+            let mut g = LayerGraph::default();
+            g.input = g.value("x", None);
+            let x = g.input;
+            let w = g.value("w", Some(Const::f32(vec![3, 3, 1, 1], vec![0.5; 9])));
+            let c = g.value("c", None);
+            g.node("conv", Op::Conv { win: Window::default(), groups: 1 }, vec![Some(x), Some(w), None], vec![c]);
+            let other = if own {
+                x
+            } else {
+                let r = g.value("r", None);
+                g.node("r", Op::Act(Act::Tanh), vec![Some(x)], vec![r]);
+                r
+            };
+            let s = g.value("s", None);
+            g.node("add", Op::Binary(BinOp::Add), vec![Some(c), Some(other)], vec![s]);
+            let y = g.value("y", None);
+            g.node("relu", Op::Act(Act::Relu), vec![Some(s)], vec![y]);
+            g.output = y;
+            let f = fuse(g.instantiate([1, 3, 5, 4]).unwrap());
+            let kinds: Vec<String> = f.layers.iter().map(Layer::kind).collect();
+            if own {
+                assert_eq!(kinds, ["conv1x1", "add+relu"], "{kinds:?}");
+            } else {
+                assert_eq!(kinds, ["tanh", "conv1x1+add+relu"], "{kinds:?}");
+            }
+        }
+    }
 }

@@ -539,6 +539,8 @@ pub(super) fn lower(
             };
             let (sa, ba) = operand(a, store)?;
             let (sb, bb) = operand(b, store)?;
+            // One tensor on both sides (x + x): bound once, read twice (`same`).
+            let same = matches!((a, b), (Operand::T(x), Operand::T(y)) if x == y);
             let strides = |s: [usize; 4]| -> [u32; 4] {
                 let full = [s[1] * s[2] * s[3], s[2] * s[3], s[3], 1];
                 std::array::from_fn(|k| if s[k] == 1 { 0 } else { full[k] as u32 })
@@ -572,12 +574,13 @@ pub(super) fn lower(
                     a1.to_bits(),
                     0,
                     per_ch as u32,
+                    same as u32,
                 ]),
                 groups: linear(total, max_groups)?,
                 binds: vec![
                     Bind::Arena(out),
                     ba,
-                    bb,
+                    if same { Bind::Dummy } else { bb },
                     Bind::Const(store.push(&slopes, "binary slopes")?),
                 ],
             }]
