@@ -33,6 +33,19 @@ pub(crate) struct Layer {
     pub ms: f64,
 }
 
+/// Wall times in milliseconds of `a.runs` calls of `f`, after `a.warmup` untimed ones.
+pub(crate) fn time_runs(a: &BenchArgs, mut f: impl FnMut() -> Result<()>) -> Result<Vec<f64>> {
+    let mut times = Vec::with_capacity(a.runs);
+    for i in 0..a.warmup + a.runs {
+        let t = Instant::now();
+        f()?;
+        if i >= a.warmup {
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(times)
+}
+
 pub(crate) fn median(v: &mut [f64]) -> f64 {
     v.sort_by(|a, b| a.total_cmp(b));
     v[v.len() / 2]
@@ -75,14 +88,10 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
             let engine = cpu::CpuModel::new(model.clone(), true);
             engine.forward(&x)?;
             let first = t.elapsed().as_secs_f64() * 1e3;
-            let mut times = Vec::new();
-            for i in 0..a.warmup + a.runs {
-                let t = Instant::now();
+            let times = time_runs(a, || {
                 engine.forward(&x)?;
-                if i >= a.warmup {
-                    times.push(t.elapsed().as_secs_f64() * 1e3);
-                }
-            }
+                Ok(())
+            })?;
             let wb = 4 * model.spec.param_count() as u64;
             // Per-op wall times: the median over a few runs.
             let mut per: Vec<Vec<f64>> = vec![Vec::new(); graph.ops.len()];
@@ -160,14 +169,10 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
             if !a.json {
                 eprintln!("first inference {first:.1} ms (of which pipelines, weights and plan {compile:.1} ms)");
             }
-            let mut times = Vec::new();
-            for i in 0..a.warmup + a.runs {
-                let t = Instant::now();
+            let times = time_runs(a, || {
                 plan.run(&x)?;
-                if i >= a.warmup {
-                    times.push(t.elapsed().as_secs_f64() * 1e3);
-                }
-            }
+                Ok(())
+            })?;
             let mut layers = Vec::new();
             let mode = plan.timing_mode();
             if mode.is_some() {
@@ -550,14 +555,10 @@ pub fn bench_int8(model_path: &Path, model: &wunet::compress::QUNet, a: &BenchAr
     let engine = cpu::int8::Int8Model::new(model)?;
     engine.forward(&x)?;
     let first = t.elapsed().as_secs_f64() * 1e3;
-    let mut times = Vec::new();
-    for i in 0..a.warmup + a.runs {
-        let t = Instant::now();
+    let mut times = time_runs(a, || {
         engine.forward(&x)?;
-        if i >= a.warmup {
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
+        Ok(())
+    })?;
     let min = times.iter().cloned().fold(f64::INFINITY, f64::min);
     let med = median(&mut times);
     let gops = ops / (med * 1e-3) / 1e9;

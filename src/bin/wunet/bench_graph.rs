@@ -13,7 +13,7 @@ use wunet::gpu::{measure_fma_peak, request_gpu};
 use wunet::graph::{LayerGraph, Shaped};
 use wunet::Tensor;
 
-use crate::bench::{input, median, report, BenchArgs, Layer, Measured};
+use crate::bench::{time_runs, input, median, report, BenchArgs, Layer, Measured};
 
 pub(crate) fn bench_graph(model_path: &Path, graph: LayerGraph, a: &BenchArgs) -> Result<()> {
     let (h, w) = a.size;
@@ -28,14 +28,10 @@ pub(crate) fn bench_graph(model_path: &Path, graph: LayerGraph, a: &BenchArgs) -
     let engine = GraphCpu::new(graph, true);
     engine.forward(&x)?;
     let first_ms = t.elapsed().as_secs_f64() * 1e3;
-    let mut times = Vec::new();
-    for i in 0..a.warmup + a.runs {
-        let t = Instant::now();
+    let times = time_runs(a, || {
         engine.forward(&x)?;
-        if i >= a.warmup {
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
+        Ok(())
+    })?;
     let prep = engine.prepared(shape)?;
     let g = &prep.shaped;
     let mut per: Vec<Vec<f64>> = vec![Vec::new(); g.layers.len()];
@@ -117,14 +113,10 @@ fn bench_graph_gpu(
             "first inference {first_ms:.1} ms (of which pipelines, weights and plan {compile:.1} ms)"
         );
     }
-    let mut times = Vec::new();
-    for i in 0..a.warmup + a.runs {
-        let t = Instant::now();
+    let times = time_runs(a, || {
         plan.run(x)?;
-        if i >= a.warmup {
-            times.push(t.elapsed().as_secs_f64() * 1e3);
-        }
-    }
+        Ok(())
+    })?;
     let mode = plan.timing_mode();
     let mut layers = Vec::new();
     if mode.is_some() {
