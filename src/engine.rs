@@ -27,7 +27,9 @@ impl std::str::FromStr for Device {
             "auto" => Ok(Device::Auto),
             "gpu" => Ok(Device::Gpu),
             "cpu" => Ok(Device::Cpu),
-            d => Err(Error::InvalidArgument(format!("device must be auto, gpu or cpu, not {d:?}"))),
+            d => Err(Error::InvalidArgument(format!(
+                "device must be auto, gpu or cpu, not {d:?}"
+            ))),
         }
     }
 }
@@ -49,7 +51,9 @@ impl ModelFile {
     pub fn load(path: &Path) -> Result<ModelFile> {
         let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
         let dir = path.parent().unwrap_or(Path::new("."));
-        let ext = path.extension().map(|e| e.to_string_lossy().to_ascii_lowercase());
+        let ext = path
+            .extension()
+            .map(|e| e.to_string_lossy().to_ascii_lowercase());
         let onnx = match ext.as_deref() {
             Some("onnx") => Some(true),
             Some("safetensors") => Some(false),
@@ -85,7 +89,10 @@ impl ModelFile {
                     match ModelFile::safetensors(bytes) {
                         Err(Error::NotSafetensors { path, reason }) => Err(Error::NotSafetensors {
                             path,
-                            reason: format!("{reason} (nor an ONNX model: {})", onnx.trim_start_matches("not a readable ONNX model: ")),
+                            reason: format!(
+                                "{reason} (nor an ONNX model: {})",
+                                onnx.trim_start_matches("not a readable ONNX model: ")
+                            ),
                         }),
                         r => r,
                     }
@@ -136,7 +143,9 @@ pub fn graph_spec(g: &LayerGraph) -> UNetSpec {
             let n = g.input_dims[0].unwrap_or(1);
             let h = g.input_dims[2].unwrap_or(s);
             let w = g.input_dims[3].unwrap_or(s);
-            g.instantiate([n, cin, h, w]).ok().map(|sh| sh.shapes[sh.output][1])
+            g.instantiate([n, cin, h, w])
+                .ok()
+                .map(|sh| sh.shapes[sh.output][1])
         })
     };
     let out = g.output_dims[1].or_else(probe).unwrap_or(1);
@@ -185,10 +194,16 @@ pub fn choose(
     match (device, adapter) {
         (Device::Gpu, Err(e)) => Err(clone_err(e)),
         (Device::Gpu, Ok(_)) => Ok((Choice::Gpu, None)),
-        (_, Err(_)) => Ok((Choice::Cpu, Some(format!("no GPU adapter found, running on the {cpu_engine}")))),
+        (_, Err(_)) => Ok((
+            Choice::Cpu,
+            Some(format!("no GPU adapter found, running on the {cpu_engine}")),
+        )),
         (_, Ok(a)) => {
             if let Some(why) = gpu_lacks {
-                return Ok((Choice::Cpu, Some(format!("running on the {cpu_engine} ({why})"))));
+                return Ok((
+                    Choice::Cpu,
+                    Some(format!("running on the {cpu_engine} ({why})")),
+                ));
             }
             // In a page, WebGPU is the fast path even on a software adapter (the wasm CPU
             // engines are no faster); natively, the CPU engines beat a software adapter.

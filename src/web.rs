@@ -131,7 +131,11 @@ impl Model {
     pub async fn load(bytes: Vec<u8>, device: Option<String>) -> Result<Model, JsError> {
         // The one device policy (`engine::choose`), as natively; in a page WebGPU is taken even
         // on a software adapter.
-        let device: Device = device.as_deref().unwrap_or("auto").parse().map_err(js_err)?;
+        let device: Device = device
+            .as_deref()
+            .unwrap_or("auto")
+            .parse()
+            .map_err(js_err)?;
         let model = ModelFile::from_bytes(&bytes, None, None).map_err(js_err)?;
         let gpu = if device == Device::Cpu {
             Err(crate::Error::NoAdapter)
@@ -187,9 +191,14 @@ impl Model {
                 None,
             ),
             (Choice::Gpu, ModelFile::Graph { graph, .. }, Ok(g)) => {
-                let model = GpuGraphModel::new_async(&g.device, &g.queue, graph, GpuGraphOptions::default())
-                    .await
-                    .map_err(js_err)?;
+                let model = GpuGraphModel::new_async(
+                    &g.device,
+                    &g.queue,
+                    graph,
+                    GpuGraphOptions::default(),
+                )
+                .await
+                .map_err(js_err)?;
                 let engine = Engine::GpuGraph {
                     model,
                     plans: HashMap::new(),
@@ -313,7 +322,9 @@ impl Model {
         let i = self.inner.borrow();
         let shape = [1, i.spec.in_channels, h as usize, w as usize];
         match &i.engine {
-            Engine::Graph(m) => return Ok(m.prepared(shape).map_err(js_err)?.shaped.total_flops() as f64),
+            Engine::Graph(m) => {
+                return Ok(m.prepared(shape).map_err(js_err)?.shaped.total_flops() as f64)
+            }
             Engine::GpuGraph { model, .. } => {
                 let g = crate::graph::fuse(model.graph().instantiate(shape).map_err(js_err)?);
                 return Ok(g.total_flops() as f64);

@@ -40,7 +40,10 @@ fn fuzz_corpora_and_findings_replay_without_panics() {
         ),
         ("npy_reader", replay("npy_reader", wunet::fuzz::npy_bytes)),
         ("image_path", replay("image_path", wunet::fuzz::image_bytes)),
-        ("onnx_reader", replay("onnx_reader", wunet::fuzz::onnx_bytes)),
+        (
+            "onnx_reader",
+            replay("onnx_reader", wunet::fuzz::onnx_bytes),
+        ),
     ];
     eprintln!("replayed {counts:?} in {:.1} s", t.elapsed().as_secs_f64());
     for (target, n) in counts {

@@ -88,6 +88,9 @@ fn tiles_of_an_imported_graph_equal_the_whole_image() {
     assert_close("milesial tiled vs whole", &tiled, &whole, 1e-6);
     let m = ModelFile::load(&root.join("smp_resnet18_scse/dynamo.onnx")).unwrap();
     let mut e = Engine::new(m, Device::Cpu, true).unwrap();
-    let err = e.run_maybe_tiled(&x, Some(32), None, u64::MAX).unwrap_err().to_string();
+    let err = e
+        .run_maybe_tiled(&x, Some(32), None, u64::MAX)
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("cannot run in tiles"), "{err}");
 }

@@ -9,29 +9,46 @@ use wunet::cpu::graph::GraphCpu;
 use wunet::Tensor;
 
 fn bad(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx_bad").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/onnx_bad")
+        .join(name)
 }
 
 /// Import `name` and run it on a 1×2×9×11 input.
 fn run(name: &str) -> wunet::Result<Tensor> {
     let g = wunet::graph::onnx::load(&bad(name))?;
-    let x = Tensor::new([1, 2, 9, 11], (0..198).map(|i| (i as f32 * 0.37).sin()).collect())?;
+    let x = Tensor::new(
+        [1, 2, 9, 11],
+        (0..198).map(|i| (i as f32 * 0.37).sin()).collect(),
+    )?;
     GraphCpu::new(g, true).forward(&x)
 }
 
 const CASES: &[(&str, &str)] = &[
     ("truncated.onnx", "not a readable ONNX model"),
     ("corrupted.onnx", "not a readable ONNX model"),
-    ("unsupported_op.onnx", "unsupported op `Einsum` (node `the_einsum`); supported ops: Add"),
-    ("nan_weights.onnx", "non-finite value (NaN) at flat index 26"),
+    (
+        "unsupported_op.onnx",
+        "unsupported op `Einsum` (node `the_einsum`); supported ops: Add",
+    ),
+    (
+        "nan_weights.onnx",
+        "non-finite value (NaN) at flat index 26",
+    ),
     ("weight_shape.onnx", "does not fit an input of 2 channels"),
-    ("dangling.onnx", "reads `ghost`, which no node, initializer or input defines"),
+    (
+        "dangling.onnx",
+        "reads `ghost`, which no node, initializer or input defines",
+    ),
     ("cycle.onnx", "reads `b2`, which no node"),
     ("two_inputs.onnx", "the graph has 2 inputs (x, x2)"),
     ("unresolvable_shape.onnx", "unresolvable at plan time"),
     ("external_short.onnx", "the tensor needs bytes 304..592"),
     ("external_missing.onnx", "cannot read external data"),
-    ("external_escape.onnx", "leaves the model's folder (refused)"),
+    (
+        "external_escape.onnx",
+        "leaves the model's folder (refused)",
+    ),
 ];
 
 #[test]
@@ -57,7 +74,9 @@ fn truncations_and_bit_flips_never_panic() {
     let bytes = std::fs::read(bad("good.onnx")).unwrap();
     let x = Tensor::new([1, 2, 5, 4], vec![0.5; 40]).unwrap();
     for cut in 0..bytes.len() {
-        let r = std::panic::catch_unwind(|| wunet::graph::onnx::import(&bytes[..cut], None).map(|_| ()));
+        let r = std::panic::catch_unwind(|| {
+            wunet::graph::onnx::import(&bytes[..cut], None).map(|_| ())
+        });
         assert!(r.is_ok(), "panic on a cut at {cut}");
     }
     for i in 0..bytes.len() {
@@ -95,7 +114,10 @@ fn the_cli_exits_2_with_one_line_and_no_output() {
         assert_eq!(o.status.code(), Some(2), "{name}: {err}");
         let lines: Vec<&str> = err.lines().collect();
         assert_eq!(lines.len(), 1, "{name}: {err}");
-        assert!(lines[0].starts_with("wunet: error:") && lines[0].contains(want), "{name}: {err}");
+        assert!(
+            lines[0].starts_with("wunet: error:") && lines[0].contains(want),
+            "{name}: {err}"
+        );
         assert!(!out.exists(), "{name}: wrote an output");
     }
     let _ = std::fs::remove_dir_all(&dir);

@@ -150,7 +150,12 @@ pub(crate) struct Packed {
 
 impl Packed {
     /// From `w(row, k)`.
-    pub(crate) fn new(m: usize, k: usize, w: impl Fn(usize, usize) -> f32 + Sync, bias: Vec<f32>) -> Packed {
+    pub(crate) fn new(
+        m: usize,
+        k: usize,
+        w: impl Fn(usize, usize) -> f32 + Sync,
+        bias: Vec<f32>,
+    ) -> Packed {
         let panels = m.div_ceil(MR);
         let mut a = vec![0f32; panels * k * MR];
         a.par_chunks_mut(k * MR).enumerate().for_each(|(p, panel)| {

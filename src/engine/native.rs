@@ -45,7 +45,11 @@ impl Engine {
     /// graphs, every activation) as its own op.
     pub fn new(model: ModelFile, device: Device, fold: bool) -> Result<Engine> {
         let spec = model.spec().clone();
-        let gpu = if device == Device::Cpu { Err(Error::NoAdapter) } else { request_gpu() };
+        let gpu = if device == Device::Cpu {
+            Err(Error::NoAdapter)
+        } else {
+            request_gpu()
+        };
         let view = gpu.as_ref().map(|g| AdapterView {
             name: &g.info.name,
             software: g.info.device_type == wgpu::DeviceType::Cpu,
@@ -62,27 +66,74 @@ impl Engine {
                 Kind::Int8(Int8Model::new(&q)?),
                 format!("cpu int8 ({})", cpu::int8::kernels::qgemm_name()),
             ),
-            (Choice::Cpu, ModelFile::Graph { graph, .. }) => (Kind::Graph(GraphCpu::new(graph, fold)), "cpu f32 (graph)".into()),
+            (Choice::Cpu, ModelFile::Graph { graph, .. }) => (
+                Kind::Graph(GraphCpu::new(graph, fold)),
+                "cpu f32 (graph)".into(),
+            ),
             (Choice::Gpu, ModelFile::Graph { graph, .. }) => {
                 let g = gpu?;
                 let fallback = (device == Device::Auto).then(|| Box::new((graph.clone(), fold)));
-                let opts = GpuGraphOptions { fuse: fold, ..Default::default() };
+                let opts = GpuGraphOptions {
+                    fuse: fold,
+                    ..Default::default()
+                };
                 let model = GpuGraphModel::new(&g.device, &g.queue, graph, opts)?;
-                (Kind::GpuGraph { model, plans: HashMap::new(), fallback }, format!("gpu f32 (graph) {}", g.info.name))
+                (
+                    Kind::GpuGraph {
+                        model,
+                        plans: HashMap::new(),
+                        fallback,
+                    },
+                    format!("gpu f32 (graph) {}", g.info.name),
+                )
             }
             (Choice::Gpu, ModelFile::Float(m)) => {
                 let g = gpu?;
-                let model = GpuModel::new(&g.device, &g.queue, &m, GpuOptions { fold_bn: fold, ..Default::default() })?;
+                let model = GpuModel::new(
+                    &g.device,
+                    &g.queue,
+                    &m,
+                    GpuOptions {
+                        fold_bn: fold,
+                        ..Default::default()
+                    },
+                )?;
                 let fallback = (device == Device::Auto).then(|| Box::new((m, fold)));
-                (Kind::Gpu { model, plans: HashMap::new(), fallback }, format!("gpu {}", g.info.name))
+                (
+                    Kind::Gpu {
+                        model,
+                        plans: HashMap::new(),
+                        fallback,
+                    },
+                    format!("gpu {}", g.info.name),
+                )
             }
             (Choice::Gpu, ModelFile::Int8(q)) => {
                 let g = gpu?;
-                let model = GpuInt8Model::new(&g.device, &g.queue, &q, GpuInt8Options { dot4: g.dot4(), ..Default::default() })?;
-                (Kind::GpuInt8 { model, plans: HashMap::new() }, format!("gpu int8 {}", g.info.name))
+                let model = GpuInt8Model::new(
+                    &g.device,
+                    &g.queue,
+                    &q,
+                    GpuInt8Options {
+                        dot4: g.dot4(),
+                        ..Default::default()
+                    },
+                )?;
+                (
+                    Kind::GpuInt8 {
+                        model,
+                        plans: HashMap::new(),
+                    },
+                    format!("gpu int8 {}", g.info.name),
+                )
             }
         };
-        Ok(Engine { kind, name, spec, notices })
+        Ok(Engine {
+            kind,
+            name,
+            spec,
+            notices,
+        })
     }
 
     /// What runs, for reports: "gpu NVIDIA …", "cpu f32 (direct, avx512)", …
@@ -103,7 +154,11 @@ impl Engine {
     /// One input, whole.
     pub fn run(&mut self, x: &Tensor) -> Result<Tensor> {
         match &mut self.kind {
-            Kind::Gpu { model, plans, fallback } => {
+            Kind::Gpu {
+                model,
+                plans,
+                fallback,
+            } => {
                 if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
                     match model.plan(x.shape) {
                         Ok(p) => {
@@ -112,9 +167,12 @@ impl Engine {
                         // auto: a GPU failure at plan time (out of memory, a lost device, a
                         // driver error) moves to the CPU engine, saying so. Inputs beyond the
                         // device's limits are tiled instead (`run_maybe_tiled`).
-                        Err(err) if fallback.is_some() && !matches!(err, Error::ExceedsLimit { .. }) => {
+                        Err(err)
+                            if fallback.is_some() && !matches!(err, Error::ExceedsLimit { .. }) =>
+                        {
                             let (m, fold) = *fallback.take().expect("checked");
-                            self.notices.push(format!("the GPU failed ({err}); running on the CPU engine"));
+                            self.notices
+                                .push(format!("the GPU failed ({err}); running on the CPU engine"));
                             let cpu = CpuModel::new(m, fold);
                             self.name = cpu.kernel().to_string();
                             self.kind = Kind::Cpu(cpu);
@@ -128,15 +186,22 @@ impl Engine {
             Kind::Cpu(m) => m.forward(x),
             Kind::Int8(m) => m.forward(x),
             Kind::Graph(m) => m.forward(x),
-            Kind::GpuGraph { model, plans, fallback } => {
+            Kind::GpuGraph {
+                model,
+                plans,
+                fallback,
+            } => {
                 if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
                     match model.plan(x.shape) {
                         Ok(p) => {
                             e.insert(p);
                         }
-                        Err(err) if fallback.is_some() && !matches!(err, Error::ExceedsLimit { .. }) => {
+                        Err(err)
+                            if fallback.is_some() && !matches!(err, Error::ExceedsLimit { .. }) =>
+                        {
                             let (g, fold) = *fallback.take().expect("checked");
-                            self.notices.push(format!("the GPU failed ({err}); running on the CPU engine"));
+                            self.notices
+                                .push(format!("the GPU failed ({err}); running on the CPU engine"));
                             self.name = "cpu f32 (graph)".into();
                             self.kind = Kind::Graph(GraphCpu::new(g, fold));
                             return self.run(x);
@@ -191,7 +256,13 @@ impl Engine {
     /// Run `x`, in tiles when `tile` is given, when its activations exceed `max_memory` bytes,
     /// or when the device cannot hold the whole image (the tile then halves from 1024 until a
     /// window fits).
-    pub fn run_maybe_tiled(&mut self, x: &Tensor, tile: Option<usize>, margin: Option<usize>, max_memory: u64) -> Result<Tensor> {
+    pub fn run_maybe_tiled(
+        &mut self,
+        x: &Tensor,
+        tile: Option<usize>,
+        margin: Option<usize>,
+        max_memory: u64,
+    ) -> Result<Tensor> {
         let over = tile.is_none() && self.planned_bytes(x.shape) > max_memory;
         if tile.is_none() && !over {
             match self.run(x) {
@@ -200,7 +271,8 @@ impl Engine {
                     let margin = margin.unwrap_or(radius);
                     let mut t = 1024;
                     loop {
-                        self.notices.push(format!("{e}; running in tiles of {t} px (margin {margin})"));
+                        self.notices
+                            .push(format!("{e}; running in tiles of {t} px (margin {margin})"));
                         match crate::plan::run_tiled(x, t, margin, align, |w| self.run(w)) {
                             Err(Error::ExceedsLimit { .. }) if t > 2 * align => t /= 2,
                             r => return r,

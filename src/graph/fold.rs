@@ -18,8 +18,16 @@ struct T {
 impl T {
     fn from(c: &Const) -> T {
         match &c.data {
-            ConstData::F32(v) => T { shape: c.shape.clone(), v: v.iter().map(|&x| x as f64).collect(), int: false },
-            ConstData::I64(v) => T { shape: c.shape.clone(), v: v.iter().map(|&x| x as f64).collect(), int: true },
+            ConstData::F32(v) => T {
+                shape: c.shape.clone(),
+                v: v.iter().map(|&x| x as f64).collect(),
+                int: false,
+            },
+            ConstData::I64(v) => T {
+                shape: c.shape.clone(),
+                v: v.iter().map(|&x| x as f64).collect(),
+                int: true,
+            },
         }
     }
 
@@ -34,7 +42,10 @@ impl T {
     fn scalar(&self) -> Result<f64> {
         match self.v.as_slice() {
             [x] => Ok(*x),
-            _ => Err(fold_err(format!("expected one value, got shape {:?}", self.shape))),
+            _ => Err(fold_err(format!(
+                "expected one value, got shape {:?}",
+                self.shape
+            ))),
         }
     }
 }
@@ -49,7 +60,11 @@ fn check_numel(shape: &[usize]) -> Result<usize> {
         .iter()
         .try_fold(1usize, |a, &d| a.checked_mul(d))
         .filter(|&n| n <= 1 << 24)
-        .ok_or_else(|| fold_err(format!("a constant of shape {shape:?} is too large to fold")))
+        .ok_or_else(|| {
+            fold_err(format!(
+                "a constant of shape {shape:?} is too large to fold"
+            ))
+        })
 }
 
 /// `Shape` with its `start`/`end` attributes.
@@ -125,7 +140,8 @@ fn elementwise(ts: &[&T], int: bool, f: impl Fn(&[f64]) -> f64) -> Result<T> {
 }
 
 fn axes_of(attr: &Option<Vec<i64>>, input: Option<&T>) -> Option<Vec<i64>> {
-    attr.clone().or_else(|| input.map(|t| t.v.iter().map(|&x| x as i64).collect()))
+    attr.clone()
+        .or_else(|| input.map(|t| t.v.iter().map(|&x| x as i64).collect()))
 }
 
 /// Evaluates `op` on constant inputs (`None`: an omitted optional input).
@@ -141,7 +157,11 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
         Op::Identity => x.clone(),
         Op::Cast { to_float } => T {
             shape: x.shape.clone(),
-            v: if *to_float { x.v.clone() } else { x.v.iter().map(|v| v.trunc()).collect() },
+            v: if *to_float {
+                x.v.clone()
+            } else {
+                x.v.iter().map(|v| v.trunc()).collect()
+            },
             int: !to_float,
         },
         Op::Binary(b) => {
@@ -153,7 +173,13 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
                 (true, BinOp::Add) => a[0] + a[1],
                 (true, BinOp::Sub) => a[0] - a[1],
                 (true, BinOp::Mul) => a[0] * a[1],
-                (true, BinOp::Div) => if a[1] == 0.0 { 0.0 } else { (a[0] / a[1]).trunc() },
+                (true, BinOp::Div) => {
+                    if a[1] == 0.0 {
+                        0.0
+                    } else {
+                        (a[0] / a[1]).trunc()
+                    }
+                }
                 (false, _) => b.apply(a[0] as f32, a[1] as f32) as f64,
             })?
         }
@@ -161,20 +187,47 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
         Op::Equal => elementwise(&[x, arg(1)?], true, |a| (a[0] == a[1]) as i64 as f64)?,
         Op::Where => {
             let (a, b) = (arg(1)?, arg(2)?);
-            elementwise(&[x, a, b], a.int && b.int, |v| if v[0] != 0.0 { v[1] } else { v[2] })?
+            elementwise(&[x, a, b], a.int && b.int, |v| {
+                if v[0] != 0.0 {
+                    v[1]
+                } else {
+                    v[2]
+                }
+            })?
         }
-        Op::Floor => T { v: x.v.iter().map(|v| v.floor()).collect(), ..x.clone() },
-        Op::Ceil => T { v: x.v.iter().map(|v| v.ceil()).collect(), ..x.clone() },
-        Op::Sqrt => T { v: x.v.iter().map(|v| v.sqrt()).collect(), ..x.clone() },
-        Op::Neg => T { v: x.v.iter().map(|v| -v).collect(), ..x.clone() },
+        Op::Floor => T {
+            v: x.v.iter().map(|v| v.floor()).collect(),
+            ..x.clone()
+        },
+        Op::Ceil => T {
+            v: x.v.iter().map(|v| v.ceil()).collect(),
+            ..x.clone()
+        },
+        Op::Sqrt => T {
+            v: x.v.iter().map(|v| v.sqrt()).collect(),
+            ..x.clone()
+        },
+        Op::Neg => T {
+            v: x.v.iter().map(|v| -v).collect(),
+            ..x.clone()
+        },
         Op::Act(a) => T {
             v: x.v.iter().map(|&v| a.apply(v as f32, 0) as f64).collect(),
             ..x.clone()
         },
         Op::Clip => {
-            let lo = ts.get(1).and_then(|t| t.as_ref()).map_or(Ok(f64::NEG_INFINITY), T::scalar)?;
-            let hi = ts.get(2).and_then(|t| t.as_ref()).map_or(Ok(f64::INFINITY), T::scalar)?;
-            T { v: x.v.iter().map(|v| v.max(lo).min(hi)).collect(), ..x.clone() }
+            let lo = ts
+                .get(1)
+                .and_then(|t| t.as_ref())
+                .map_or(Ok(f64::NEG_INFINITY), T::scalar)?;
+            let hi = ts
+                .get(2)
+                .and_then(|t| t.as_ref())
+                .map_or(Ok(f64::INFINITY), T::scalar)?;
+            T {
+                v: x.v.iter().map(|v| v.max(lo).min(hi)).collect(),
+                ..x.clone()
+            }
         }
         Op::Gather { axis } => {
             let idx = arg(1)?;
@@ -189,7 +242,9 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
                     let i = i as i64;
                     let i = if i < 0 { i + dim as i64 } else { i };
                     if i < 0 || i >= dim as i64 {
-                        return Err(fold_err(format!("Gather index {i} out of range for dim {dim}")));
+                        return Err(fold_err(format!(
+                            "Gather index {i} out of range for dim {dim}"
+                        )));
                     }
                     let base = (o * dim + i as usize) * inner;
                     v.extend_from_slice(&x.v[base..base + inner]);
@@ -198,7 +253,11 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
             let mut shape = x.shape[..ax].to_vec();
             shape.extend(&idx.shape);
             shape.extend(&x.shape[ax + 1..]);
-            T { shape, v, int: x.int }
+            T {
+                shape,
+                v,
+                int: x.int,
+            }
         }
         Op::Slice { attr } => {
             let (starts, ends, axes, steps) = match attr {
@@ -213,7 +272,8 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
                 }
             };
             let r = x.shape.len();
-            let mut ranges: Vec<(i64, i64, i64)> = x.shape.iter().map(|&d| (0, d as i64, 1)).collect();
+            let mut ranges: Vec<(i64, i64, i64)> =
+                x.shape.iter().map(|&d| (0, d as i64, 1)).collect();
             for k in 0..starts.len() {
                 let ax = norm_axis(*axes.get(k).ok_or_else(|| fold_err("Slice axes"))?, r)?;
                 let d = x.shape[ax] as i64;
@@ -223,7 +283,10 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
                 }
                 let clampi = |v: i64, lo: i64, hi: i64| v.max(lo).min(hi);
                 let fix = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
-                let (s, e) = (fix(starts[k]), fix(*ends.get(k).ok_or_else(|| fold_err("Slice ends"))?));
+                let (s, e) = (
+                    fix(starts[k]),
+                    fix(*ends.get(k).ok_or_else(|| fold_err("Slice ends"))?),
+                );
                 ranges[ax] = if step > 0 {
                     (clampi(s, 0, d), clampi(e, 0, d), step)
                 } else {
@@ -252,12 +315,20 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
                     x.v[off]
                 })
                 .collect();
-            T { shape, v, int: x.int }
+            T {
+                shape,
+                v,
+                int: x.int,
+            }
         }
         Op::Unsqueeze { axes } => {
-            let axes = axes_of(axes, ts.get(1).and_then(|t| t.as_ref())).ok_or_else(|| fold_err("Unsqueeze without axes"))?;
+            let axes = axes_of(axes, ts.get(1).and_then(|t| t.as_ref()))
+                .ok_or_else(|| fold_err("Unsqueeze without axes"))?;
             let r = x.shape.len() + axes.len();
-            let mut ax: Vec<usize> = axes.iter().map(|&a| norm_axis(a, r)).collect::<Result<_>>()?;
+            let mut ax: Vec<usize> = axes
+                .iter()
+                .map(|&a| norm_axis(a, r))
+                .collect::<Result<_>>()?;
             ax.sort_unstable();
             let mut shape = x.shape.clone();
             for a in ax {
@@ -269,8 +340,14 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
             let r = x.shape.len();
             let shape = match axes_of(axes, ts.get(1).and_then(|t| t.as_ref())) {
                 Some(a) => {
-                    let ax: Vec<usize> = a.iter().map(|&a| norm_axis(a, r)).collect::<Result<_>>()?;
-                    x.shape.iter().enumerate().filter(|(k, _)| !ax.contains(k)).map(|(_, &d)| d).collect()
+                    let ax: Vec<usize> =
+                        a.iter().map(|&a| norm_axis(a, r)).collect::<Result<_>>()?;
+                    x.shape
+                        .iter()
+                        .enumerate()
+                        .filter(|(k, _)| !ax.contains(k))
+                        .map(|(_, &d)| d)
+                        .collect()
                 }
                 None => x.shape.iter().copied().filter(|&d| d != 1).collect(),
             };
@@ -282,7 +359,11 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
             let mut shape: Vec<i64> = target.v.iter().map(|&v| v as i64).collect();
             for (k, s) in shape.iter_mut().enumerate() {
                 if *s == 0 {
-                    *s = *x.shape.get(k).ok_or_else(|| fold_err("Reshape 0 past the rank"))? as i64;
+                    *s = *x
+                        .shape
+                        .get(k)
+                        .ok_or_else(|| fold_err("Reshape 0 past the rank"))?
+                        as i64;
                 }
             }
             let known: i64 = shape.iter().filter(|&&s| s != -1).product();
@@ -308,15 +389,27 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
             let (xs, os) = (strides(&x.shape), strides(&shape));
             let n: usize = shape.iter().product();
             let v = (0..n)
-                .map(|i| x.v[(0..r).map(|k| (i / os[k]) % shape[k] * xs[perm[k]]).sum::<usize>()])
+                .map(|i| {
+                    x.v[(0..r)
+                        .map(|k| (i / os[k]) % shape[k] * xs[perm[k]])
+                        .sum::<usize>()]
+                })
                 .collect();
-            T { shape, v, int: x.int }
+            T {
+                shape,
+                v,
+                int: x.int,
+            }
         }
         Op::ConstantOfShape { value } => {
             let shape: Vec<usize> = x.v.iter().map(|&v| v.max(0.0) as usize).collect();
             let n = check_numel(&shape)?;
             let (float, val) = value.unwrap_or((true, 0.0));
-            T { shape, v: vec![val; n], int: !float }
+            T {
+                shape,
+                v: vec![val; n],
+                int: !float,
+            }
         }
         Op::Range => {
             let (s, l, d) = (x.scalar()?, arg(1)?.scalar()?, arg(2)?.scalar()?);
@@ -327,13 +420,21 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
             if n > 1 << 20 {
                 return Err(fold_err("Range of more than 2^20 values"));
             }
-            T { shape: vec![n], v: (0..n).map(|i| s + i as f64 * d).collect(), int: x.int }
+            T {
+                shape: vec![n],
+                v: (0..n).map(|i| s + i as f64 * d).collect(),
+                int: x.int,
+            }
         }
         Op::Expand => {
             let target: Vec<usize> = arg(1)?.v.iter().map(|&v| v.max(0.0) as usize).collect();
             let shape = broadcast_shape(&[&x.shape, &target])?;
             check_numel(&shape)?;
-            T { v: expand_to(x, &shape), shape, int: x.int }
+            T {
+                v: expand_to(x, &shape),
+                shape,
+                int: x.int,
+            }
         }
         Op::Concat { axis } => {
             let parts: Vec<&T> = ts.iter().flatten().collect();
@@ -341,10 +442,19 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
             let ax = norm_axis(*axis, r)?;
             let outer: usize = parts[0].shape[..ax].iter().product();
             let mut shape = parts[0].shape.clone();
-            shape[ax] = parts.iter().map(|p| p.shape.get(ax).copied().unwrap_or(0)).sum();
+            shape[ax] = parts
+                .iter()
+                .map(|p| p.shape.get(ax).copied().unwrap_or(0))
+                .sum();
             for p in &parts {
-                if p.shape.len() != r || p.shape[..ax] != shape[..ax] || p.shape[ax + 1..] != shape[ax + 1..] {
-                    return Err(fold_err(format!("Concat of {:?} and {:?}", parts[0].shape, p.shape)));
+                if p.shape.len() != r
+                    || p.shape[..ax] != shape[..ax]
+                    || p.shape[ax + 1..] != shape[ax + 1..]
+                {
+                    return Err(fold_err(format!(
+                        "Concat of {:?} and {:?}",
+                        parts[0].shape, p.shape
+                    )));
                 }
             }
             let mut v = Vec::new();
@@ -354,9 +464,18 @@ pub(super) fn eval(op: &Op, inputs: &[Option<Const>]) -> Result<Const> {
                     v.extend_from_slice(&p.v[o * chunk..(o + 1) * chunk]);
                 }
             }
-            T { shape, v, int: parts.iter().all(|p| p.int) }
+            T {
+                shape,
+                v,
+                int: parts.iter().all(|p| p.int),
+            }
         }
-        other => return Err(fold_err(format!("{} of constants cannot be folded", other.name()))),
+        other => {
+            return Err(fold_err(format!(
+                "{} of constants cannot be folded",
+                other.name()
+            )))
+        }
     };
     Ok(out.into_const())
 }
@@ -373,14 +492,31 @@ mod tests {
         assert_eq!(h, Const::i64(vec![], vec![37]));
         let hw = eval(
             &Op::Slice { attr: None },
-            &[Some(s), Some(Const::i64(vec![1], vec![2])), Some(Const::i64(vec![1], vec![i64::MAX]))],
+            &[
+                Some(s),
+                Some(Const::i64(vec![1], vec![2])),
+                Some(Const::i64(vec![1], vec![i64::MAX])),
+            ],
         )
         .unwrap();
         assert_eq!(hw, Const::i64(vec![2], vec![37, 45]));
-        let u = eval(&Op::Unsqueeze { axes: Some(vec![0]) }, &[Some(h)]).unwrap();
+        let u = eval(
+            &Op::Unsqueeze {
+                axes: Some(vec![0]),
+            },
+            &[Some(h)],
+        )
+        .unwrap();
         let c = eval(&Op::Concat { axis: 0 }, &[Some(u.clone()), Some(u)]).unwrap();
         assert_eq!(c, Const::i64(vec![2], vec![37, 37]));
-        let d = eval(&Op::Binary(BinOp::Div), &[Some(Const::i64(vec![], vec![7])), Some(Const::i64(vec![], vec![2]))]).unwrap();
+        let d = eval(
+            &Op::Binary(BinOp::Div),
+            &[
+                Some(Const::i64(vec![], vec![7])),
+                Some(Const::i64(vec![], vec![2])),
+            ],
+        )
+        .unwrap();
         assert_eq!(d.as_i64(), [3]);
     }
 }

@@ -14,14 +14,18 @@ pub fn fuse(mut g: Shaped) -> Shaped {
     while let Some((i, j, how)) = find(&g) {
         let mut f = g.layers[i].clone();
         let out = g.layers[j].output();
-        let act = act_of(&g.layers[j]).cloned().unwrap_or_else(|| match &g.layers[j] {
-            Layer::Act { act, .. } => act.clone(),
-            _ => Act::None,
-        });
+        let act = act_of(&g.layers[j])
+            .cloned()
+            .unwrap_or_else(|| match &g.layers[j] {
+                Layer::Act { act, .. } => act.clone(),
+                _ => Act::None,
+            });
         match how {
             How::Act => {}
             How::Affine => {
-                let Layer::Affine { scale, shift, .. } = &g.layers[j] else { unreachable!() };
+                let Layer::Affine { scale, shift, .. } = &g.layers[j] else {
+                    unreachable!()
+                };
                 let (scale, shift) = (scale.clone(), shift.clone());
                 fold_affine(&mut f, &scale, &shift, &mut g.weights);
             }
@@ -71,22 +75,42 @@ fn find(g: &Shaped) -> Option<(usize, usize, How)> {
         let b = &g.layers[j];
         match (a, b) {
             // An activation after anything with an empty epilogue.
-            (_, Layer::Act { .. }) if act_of(a) == Some(&Act::None) => return Some((i, j, How::Act)),
+            (_, Layer::Act { .. }) if act_of(a) == Some(&Act::None) => {
+                return Some((i, j, How::Act))
+            }
             // BatchNorm into the conv before it.
             (
-                Layer::Conv { act: Act::None, add: None, .. } | Layer::ConvTranspose { act: Act::None, .. },
+                Layer::Conv {
+                    act: Act::None,
+                    add: None,
+                    ..
+                }
+                | Layer::ConvTranspose { act: Act::None, .. },
                 Layer::Affine { .. },
             ) => return Some((i, j, How::Affine)),
             // A residual Add into the conv's epilogue (same shapes, no broadcasting).
             (
-                Layer::Conv { act: Act::None, add: None, .. },
-                Layer::Binary { a: Operand::T(x), b: Operand::T(y), op: super::BinOp::Add, .. },
+                Layer::Conv {
+                    act: Act::None,
+                    add: None,
+                    ..
+                },
+                Layer::Binary {
+                    a: Operand::T(x),
+                    b: Operand::T(y),
+                    op: super::BinOp::Add,
+                    ..
+                },
             ) => {
                 let other = if *x == t { *y } else { *x };
                 // Not the conv's own input (an identity residual, `conv(x) + x`): a GPU dispatch
                 // cannot bind one range twice as writable storage (WebGPU refuses it).
                 let own_input = matches!(a, Layer::Conv { x: cx, .. } if *cx == other);
-                if other != t && !own_input && g.shapes[other] == g.shapes[t] && g.shapes[b.output()] == g.shapes[t] {
+                if other != t
+                    && !own_input
+                    && g.shapes[other] == g.shapes[t]
+                    && g.shapes[b.output()] == g.shapes[t]
+                {
                     return Some((i, j, How::Add(other)));
                 }
             }
@@ -175,7 +199,15 @@ mod tests {
             let x = g.input;
             let w = g.value("w", Some(Const::f32(vec![3, 3, 1, 1], vec![0.5; 9])));
             let c = g.value("c", None);
-            g.node("conv", Op::Conv { win: Window::default(), groups: 1 }, vec![Some(x), Some(w), None], vec![c]);
+            g.node(
+                "conv",
+                Op::Conv {
+                    win: Window::default(),
+                    groups: 1,
+                },
+                vec![Some(x), Some(w), None],
+                vec![c],
+            );
             let other = if own {
                 x
             } else {
@@ -184,7 +216,12 @@ mod tests {
                 r
             };
             let s = g.value("s", None);
-            g.node("add", Op::Binary(BinOp::Add), vec![Some(c), Some(other)], vec![s]);
+            g.node(
+                "add",
+                Op::Binary(BinOp::Add),
+                vec![Some(c), Some(other)],
+                vec![s],
+            );
             let y = g.value("y", None);
             g.node("relu", Op::Act(Act::Relu), vec![Some(s)], vec![y]);
             g.output = y;

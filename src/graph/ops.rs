@@ -78,7 +78,9 @@ impl BinOp {
 pub enum PoolKind {
     Max,
     /// `count_include_pad`: divide by the whole window, padding included.
-    Avg { count_include_pad: bool },
+    Avg {
+        count_include_pad: bool,
+    },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +139,10 @@ pub struct Window {
 #[derive(Clone, Debug, PartialEq)]
 pub enum Op {
     /// x, w (const), b? (const)
-    Conv { win: Window, groups: usize },
+    Conv {
+        win: Window,
+        groups: usize,
+    },
     /// x, w (const), b? (const)
     ConvTranspose {
         win: Window,
@@ -146,16 +151,23 @@ pub enum Op {
         output_shape: Vec<usize>,
     },
     /// x, scale, bias, mean, var (all const)
-    BatchNorm { eps: f32 },
+    BatchNorm {
+        eps: f32,
+    },
     /// x, scale? (const), bias? (const)
-    InstanceNorm { eps: f32 },
+    InstanceNorm {
+        eps: f32,
+    },
     /// x (Relu, LeakyRelu, Sigmoid, Tanh); x, min? max? (const, Clip); x, slope (const, PRelu)
     Act(Act),
     /// x; `Clip` of opset 11+ and `PRelu` take their parameters from inputs.
     Clip,
     PRelu,
     /// x
-    Pool { kind: PoolKind, win: Window },
+    Pool {
+        kind: PoolKind,
+        win: Window,
+    },
     /// x
     GlobalPool(ReduceKind),
     /// x, axes? (const, opset 18 / ReduceMean 18, ReduceMax 18)
@@ -178,25 +190,47 @@ pub enum Op {
         value: f32,
     },
     /// any count
-    Concat { axis: i64 },
+    Concat {
+        axis: i64,
+    },
     /// a, b (NumPy broadcasting)
     Binary(BinOp),
     /// x (Identity, Dropout in inference)
     Identity,
     /// x; `legacy` (opset < 13): over all dims from `axis` on, flattened.
-    Softmax { axis: i64, legacy: bool },
+    Softmax {
+        axis: i64,
+        legacy: bool,
+    },
     // Shape arithmetic, folded at plan time (never run on activations).
-    Shape { start: i64, end: Option<i64> },
-    Gather { axis: i64 },
+    Shape {
+        start: i64,
+        end: Option<i64>,
+    },
+    Gather {
+        axis: i64,
+    },
     /// data, starts, ends, axes?, steps? (opset 10+); attributes in opset < 10.
-    Slice { attr: Option<(Vec<i64>, Vec<i64>, Vec<i64>)> },
-    Cast { to_float: bool },
+    Slice {
+        attr: Option<(Vec<i64>, Vec<i64>, Vec<i64>)>,
+    },
+    Cast {
+        to_float: bool,
+    },
     /// data, axes? (opset 13+) or the attribute.
-    Unsqueeze { axes: Option<Vec<i64>> },
-    Squeeze { axes: Option<Vec<i64>> },
+    Unsqueeze {
+        axes: Option<Vec<i64>>,
+    },
+    Squeeze {
+        axes: Option<Vec<i64>>,
+    },
     Reshape,
-    Transpose { perm: Option<Vec<i64>> },
-    ConstantOfShape { value: Option<(bool, f64)> },
+    Transpose {
+        perm: Option<Vec<i64>>,
+    },
+    ConstantOfShape {
+        value: Option<(bool, f64)>,
+    },
     Range,
     Floor,
     Ceil,

@@ -30,7 +30,15 @@ pub fn from_unet(m: &UNet) -> LayerGraph {
             strides: vec![2, 2],
             ..Default::default()
         };
-        g.node(format!("pool{l}"), Op::Pool { kind: super::PoolKind::Max, win }, vec![Some(x)], vec![out]);
+        g.node(
+            format!("pool{l}"),
+            Op::Pool {
+                kind: super::PoolKind::Max,
+                win,
+            },
+            vec![Some(x)],
+            vec![out],
+        );
         x = out;
     }
     x = double_conv(&mut g, x, &m.bottleneck, "bottleneck", eps);
@@ -54,26 +62,65 @@ pub fn from_unet(m: &UNet) -> LayerGraph {
         let skip = skips.pop().expect("one skip per level");
         // sizes = Shape(x)[0:2] ++ Shape(skip)[2:4]
         let nc = g.value(format!("{name}.shape_nc"), None);
-        g.node(format!("{name}.shape_nc"), Op::Shape { start: 0, end: Some(2) }, vec![Some(x)], vec![nc]);
+        g.node(
+            format!("{name}.shape_nc"),
+            Op::Shape {
+                start: 0,
+                end: Some(2),
+            },
+            vec![Some(x)],
+            vec![nc],
+        );
         let hw = g.value(format!("{name}.shape_hw"), None);
-        g.node(format!("{name}.shape_hw"), Op::Shape { start: 2, end: None }, vec![Some(skip)], vec![hw]);
+        g.node(
+            format!("{name}.shape_hw"),
+            Op::Shape {
+                start: 2,
+                end: None,
+            },
+            vec![Some(skip)],
+            vec![hw],
+        );
         let sizes = g.value(format!("{name}.sizes"), None);
-        g.node(format!("{name}.sizes"), Op::Concat { axis: 0 }, vec![Some(nc), Some(hw)], vec![sizes]);
+        g.node(
+            format!("{name}.sizes"),
+            Op::Concat { axis: 0 },
+            vec![Some(nc), Some(hw)],
+            vec![sizes],
+        );
         let resized = g.value(format!("{name}.resized"), None);
         let op = Op::Resize {
             mode: ResizeMode::Linear,
             coord: ResizeCoord::AlignCorners,
             scales: None,
         };
-        g.node(format!("{name}.resize"), op, vec![Some(x), None, None, Some(sizes)], vec![resized]);
+        g.node(
+            format!("{name}.resize"),
+            op,
+            vec![Some(x), None, None, Some(sizes)],
+            vec![resized],
+        );
         let cat = g.value(format!("{name}.cat"), None);
-        g.node(format!("{name}.cat"), Op::Concat { axis: 1 }, vec![Some(skip), Some(resized)], vec![cat]);
+        g.node(
+            format!("{name}.cat"),
+            Op::Concat { axis: 1 },
+            vec![Some(skip), Some(resized)],
+            vec![cat],
+        );
         x = double_conv(&mut g, cat, &up.conv, &format!("ups.{}", 2 * k + 1), eps);
     }
     let w = weight(&mut g, "final_conv.weight", &m.head);
     let b = bias(&mut g, "final_conv.bias", &m.head);
     let out = g.value("logits", None);
-    g.node("final_conv", Op::Conv { win: Window::default(), groups: 1 }, vec![Some(x), Some(w), b], vec![out]);
+    g.node(
+        "final_conv",
+        Op::Conv {
+            win: Window::default(),
+            groups: 1,
+        },
+        vec![Some(x), Some(w), b],
+        vec![out],
+    );
     g.output = out;
     g
 }
@@ -88,16 +135,31 @@ fn bias(g: &mut LayerGraph, key: &str, c: &ConvWeights) -> Option<ValueId> {
         .map(|b| g.value(key, Some(Const::f32(vec![b.len()], b.clone()))))
 }
 
-fn conv_bn_relu(g: &mut LayerGraph, x: ValueId, c: &ConvWeights, bn: &BatchNorm, conv: &str, bnk: &str, eps: f32) -> ValueId {
+fn conv_bn_relu(
+    g: &mut LayerGraph,
+    x: ValueId,
+    c: &ConvWeights,
+    bn: &BatchNorm,
+    conv: &str,
+    bnk: &str,
+    eps: f32,
+) -> ValueId {
     let w = weight(g, &format!("{conv}.weight"), c);
     let out = g.value(conv, None);
     let win = Window {
         pads: vec![1, 1, 1, 1],
         ..Default::default()
     };
-    g.node(conv, Op::Conv { win, groups: 1 }, vec![Some(x), Some(w), None], vec![out]);
+    g.node(
+        conv,
+        Op::Conv { win, groups: 1 },
+        vec![Some(x), Some(w), None],
+        vec![out],
+    );
     let n = bn.gamma.len();
-    let p = |g: &mut LayerGraph, k: &str, v: &[f32]| Some(g.value(format!("{bnk}.{k}"), Some(Const::f32(vec![n], v.to_vec()))));
+    let p = |g: &mut LayerGraph, k: &str, v: &[f32]| {
+        Some(g.value(format!("{bnk}.{k}"), Some(Const::f32(vec![n], v.to_vec()))))
+    };
     let ins = vec![
         Some(out),
         p(g, "weight", &bn.gamma),
@@ -108,11 +170,38 @@ fn conv_bn_relu(g: &mut LayerGraph, x: ValueId, c: &ConvWeights, bn: &BatchNorm,
     let y = g.value(bnk, None);
     g.node(bnk, Op::BatchNorm { eps }, ins, vec![y]);
     let r = g.value(format!("{bnk}.relu"), None);
-    g.node(format!("{bnk}.relu"), Op::Act(Act::Relu), vec![Some(y)], vec![r]);
+    g.node(
+        format!("{bnk}.relu"),
+        Op::Act(Act::Relu),
+        vec![Some(y)],
+        vec![r],
+    );
     r
 }
 
-fn double_conv(g: &mut LayerGraph, x: ValueId, dc: &crate::model::DoubleConv, prefix: &str, eps: f32) -> ValueId {
-    let y = conv_bn_relu(g, x, &dc.conv1, &dc.bn1, &format!("{prefix}.conv1"), &format!("{prefix}.bn1"), eps);
-    conv_bn_relu(g, y, &dc.conv2, &dc.bn2, &format!("{prefix}.conv2"), &format!("{prefix}.bn2"), eps)
+fn double_conv(
+    g: &mut LayerGraph,
+    x: ValueId,
+    dc: &crate::model::DoubleConv,
+    prefix: &str,
+    eps: f32,
+) -> ValueId {
+    let y = conv_bn_relu(
+        g,
+        x,
+        &dc.conv1,
+        &dc.bn1,
+        &format!("{prefix}.conv1"),
+        &format!("{prefix}.bn1"),
+        eps,
+    );
+    conv_bn_relu(
+        g,
+        y,
+        &dc.conv2,
+        &dc.bn2,
+        &format!("{prefix}.conv2"),
+        &format!("{prefix}.bn2"),
+        eps,
+    )
 }

@@ -206,8 +206,14 @@ impl Layer {
                 with(s, act)
             }
             Layer::ConvTranspose {
-                kernel, stride, act, ..
-            } => with(format!("convT{}x{}s{}", kernel[0], kernel[1], stride[0]), act),
+                kernel,
+                stride,
+                act,
+                ..
+            } => with(
+                format!("convT{}x{}s{}", kernel[0], kernel[1], stride[0]),
+                act,
+            ),
             Layer::Affine { act, .. } => with("batchnorm".into(), act),
             Layer::InstanceNorm { act, .. } => with("instancenorm".into(), act),
             Layer::Act { act, .. } => act.name().to_string(),
@@ -222,7 +228,11 @@ impl Layer {
                 ..
             } => format!(
                 "reduce_{}({}{})",
-                if *kind == ReduceKind::Mean { "mean" } else { "max" },
+                if *kind == ReduceKind::Mean {
+                    "mean"
+                } else {
+                    "max"
+                },
                 if *channels { "c" } else { "" },
                 if *spatial { "hw" } else { "" }
             ),
@@ -404,7 +414,10 @@ impl Shaped {
                 }
                 Layer::Reduce { spatial: true, .. } => return None,
                 Layer::InstanceNorm { .. } => return None,
-                Layer::Pad { pads, .. } => (r + pads.iter().map(|p| p.unsigned_abs()).max().unwrap_or(0) as f64 * j, j),
+                Layer::Pad { pads, .. } => (
+                    r + pads.iter().map(|p| p.unsigned_abs()).max().unwrap_or(0) as f64 * j,
+                    j,
+                ),
                 _ => (r, j),
             };
             rf[l.output()] = Some(next);
@@ -443,7 +456,9 @@ pub(super) fn instantiate(g: &LayerGraph, input: Shape) -> Result<Shaped> {
                 let what = ["batch", "channels", "height", "width"][k];
                 return Err(Error::BadInput {
                     shape: input.to_vec(),
-                    reason: format!("the model's input has a fixed {what} of {want}, the input has {d}"),
+                    reason: format!(
+                        "the model's input has a fixed {what} of {want}, the input has {d}"
+                    ),
                 });
             }
         }
@@ -464,14 +479,18 @@ pub(super) fn instantiate(g: &LayerGraph, input: Shape) -> Result<Shaped> {
     b.vals[g.input] = Some(Val::Tensor(0));
     for node in &g.nodes {
         let v = b.node(node).map_err(|e| match e {
-            Error::BadModel(r) => Error::BadModel(format!("node `{}` ({}): {r}", node.name, node.op.name())),
+            Error::BadModel(r) => {
+                Error::BadModel(format!("node `{}` ({}): {r}", node.name, node.op.name()))
+            }
             e => e,
         })?;
         b.vals[node.outputs[0]] = Some(v);
     }
     match b.vals[g.output].clone() {
         Some(Val::Tensor(t)) => b.out.output = t,
-        Some(Val::Const(_)) => return Err(bad_graph("the graph's output does not depend on its input")),
+        Some(Val::Const(_)) => {
+            return Err(bad_graph("the graph's output does not depend on its input"))
+        }
         None => return Err(bad_graph("nothing computes the graph's output")),
     }
     if b.out.output == b.out.input {
@@ -537,8 +556,13 @@ impl Builder<'_> {
         if s.contains(&0) {
             return Err(shape_err(format!("{what} would be empty: shape {shape:?}")));
         }
-        if s.iter().try_fold(4usize, |a, &d| a.checked_mul(d)).is_none_or(|b| b > isize::MAX as usize / 2) {
-            return Err(shape_err(format!("{what} would be absurdly large: shape {shape:?}")));
+        if s.iter()
+            .try_fold(4usize, |a, &d| a.checked_mul(d))
+            .is_none_or(|b| b > isize::MAX as usize / 2)
+        {
+            return Err(shape_err(format!(
+                "{what} would be absurdly large: shape {shape:?}"
+            )));
         }
         self.out.shapes.push(s);
         Ok(self.out.shapes.len() - 1)
@@ -569,21 +593,36 @@ impl Builder<'_> {
         if all_const && !ins.is_empty() {
             let cs: Vec<Option<Const>> = ins
                 .iter()
-                .map(|i| i.map(|i| match &self.vals[i] {
-                    Some(Val::Const(c)) => c.clone(),
-                    _ => unreachable!("checked constant"),
-                }))
+                .map(|i| {
+                    i.map(|i| match &self.vals[i] {
+                        Some(Val::Const(c)) => c.clone(),
+                        _ => unreachable!("checked constant"),
+                    })
+                })
                 .collect();
             return fold::eval(&node.op, &cs).map(Val::Const);
         }
         let x = match self.val(first.ok_or_else(|| shape_err("no input"))?)? {
             Val::Tensor(t) => *t,
-            Val::Const(_) if matches!(node.op, Op::Binary(_) | Op::Concat { .. } | Op::Where | Op::Expand) => usize::MAX,
+            Val::Const(_)
+                if matches!(
+                    node.op,
+                    Op::Binary(_) | Op::Concat { .. } | Op::Where | Op::Expand
+                ) =>
+            {
+                usize::MAX
+            }
             Val::Const(_) => {
-                return Err(shape_err("its data input is a constant while other inputs depend on the image"))
+                return Err(shape_err(
+                    "its data input is a constant while other inputs depend on the image",
+                ))
             }
         };
-        let xs = if x == usize::MAX { [0; 4] } else { self.out.shapes[x] };
+        let xs = if x == usize::MAX {
+            [0; 4]
+        } else {
+            self.out.shapes[x]
+        };
         let [n, c, h, w] = xs;
         let name = node.name.as_str();
         match &node.op {
@@ -897,7 +936,10 @@ impl Builder<'_> {
         let Some(id) = id else { return Ok(None) };
         let b = self.weight(id)?;
         if self.out.weights[b].data.len() != cout {
-            return Err(shape_err(format!("bias of {} values for {cout} output channels", self.out.weights[b].data.len())));
+            return Err(shape_err(format!(
+                "bias of {} values for {cout} output channels",
+                self.out.weights[b].data.len()
+            )));
         }
         Ok(Some(b))
     }
@@ -908,7 +950,10 @@ impl Builder<'_> {
             Val::Tensor(t) => Ok(Operand::T(t)),
             Val::Const(c) => {
                 if c.shape.len() > 4 {
-                    return Err(shape_err(format!("a constant of rank {} broadcast onto activations", c.shape.len())));
+                    return Err(shape_err(format!(
+                        "a constant of rank {} broadcast onto activations",
+                        c.shape.len()
+                    )));
                 }
                 let w = self.weight(id)?;
                 let mut shape = vec![1; 4 - c.shape.len()];
@@ -922,7 +967,11 @@ impl Builder<'_> {
     fn operand_shape(&self, o: Operand) -> Shape {
         match o {
             Operand::T(t) => self.out.shapes[t],
-            Operand::W(w) => self.out.weights[w].shape.as_slice().try_into().expect("operands are 4-D"),
+            Operand::W(w) => self.out.weights[w]
+                .shape
+                .as_slice()
+                .try_into()
+                .expect("operands are 4-D"),
         }
     }
 }
@@ -943,14 +992,24 @@ pub(super) fn norm_axis(a: i64, rank: usize) -> Result<usize> {
 }
 
 /// [top, left, bottom, right] from explicit pads or `auto_pad`.
-fn conv_pads(win: &Window, hw: [usize; 2], k: [usize; 2], s: [usize; 2], d: [usize; 2]) -> Result<[usize; 4]> {
+fn conv_pads(
+    win: &Window,
+    hw: [usize; 2],
+    k: [usize; 2],
+    s: [usize; 2],
+    d: [usize; 2],
+) -> Result<[usize; 4]> {
     let mut pad = [0usize; 4];
     match win.auto_pad.as_str() {
         "SAME_UPPER" | "SAME_LOWER" => {
             for i in 0..2 {
                 let out = hw[i].div_ceil(s[i]);
                 let total = ((out - 1) * s[i] + (k[i] - 1) * d[i] + 1).saturating_sub(hw[i]);
-                let (lo, hi) = if win.auto_pad == "SAME_UPPER" { (total / 2, total - total / 2) } else { (total - total / 2, total / 2) };
+                let (lo, hi) = if win.auto_pad == "SAME_UPPER" {
+                    (total / 2, total - total / 2)
+                } else {
+                    (total - total / 2, total / 2)
+                };
                 pad[i] = lo;
                 pad[i + 2] = hi;
             }
@@ -969,9 +1028,15 @@ fn out_size(i: usize, k: usize, s: usize, pads: usize, d: usize, ceil: bool) -> 
     let span = (k - 1) * d + 1;
     let total = i + pads;
     if total < span {
-        return Err(shape_err(format!("a window of {span} does not fit an input of {i} (+{pads} padding)")));
+        return Err(shape_err(format!(
+            "a window of {span} does not fit an input of {i} (+{pads} padding)"
+        )));
     }
-    Ok(if ceil { (total - span).div_ceil(s) } else { (total - span) / s } + 1)
+    Ok(if ceil {
+        (total - span).div_ceil(s)
+    } else {
+        (total - span) / s
+    } + 1)
 }
 
 /// PyTorch's (and ONNX's) ceil-mode rule: the last window must start inside the input or the

@@ -235,7 +235,13 @@ pub(crate) struct Measured {
 }
 
 /// Prints a benchmark as a table or as one JSON object (the fields the README lists).
-pub(crate) fn report(m: Measured, model_path: &Path, precision: &str, in_channels: usize, a: &BenchArgs) -> Result<()> {
+pub(crate) fn report(
+    m: Measured,
+    model_path: &Path,
+    precision: &str,
+    in_channels: usize,
+    a: &BenchArgs,
+) -> Result<()> {
     let Measured {
         device,
         adapter,

@@ -13,7 +13,7 @@ use wunet::gpu::{measure_fma_peak, request_gpu};
 use wunet::graph::{LayerGraph, Shaped};
 use wunet::Tensor;
 
-use crate::bench::{time_runs, input, median, report, BenchArgs, Layer, Measured};
+use crate::bench::{input, median, report, time_runs, BenchArgs, Layer, Measured};
 
 pub(crate) fn bench_graph(model_path: &Path, graph: LayerGraph, a: &BenchArgs) -> Result<()> {
     let (h, w) = a.size;

@@ -101,7 +101,10 @@ pub(crate) fn compress(a: CompressArgs) -> Result<()> {
     if amount.is_none() && calibrate.is_none() {
         bail!("nothing to do: give --prune AMOUNT and/or --int8");
     }
-    if model.is_some_and(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx"))) {
+    if model.is_some_and(|p| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("onnx"))
+    }) {
         bail!("compressing imported (ONNX) models is not supported yet: `compress` runs on reference U-Net safetensors files (infer, info, bench and eval take .onnx)");
     }
     let (_, mut m) = load_model(model)?;

@@ -14,7 +14,9 @@ use crate::{load_any, mib, AnyModel};
 pub(crate) fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -> Result<()> {
     let m = match load_any(model)?.1 {
         AnyModel::Int8(q) => return info_int8(&q, (h, w)),
-        AnyModel::Graph { graph, .. } => return crate::info_graph::info_graph(&graph, (h, w), batch),
+        AnyModel::Graph { graph, .. } => {
+            return crate::info_graph::info_graph(&graph, (h, w), batch)
+        }
         AnyModel::Float(m) => m,
     };
     let s = &m.spec;

@@ -30,7 +30,10 @@ pub(crate) fn info_graph(g: &LayerGraph, (h, w): (usize, usize), batch: usize) -
     }
     let [n, c, oh, ow] = s.shapes[s.output];
     println!("\nlayers at {}x{cin}x{h}x{w} → {n}x{c}x{oh}x{ow} (BatchNorm, activations and residual adds fused):", shape[0]);
-    println!("{:<40} {:<26} {:>18} {:>12} {:>10}", "layer (first node)", "op", "output", "MFLOP", "params");
+    println!(
+        "{:<40} {:<26} {:>18} {:>12} {:>10}",
+        "layer (first node)", "op", "output", "MFLOP", "params"
+    );
     for (l, name) in s.layers.iter().zip(&s.names) {
         let [n, c, oh, ow] = s.shapes[l.output()];
         let p = s.params(l);
@@ -46,7 +49,12 @@ pub(crate) fn info_graph(g: &LayerGraph, (h, w): (usize, usize), batch: usize) -
     let conv: u64 = s
         .layers
         .iter()
-        .filter(|l| matches!(l, wunet::graph::Layer::Conv { .. } | wunet::graph::Layer::ConvTranspose { .. }))
+        .filter(|l| {
+            matches!(
+                l,
+                wunet::graph::Layer::Conv { .. } | wunet::graph::Layer::ConvTranspose { .. }
+            )
+        })
         .map(|l| s.flops(l))
         .sum();
     println!(

@@ -450,7 +450,13 @@ impl Engine {
     }
 
     /// `run`, in tiles when asked or needed (see `wunet::engine::Engine::run_maybe_tiled`).
-    pub(crate) fn run_maybe_tiled(&mut self, x: &Tensor, tile: Option<usize>, margin: Option<usize>, max_memory: u64) -> Result<Tensor> {
+    pub(crate) fn run_maybe_tiled(
+        &mut self,
+        x: &Tensor,
+        tile: Option<usize>,
+        margin: Option<usize>,
+        max_memory: u64,
+    ) -> Result<Tensor> {
         let r = self.0.run_maybe_tiled(x, tile, margin, max_memory);
         self.notices();
         Ok(r?)
@@ -462,7 +468,6 @@ impl Engine {
         Ok(r?)
     }
 }
-
 
 pub(crate) fn is_npy(p: &Path) -> bool {
     p.extension().is_some_and(|e| e.eq_ignore_ascii_case("npy"))

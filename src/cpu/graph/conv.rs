@@ -57,7 +57,15 @@ impl Epilogue<'_> {
 
 /// `out[n, co] = Σ w[co, ci, ky, kx] · x[n, g·cin_g + ci, oy·s + ky·d − pt, ox·s + kx·d − pl]`.
 /// `w`: [cout, cin / groups, kh, kw].
-pub fn conv2d(x: &Tensor, w: &[f32], cout: usize, g: Geom, oh: usize, ow: usize, epi: &Epilogue) -> Tensor {
+pub fn conv2d(
+    x: &Tensor,
+    w: &[f32],
+    cout: usize,
+    g: Geom,
+    oh: usize,
+    ow: usize,
+    epi: &Epilogue,
+) -> Tensor {
     let [nb, cin, h, wd] = x.shape;
     let cin_g = cin / g.groups;
     let cout_g = cout / g.groups;
@@ -76,7 +84,11 @@ pub fn conv2d(x: &Tensor, w: &[f32], cout: usize, g: Geom, oh: usize, ow: usize,
     if few || pointwise {
         tile = p;
     }
-    let par = if tile == p { Parallelism::Rayon(0) } else { Parallelism::None };
+    let par = if tile == p {
+        Parallelism::Rayon(0)
+    } else {
+        Parallelism::None
+    };
     let dst = SendPtr(out.data.as_mut_ptr());
     for n in 0..nb {
         for gi in 0..g.groups {
@@ -132,11 +144,23 @@ fn finish(out: &mut Tensor, epi: &Epilogue) {
     }
     let c = out.c();
     let hw = out.h() * out.w();
-    out.data.par_chunks_mut(hw).enumerate().for_each(|(i, plane)| epi.row(plane, i / c, i % c, 0));
+    out.data
+        .par_chunks_mut(hw)
+        .enumerate()
+        .for_each(|(i, plane)| epi.row(plane, i / c, i % c, 0));
 }
 
 /// Rows (ci, ky, kx) × columns j0..j0 + cols of one group's im2col.
-fn im2col(xs: &[f32], cin_g: usize, h: usize, w: usize, g: Geom, ow: usize, j0: usize, cols: usize) -> Vec<f32> {
+fn im2col(
+    xs: &[f32],
+    cin_g: usize,
+    h: usize,
+    w: usize,
+    g: Geom,
+    ow: usize,
+    j0: usize,
+    cols: usize,
+) -> Vec<f32> {
     let [kh, kw] = g.kernel;
     let mut b = vec![0f32; cin_g * kh * kw * cols];
     let mut row = 0;
@@ -157,7 +181,8 @@ fn im2col(xs: &[f32], cin_g: usize, h: usize, w: usize, g: Geom, ow: usize, j0: 
                         if g.stride[1] == 1 {
                             // Contiguous: the in-range part is one copy.
                             let lo = (-(off + ox0 as isize)).clamp(0, run as isize) as usize;
-                            let hi = ((w as isize - off - ox0 as isize).clamp(0, run as isize)) as usize;
+                            let hi =
+                                ((w as isize - off - ox0 as isize).clamp(0, run as isize)) as usize;
                             if hi > lo {
                                 let s0 = (ox0 as isize + lo as isize + off) as usize;
                                 dst[j + lo..j + hi].copy_from_slice(&src[s0..s0 + hi - lo]);
@@ -185,37 +210,49 @@ fn depthwise(x: &Tensor, w: &[f32], cout_g: usize, g: Geom, out: &mut Tensor) {
     let [_, cin, h, wd] = x.shape;
     let [_, cout, oh, ow] = out.shape;
     let [kh, kw] = g.kernel;
-    out.data.par_chunks_mut(oh * ow).enumerate().for_each(|(i, o)| {
-        let (n, co) = (i / cout, i % cout);
-        let ci = co / cout_g;
-        let src = x.plane(n, ci);
-        let wk = &w[co * kh * kw..(co + 1) * kh * kw];
-        let _ = cin;
-        for oy in 0..oh {
-            for ox in 0..ow {
-                let mut acc = 0f32;
-                for ky in 0..kh {
-                    let iy = (oy * g.stride[0] + ky * g.dil[0]) as isize - g.pad[0] as isize;
-                    if iy < 0 || iy as usize >= h {
-                        continue;
-                    }
-                    for kx in 0..kw {
-                        let ix = (ox * g.stride[1] + kx * g.dil[1]) as isize - g.pad[1] as isize;
-                        if ix >= 0 && (ix as usize) < wd {
-                            acc += wk[ky * kw + kx] * src[iy as usize * wd + ix as usize];
+    out.data
+        .par_chunks_mut(oh * ow)
+        .enumerate()
+        .for_each(|(i, o)| {
+            let (n, co) = (i / cout, i % cout);
+            let ci = co / cout_g;
+            let src = x.plane(n, ci);
+            let wk = &w[co * kh * kw..(co + 1) * kh * kw];
+            let _ = cin;
+            for oy in 0..oh {
+                for ox in 0..ow {
+                    let mut acc = 0f32;
+                    for ky in 0..kh {
+                        let iy = (oy * g.stride[0] + ky * g.dil[0]) as isize - g.pad[0] as isize;
+                        if iy < 0 || iy as usize >= h {
+                            continue;
+                        }
+                        for kx in 0..kw {
+                            let ix =
+                                (ox * g.stride[1] + kx * g.dil[1]) as isize - g.pad[1] as isize;
+                            if ix >= 0 && (ix as usize) < wd {
+                                acc += wk[ky * kw + kx] * src[iy as usize * wd + ix as usize];
+                            }
                         }
                     }
+                    o[oy * ow + ox] = acc;
                 }
-                o[oy * ow + ox] = acc;
             }
-        }
-    });
+        });
 }
 
 /// Transposed conv: `w`: [cin, cout / groups, kh, kw]; per image and group one GEMM
 /// `cols[(co, ky, kx), pixel] = Σ_ci w[ci, co, ky, kx] · x[ci, pixel]`, then each column is added
 /// to the output pixel it lands on.
-pub fn conv_transpose2d(x: &Tensor, w: &[f32], cout: usize, g: Geom, oh: usize, ow: usize, epi: &Epilogue) -> Tensor {
+pub fn conv_transpose2d(
+    x: &Tensor,
+    w: &[f32],
+    cout: usize,
+    g: Geom,
+    oh: usize,
+    ow: usize,
+    epi: &Epilogue,
+) -> Tensor {
     let [nb, cin, h, wd] = x.shape;
     let cin_g = cin / g.groups;
     let cout_g = cout / g.groups;
@@ -262,13 +299,15 @@ pub fn conv_transpose2d(x: &Tensor, w: &[f32], cout: usize, g: Geom, oh: usize, 
                         for kx in 0..kw {
                             let c = &cols[(co * kk + ky * kw + kx) * p..][..p];
                             for iy in 0..h {
-                                let oy = (iy * g.stride[0] + ky * g.dil[0]) as isize - g.pad[0] as isize;
+                                let oy =
+                                    (iy * g.stride[0] + ky * g.dil[0]) as isize - g.pad[0] as isize;
                                 if oy < 0 || oy as usize >= oh {
                                     continue;
                                 }
                                 let orow = &mut o[oy as usize * ow..(oy as usize + 1) * ow];
                                 for ix in 0..wd {
-                                    let ox = (ix * g.stride[1] + kx * g.dil[1]) as isize - g.pad[1] as isize;
+                                    let ox = (ix * g.stride[1] + kx * g.dil[1]) as isize
+                                        - g.pad[1] as isize;
                                     if ox >= 0 && (ox as usize) < ow {
                                         orow[ox as usize] += c[iy * wd + ix];
                                     }
@@ -286,7 +325,13 @@ pub fn conv_transpose2d(x: &Tensor, w: &[f32], cout: usize, g: Geom, oh: usize, 
 /// A stride-1, one-group conv's weights packed for the direct engine's micro-kernel
 /// (`direct_f32`), its bias included; `None` where that kernel does not run here (no AVX-512 or
 /// simd128) or the conv is strided or grouped.
-pub(crate) fn pack_direct(w: &[f32], bias: Option<&[f32]>, cout: usize, cin: usize, g: Geom) -> Option<Packed> {
+pub(crate) fn pack_direct(
+    w: &[f32],
+    bias: Option<&[f32]>,
+    cout: usize,
+    cin: usize,
+    g: Geom,
+) -> Option<Packed> {
     if !crate::cpu::direct_f32::available() || g.groups != 1 || g.stride != [1, 1] {
         return None;
     }
@@ -298,20 +343,44 @@ pub(crate) fn pack_direct(w: &[f32], bias: Option<&[f32]>, cout: usize, cin: usi
 /// A transposed conv whose windows do not overlap (kernel = stride, no padding or dilation, one
 /// group: the k2 s2 upsampling of U-Nets) packed for the direct kernel: rows (tap, co), K the
 /// input channels, bias per row.
-pub(crate) fn pack_direct_transposed(w: &[f32], bias: Option<&[f32]>, cout: usize, cin: usize, g: Geom) -> Option<Packed> {
-    if !crate::cpu::direct_f32::available() || g.groups != 1 || g.stride != g.kernel || g.pad != [0; 4] || g.dil != [1, 1] {
+pub(crate) fn pack_direct_transposed(
+    w: &[f32],
+    bias: Option<&[f32]>,
+    cout: usize,
+    cin: usize,
+    g: Geom,
+) -> Option<Packed> {
+    if !crate::cpu::direct_f32::available()
+        || g.groups != 1
+        || g.stride != g.kernel
+        || g.pad != [0; 4]
+        || g.dil != [1, 1]
+    {
         return None;
     }
     let taps = g.kernel[0] * g.kernel[1];
-    let b: Vec<f32> = (0..taps * cout).map(|r| bias.map_or(0.0, |b| b[r % cout])).collect();
+    let b: Vec<f32> = (0..taps * cout)
+        .map(|r| bias.map_or(0.0, |b| b[r % cout]))
+        .collect();
     // w: [cin][cout][tap]; row r = tap · cout + co.
-    Some(Packed::new(taps * cout, cin, |r, ci| w[(ci * cout + r % cout) * taps + r / cout], b))
+    Some(Packed::new(
+        taps * cout,
+        cin,
+        |r, ci| w[(ci * cout + r % cout) * taps + r / cout],
+        b,
+    ))
 }
 
 /// The non-overlapping transposed conv: one GEMM of the packed rows (tap, co) over the input
 /// planes (the B rows, read in place), each tap's plane then scattered to its output pixels with
 /// the activation.
-pub(crate) fn conv_transpose2d_direct(x: &Tensor, p: &Packed, k: [usize; 2], out_shape: [usize; 4], act: &Act) -> Tensor {
+pub(crate) fn conv_transpose2d_direct(
+    x: &Tensor,
+    p: &Packed,
+    k: [usize; 2],
+    out_shape: [usize; 4],
+    act: &Act,
+) -> Tensor {
     let [nb, cin, h, w] = x.shape;
     let [_, cout, oh, ow] = out_shape;
     let npix = h * w;
@@ -329,7 +398,9 @@ pub(crate) fn conv_transpose2d_direct(x: &Tensor, p: &Packed, k: [usize; 2], out
             let b: Vec<*const f32> = (0..cin).map(|ci| x.plane(n, ci)[j0..].as_ptr()).collect();
             // SAFETY: each row pointer reads `j1 − j0` floats of one input plane; this task
             // writes rows i0..i1, columns j0..j1 of `acc`.
-            unsafe { crate::cpu::direct_f32::gemm_task(p, (i0, i1), &b, j1 - j0, dst.at(j0), npix, false) };
+            unsafe {
+                crate::cpu::direct_f32::gemm_task(p, (i0, i1), &b, j1 - j0, dst.at(j0), npix, false)
+            };
         });
         let acc = &acc;
         out.data[n * cout * oh * ow..(n + 1) * cout * oh * ow]
@@ -355,7 +426,14 @@ pub(crate) fn conv_transpose2d_direct(x: &Tensor, p: &Packed, k: [usize; 2], out
 /// padded by the conv's pads, so the GEMM row of (channel, ky, kx) is that padded plane shifted by
 /// the tap; output position `j = y · pw + x` (columns `x ≥ ow` are junk and dropped when the
 /// epilogue copies the result out). Bias comes with the packed weights.
-pub(crate) fn conv2d_direct(parts: &[&Tensor], p: &Packed, g: Geom, oh: usize, ow: usize, epi: &Epilogue) -> Tensor {
+pub(crate) fn conv2d_direct(
+    parts: &[&Tensor],
+    p: &Packed,
+    g: Geom,
+    oh: usize,
+    ow: usize,
+    epi: &Epilogue,
+) -> Tensor {
     let x = parts[0];
     let [nb, _, h, w] = x.shape;
     let cin: usize = parts.iter().map(|t| t.c()).sum();
@@ -381,14 +459,21 @@ pub(crate) fn conv2d_direct(parts: &[&Tensor], p: &Packed, g: Geom, oh: usize, o
             padded.clear();
             padded.resize(cin * plane + slack, 0.0);
             // The parts' channels one after another: a concatenation costs nothing more.
-            let srcs: Vec<(&Tensor, usize)> = parts.iter().flat_map(|t| (0..t.c()).map(move |c| (*t, c))).collect();
-            padded[..cin * plane].par_chunks_mut(plane).enumerate().for_each(|(ci, dst)| {
-                let (t, c) = srcs[ci];
-                let s = t.plane(n, c);
-                for y in 0..h {
-                    dst[(y + g.pad[0]) * pw + g.pad[1]..][..w].copy_from_slice(&s[y * w..(y + 1) * w]);
-                }
-            });
+            let srcs: Vec<(&Tensor, usize)> = parts
+                .iter()
+                .flat_map(|t| (0..t.c()).map(move |c| (*t, c)))
+                .collect();
+            padded[..cin * plane]
+                .par_chunks_mut(plane)
+                .enumerate()
+                .for_each(|(ci, dst)| {
+                    let (t, c) = srcs[ci];
+                    let s = t.plane(n, c);
+                    for y in 0..h {
+                        dst[(y + g.pad[0]) * pw + g.pad[1]..][..w]
+                            .copy_from_slice(&s[y * w..(y + 1) * w]);
+                    }
+                });
             &padded
         };
         let dst = SendPtr(acc.as_mut_ptr());
@@ -400,15 +485,31 @@ pub(crate) fn conv2d_direct(parts: &[&Tensor], p: &Packed, g: Geom, oh: usize, o
             for ci in 0..cin {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        b.push(src[ci * plane + ky * g.dil[0] * pw + kx * g.dil[1] + j0..].as_ptr());
+                        b.push(
+                            src[ci * plane + ky * g.dil[0] * pw + kx * g.dil[1] + j0..].as_ptr(),
+                        );
                     }
                 }
             }
             // SAFETY: each row pointer reads `cols` floats inside `src` (padded planes plus
             // `slack`); this task writes rows i0..i1, columns j0..j1 of `acc`.
-            unsafe { crate::cpu::direct_f32::gemm_task(p, (i0, i1), &b, j1 - j0, dst.at(j0), ncols, false) };
+            unsafe {
+                crate::cpu::direct_f32::gemm_task(
+                    p,
+                    (i0, i1),
+                    &b,
+                    j1 - j0,
+                    dst.at(j0),
+                    ncols,
+                    false,
+                )
+            };
         });
-        let epi_rest = Epilogue { bias: None, add: epi.add, act: epi.act };
+        let epi_rest = Epilogue {
+            bias: None,
+            add: epi.add,
+            act: epi.act,
+        };
         let acc = &acc;
         out.data[n * cout * oh * ow..(n + 1) * cout * oh * ow]
             .par_chunks_mut(oh * ow)

@@ -36,14 +36,23 @@ pub fn act(x: &Tensor, act: &Act) -> Tensor {
 }
 
 /// Statistics in f64 (biased variance, as PyTorch and ONNX).
-pub fn instance_norm(x: &Tensor, scale: Option<&[f32]>, bias: Option<&[f32]>, eps: f32, act: &Act) -> Tensor {
+pub fn instance_norm(
+    x: &Tensor,
+    scale: Option<&[f32]>,
+    bias: Option<&[f32]>,
+    eps: f32,
+    act: &Act,
+) -> Tensor {
     planes(x.shape, |n, c, o| {
         let src = x.plane(n, c);
         let len = src.len() as f64;
         let mean = src.iter().map(|&v| v as f64).sum::<f64>() / len;
         let var = src.iter().map(|&v| (v as f64 - mean).powi(2)).sum::<f64>() / len;
         let inv = 1.0 / (var + eps as f64).sqrt();
-        let (g, b) = (scale.map_or(1.0, |s| s[c]) as f64, bias.map_or(0.0, |s| s[c]) as f64);
+        let (g, b) = (
+            scale.map_or(1.0, |s| s[c]) as f64,
+            bias.map_or(0.0, |s| s[c]) as f64,
+        );
         for (d, &s) in o.iter_mut().zip(src) {
             *d = act.apply((((s as f64 - mean) * inv) * g + b) as f32, c);
         }
@@ -51,7 +60,15 @@ pub fn instance_norm(x: &Tensor, scale: Option<&[f32]>, bias: Option<&[f32]>, ep
 }
 
 #[allow(clippy::too_many_arguments)]
-pub fn pool(x: &Tensor, out: [usize; 4], kind: PoolKind, k: [usize; 2], s: [usize; 2], pad: [usize; 4], d: [usize; 2]) -> Tensor {
+pub fn pool(
+    x: &Tensor,
+    out: [usize; 4],
+    kind: PoolKind,
+    k: [usize; 2],
+    s: [usize; 2],
+    pad: [usize; 4],
+    d: [usize; 2],
+) -> Tensor {
     let [_, _, h, w] = x.shape;
     let [_, _, oh, ow] = out;
     planes(out, |n, c, o| {
@@ -60,7 +77,14 @@ pub fn pool(x: &Tensor, out: [usize; 4], kind: PoolKind, k: [usize; 2], s: [usiz
             for ox in 0..ow {
                 let y0 = (oy * s[0]) as isize - pad[0] as isize;
                 let x0 = (ox * s[1]) as isize - pad[1] as isize;
-                let (mut acc, mut count) = (if kind == PoolKind::Max { f32::NEG_INFINITY } else { 0.0 }, 0usize);
+                let (mut acc, mut count) = (
+                    if kind == PoolKind::Max {
+                        f32::NEG_INFINITY
+                    } else {
+                        0.0
+                    },
+                    0usize,
+                );
                 for ky in 0..k[0] {
                     let iy = y0 + (ky * d[0]) as isize;
                     if iy < 0 || iy as usize >= h {
@@ -81,8 +105,12 @@ pub fn pool(x: &Tensor, out: [usize; 4], kind: PoolKind, k: [usize; 2], s: [usiz
                 }
                 o[oy * ow + ox] = match kind {
                     PoolKind::Max => acc,
-                    PoolKind::Avg { count_include_pad: false } => acc / count.max(1) as f32,
-                    PoolKind::Avg { count_include_pad: true } => {
+                    PoolKind::Avg {
+                        count_include_pad: false,
+                    } => acc / count.max(1) as f32,
+                    PoolKind::Avg {
+                        count_include_pad: true,
+                    } => {
                         // The window clipped to the padded extent (PyTorch's divisor).
                         let ye = (y0 + k[0] as isize).min((h + pad[2]) as isize);
                         let xe = (x0 + k[1] as isize).min((w + pad[3]) as isize);
@@ -94,7 +122,13 @@ pub fn pool(x: &Tensor, out: [usize; 4], kind: PoolKind, k: [usize; 2], s: [usiz
     })
 }
 
-pub fn reduce(x: &Tensor, out: [usize; 4], kind: ReduceKind, channels: bool, spatial: bool) -> Tensor {
+pub fn reduce(
+    x: &Tensor,
+    out: [usize; 4],
+    kind: ReduceKind,
+    channels: bool,
+    spatial: bool,
+) -> Tensor {
     let [_, c, h, w] = x.shape;
     let hw = h * w;
     let mut o = Tensor::zeros(out);
@@ -114,7 +148,10 @@ pub fn reduce(x: &Tensor, out: [usize; 4], kind: ReduceKind, channels: bool, spa
         });
     } else {
         o.data.iter_mut().enumerate().for_each(|(n, d)| {
-            *d = fold(&mut x.data[n * c * hw..(n + 1) * c * hw].iter().copied(), c * hw);
+            *d = fold(
+                &mut x.data[n * c * hw..(n + 1) * c * hw].iter().copied(),
+                c * hw,
+            );
         });
     }
     o
@@ -145,7 +182,13 @@ fn source(coord: ResizeCoord, o: usize, scale: f32, in_len: usize, out_len: usiz
 }
 
 /// Per output index: (i0, i1, weight of i1) for linear; (i, i, 0) for nearest.
-fn taps(mode: ResizeMode, coord: ResizeCoord, scale: f32, n_in: usize, n_out: usize) -> Vec<(usize, usize, f32)> {
+fn taps(
+    mode: ResizeMode,
+    coord: ResizeCoord,
+    scale: f32,
+    n_in: usize,
+    n_out: usize,
+) -> Vec<(usize, usize, f32)> {
     (0..n_out)
         .map(|o| {
             let s = source(coord, o, scale, n_in, n_out);
@@ -161,7 +204,11 @@ fn taps(mode: ResizeMode, coord: ResizeCoord, scale: f32, n_in: usize, n_out: us
                         NearestRound::Floor => s.floor(),
                         NearestRound::Ceil => s.ceil(),
                         NearestRound::RoundPreferFloor => {
-                            if s.fract() == 0.5 { s.floor() } else { s.round() }
+                            if s.fract() == 0.5 {
+                                s.floor()
+                            } else {
+                                s.round()
+                            }
                         }
                         NearestRound::RoundPreferCeil => (s + 0.5).floor(),
                     };
@@ -173,7 +220,13 @@ fn taps(mode: ResizeMode, coord: ResizeCoord, scale: f32, n_in: usize, n_out: us
         .collect()
 }
 
-pub fn resize(x: &Tensor, out: [usize; 4], mode: ResizeMode, coord: ResizeCoord, scale: [f32; 2]) -> Tensor {
+pub fn resize(
+    x: &Tensor,
+    out: [usize; 4],
+    mode: ResizeMode,
+    coord: ResizeCoord,
+    scale: [f32; 2],
+) -> Tensor {
     let [_, _, h, w] = x.shape;
     let [_, _, oh, ow] = out;
     let ty = taps(mode, coord, scale[0], h, oh);
@@ -211,7 +264,13 @@ pub fn pad(x: &Tensor, out: [usize; 4], mode: PadMode, pads: [i64; 4], value: f3
             PadMode::Constant => (0..l).contains(&i).then_some(i as usize),
             PadMode::Edge => Some(i.clamp(0, l - 1) as usize),
             PadMode::Reflect => {
-                let r = if i < 0 { -i } else if i >= l { 2 * (l - 1) - i } else { i };
+                let r = if i < 0 {
+                    -i
+                } else if i >= l {
+                    2 * (l - 1) - i
+                } else {
+                    i
+                };
                 Some(r.clamp(0, l - 1) as usize)
             }
         }
@@ -240,7 +299,10 @@ pub fn concat(xs: &[&Tensor], out: [usize; 4]) -> Tensor {
         c0 += t.c();
     }
     planes(out, |n, c, o| {
-        let k = starts.iter().rposition(|&s| s <= c).expect("channel in range");
+        let k = starts
+            .iter()
+            .rposition(|&s| s <= c)
+            .expect("channel in range");
         o.copy_from_slice(xs[k].plane(n, c - starts[k]));
     })
 }
@@ -286,21 +348,26 @@ pub fn softmax_channels(x: &Tensor) -> Tensor {
     let [nb, c, h, w] = x.shape;
     let hw = h * w;
     let mut out = Tensor::zeros(x.shape);
-    out.data.par_chunks_mut(c * hw).enumerate().for_each(|(n, o)| {
-        let src = &x.data[n * c * hw..(n + 1) * c * hw];
-        for p in 0..hw {
-            let m = (0..c).map(|ci| src[ci * hw + p]).fold(f32::NEG_INFINITY, f32::max);
-            let mut sum = 0f32;
-            for ci in 0..c {
-                let e = (src[ci * hw + p] - m).exp();
-                o[ci * hw + p] = e;
-                sum += e;
+    out.data
+        .par_chunks_mut(c * hw)
+        .enumerate()
+        .for_each(|(n, o)| {
+            let src = &x.data[n * c * hw..(n + 1) * c * hw];
+            for p in 0..hw {
+                let m = (0..c)
+                    .map(|ci| src[ci * hw + p])
+                    .fold(f32::NEG_INFINITY, f32::max);
+                let mut sum = 0f32;
+                for ci in 0..c {
+                    let e = (src[ci * hw + p] - m).exp();
+                    o[ci * hw + p] = e;
+                    sum += e;
+                }
+                for ci in 0..c {
+                    o[ci * hw + p] /= sum;
+                }
             }
-            for ci in 0..c {
-                o[ci * hw + p] /= sum;
-            }
-        }
-    });
+        });
     let _ = nb;
     out
 }

@@ -41,20 +41,67 @@ impl Prepared {
             .layers
             .iter()
             .map(|l| match l {
-                Layer::Conv { x, out, w, b, kernel, stride, pad, dil, groups, .. } => {
-                    let geom = Geom { kernel: *kernel, stride: *stride, pad: *pad, dil: *dil, groups: *groups };
+                Layer::Conv {
+                    x,
+                    out,
+                    w,
+                    b,
+                    kernel,
+                    stride,
+                    pad,
+                    dil,
+                    groups,
+                    ..
+                } => {
+                    let geom = Geom {
+                        kernel: *kernel,
+                        stride: *stride,
+                        pad: *pad,
+                        dil: *dil,
+                        groups: *groups,
+                    };
                     let bias = b.map(|b| shaped.weights[b].data.as_slice());
-                    conv::pack_direct(&shaped.weights[*w].data, bias, shaped.shapes[*out][1], shaped.shapes[*x][1], geom)
+                    conv::pack_direct(
+                        &shaped.weights[*w].data,
+                        bias,
+                        shaped.shapes[*out][1],
+                        shaped.shapes[*x][1],
+                        geom,
+                    )
                 }
-                Layer::ConvTranspose { x, out, w, b, kernel, stride, pad, dil, groups, .. } => {
-                    let geom = Geom { kernel: *kernel, stride: *stride, pad: *pad, dil: *dil, groups: *groups };
+                Layer::ConvTranspose {
+                    x,
+                    out,
+                    w,
+                    b,
+                    kernel,
+                    stride,
+                    pad,
+                    dil,
+                    groups,
+                    ..
+                } => {
+                    let geom = Geom {
+                        kernel: *kernel,
+                        stride: *stride,
+                        pad: *pad,
+                        dil: *dil,
+                        groups: *groups,
+                    };
                     let bias = b.map(|b| shaped.weights[b].data.as_slice());
-                    let ([_, _, h, wd], [_, cout, oh, ow]) = (shaped.shapes[*x], shaped.shapes[*out]);
+                    let ([_, _, h, wd], [_, cout, oh, ow]) =
+                        (shaped.shapes[*x], shaped.shapes[*out]);
                     // Output padding (extra rows of bias only) stays on the plain path.
                     if (oh, ow) != (h * kernel[0], wd * kernel[1]) {
                         return None;
                     }
-                    conv::pack_direct_transposed(&shaped.weights[*w].data, bias, cout, shaped.shapes[*x][1], geom)
+                    conv::pack_direct_transposed(
+                        &shaped.weights[*w].data,
+                        bias,
+                        cout,
+                        shaped.shapes[*x][1],
+                        geom,
+                    )
                 }
                 _ => None,
             })
@@ -63,18 +110,29 @@ impl Prepared {
         let mut parts = vec![None; shaped.layers.len()];
         let mut virtual_concat = vec![false; shaped.layers.len()];
         for (j, l) in shaped.layers.iter().enumerate() {
-            let (Layer::Conv { x, .. }, Some(_)) = (l, &packs[j]) else { continue };
+            let (Layer::Conv { x, .. }, Some(_)) = (l, &packs[j]) else {
+                continue;
+            };
             if readers[*x] != 1 {
                 continue;
             }
-            if let Some(c) = shaped.layers.iter().position(|c| matches!(c, Layer::Concat { out, .. } if out == x)) {
+            if let Some(c) = shaped
+                .layers
+                .iter()
+                .position(|c| matches!(c, Layer::Concat { out, .. } if out == x))
+            {
                 if let Layer::Concat { xs, .. } = &shaped.layers[c] {
                     parts[j] = Some(xs.clone());
                     virtual_concat[c] = true;
                 }
             }
         }
-        Prepared { shaped, packs, parts, virtual_concat }
+        Prepared {
+            shaped,
+            packs,
+            parts,
+            virtual_concat,
+        }
     }
 
     /// The most activation bytes alive at once while the engine runs.
@@ -112,7 +170,6 @@ impl GraphCpu {
         Ok(g)
     }
 
-
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
         Ok(self.forward_timed(input)?.0)
     }
@@ -126,7 +183,11 @@ impl GraphCpu {
 
 /// Runs a shaped graph with the plain kernels, calling `observe(layer index, output)` after each
 /// layer.
-pub fn run(g: &Shaped, input: &Tensor, observe: &mut dyn FnMut(usize, &Tensor)) -> Result<(Tensor, Vec<f64>)> {
+pub fn run(
+    g: &Shaped,
+    input: &Tensor,
+    observe: &mut dyn FnMut(usize, &Tensor),
+) -> Result<(Tensor, Vec<f64>)> {
     run_with(g, None, input, observe)
 }
 
@@ -177,20 +238,50 @@ fn run_with(
         let out = {
             let args: Vec<&Tensor> = inputs[i]
                 .iter()
-                .map(|&t| vals[t].as_ref().expect("graph order: inputs computed first"))
+                .map(|&t| {
+                    vals[t]
+                        .as_ref()
+                        .expect("graph order: inputs computed first")
+                })
                 .collect();
             let pack = prep.and_then(|p| p.packs[i].as_ref());
             match (pack, l) {
-                (Some(p), Layer::Conv { kernel, stride, pad, dil, groups, act, add, out, .. }) => {
+                (
+                    Some(p),
+                    Layer::Conv {
+                        kernel,
+                        stride,
+                        pad,
+                        dil,
+                        groups,
+                        act,
+                        add,
+                        out,
+                        ..
+                    },
+                ) => {
                     let nparts = prep.and_then(|p| p.parts[i].as_ref()).map_or(1, Vec::len);
-                    let epi = Epilogue { bias: None, add: add.map(|_| args[nparts]), act };
-                    let geom = Geom { kernel: *kernel, stride: *stride, pad: *pad, dil: *dil, groups: *groups };
+                    let epi = Epilogue {
+                        bias: None,
+                        add: add.map(|_| args[nparts]),
+                        act,
+                    };
+                    let geom = Geom {
+                        kernel: *kernel,
+                        stride: *stride,
+                        pad: *pad,
+                        dil: *dil,
+                        groups: *groups,
+                    };
                     let [_, _, oh, ow] = g.shapes[*out];
                     conv::conv2d_direct(&args[..nparts], p, geom, oh, ow, &epi)
                 }
-                (Some(p), Layer::ConvTranspose { kernel, act, out, .. }) => {
-                    conv::conv_transpose2d_direct(args[0], p, *kernel, g.shapes[*out], act)
-                }
+                (
+                    Some(p),
+                    Layer::ConvTranspose {
+                        kernel, act, out, ..
+                    },
+                ) => conv::conv_transpose2d_direct(args[0], p, *kernel, g.shapes[*out], act),
                 _ => run_layer(g, l, &args),
             }
         };
@@ -212,36 +303,106 @@ pub fn run_layer(g: &Shaped, l: &Layer, args: &[&Tensor]) -> Tensor {
     let out = g.shapes[l.output()];
     let w = |id: usize| g.weights[id].data.as_slice();
     match l {
-        Layer::Conv { w: wi, b, kernel, stride, pad, dil, groups, act, add, .. } => {
-            let epi = Epilogue { bias: b.map(w), add: add.map(|_| args[1]), act };
-            let geom = Geom { kernel: *kernel, stride: *stride, pad: *pad, dil: *dil, groups: *groups };
+        Layer::Conv {
+            w: wi,
+            b,
+            kernel,
+            stride,
+            pad,
+            dil,
+            groups,
+            act,
+            add,
+            ..
+        } => {
+            let epi = Epilogue {
+                bias: b.map(w),
+                add: add.map(|_| args[1]),
+                act,
+            };
+            let geom = Geom {
+                kernel: *kernel,
+                stride: *stride,
+                pad: *pad,
+                dil: *dil,
+                groups: *groups,
+            };
             conv::conv2d(args[0], w(*wi), out[1], geom, out[2], out[3], &epi)
         }
-        Layer::ConvTranspose { w: wi, b, kernel, stride, pad, dil, groups, act, .. } => {
-            let epi = Epilogue { bias: b.map(w), add: None, act };
-            let geom = Geom { kernel: *kernel, stride: *stride, pad: *pad, dil: *dil, groups: *groups };
+        Layer::ConvTranspose {
+            w: wi,
+            b,
+            kernel,
+            stride,
+            pad,
+            dil,
+            groups,
+            act,
+            ..
+        } => {
+            let epi = Epilogue {
+                bias: b.map(w),
+                add: None,
+                act,
+            };
+            let geom = Geom {
+                kernel: *kernel,
+                stride: *stride,
+                pad: *pad,
+                dil: *dil,
+                groups: *groups,
+            };
             conv::conv_transpose2d(args[0], w(*wi), out[1], geom, out[2], out[3], &epi)
         }
-        Layer::Affine { scale, shift, act, .. } => layers::affine(args[0], scale, shift, act),
-        Layer::InstanceNorm { scale, bias, eps, act, .. } => {
-            layers::instance_norm(args[0], scale.as_deref(), bias.as_deref(), *eps, act)
-        }
+        Layer::Affine {
+            scale, shift, act, ..
+        } => layers::affine(args[0], scale, shift, act),
+        Layer::InstanceNorm {
+            scale,
+            bias,
+            eps,
+            act,
+            ..
+        } => layers::instance_norm(args[0], scale.as_deref(), bias.as_deref(), *eps, act),
         Layer::Act { act, .. } => layers::act(args[0], act),
-        Layer::Pool { kind, kernel, stride, pad, dil, .. } => layers::pool(args[0], out, *kind, *kernel, *stride, *pad, *dil),
-        Layer::Reduce { kind, channels, spatial, .. } => layers::reduce(args[0], out, *kind, *channels, *spatial),
-        Layer::Resize { mode, coord, scale, .. } => layers::resize(args[0], out, *mode, *coord, *scale),
-        Layer::Pad { mode, pads, value, .. } => layers::pad(args[0], out, *mode, *pads, *value),
+        Layer::Pool {
+            kind,
+            kernel,
+            stride,
+            pad,
+            dil,
+            ..
+        } => layers::pool(args[0], out, *kind, *kernel, *stride, *pad, *dil),
+        Layer::Reduce {
+            kind,
+            channels,
+            spatial,
+            ..
+        } => layers::reduce(args[0], out, *kind, *channels, *spatial),
+        Layer::Resize {
+            mode, coord, scale, ..
+        } => layers::resize(args[0], out, *mode, *coord, *scale),
+        Layer::Pad {
+            mode, pads, value, ..
+        } => layers::pad(args[0], out, *mode, *pads, *value),
         Layer::Concat { .. } => layers::concat(args, out),
         Layer::Binary { a, b, op, act, .. } => {
             let mut next = args.iter();
             let mut view = |o: &Operand| match *o {
                 Operand::T(t) => {
                     let x = next.next().expect("one arg per tensor operand");
-                    View { data: &x.data, shape: g.shapes[t] }
+                    View {
+                        data: &x.data,
+                        shape: g.shapes[t],
+                    }
                 }
                 Operand::W(id) => View {
                     data: w(id),
-                    shape: g.weights[id].shape.as_slice().try_into().expect("operands are 4-D"),
+                    shape: g.weights[id]
+                        .shape
+                        .as_slice()
+                        .try_into()
+                        .expect("operands are 4-D"),
                 },
             };
             let (va, vb) = (view(a), view(b));
@@ -272,21 +433,57 @@ mod tests {
             let (cin, cout) = (5, 11);
             let mut g = LayerGraph::default();
             g.input = g.value("x", None);
-            let wv = |n: usize, seed: usize| (0..n).map(|i| ((i * 7919 + seed) % 97) as f32 / 97.0 - 0.5).collect::<Vec<_>>();
-            let w = g.value("w", Some(Const::f32(vec![cout, cin, k[0], k[1]], wv(cout * cin * k[0] * k[1], 1))));
+            let wv = |n: usize, seed: usize| {
+                (0..n)
+                    .map(|i| ((i * 7919 + seed) % 97) as f32 / 97.0 - 0.5)
+                    .collect::<Vec<_>>()
+            };
+            let w = g.value(
+                "w",
+                Some(Const::f32(
+                    vec![cout, cin, k[0], k[1]],
+                    wv(cout * cin * k[0] * k[1], 1),
+                )),
+            );
             let b = g.value("b", Some(Const::f32(vec![cout], wv(cout, 2))));
-            let w1 = g.value("w1", Some(Const::f32(vec![cout, cin, 1, 1], wv(cout * cin, 3))));
+            let w1 = g.value(
+                "w1",
+                Some(Const::f32(vec![cout, cin, 1, 1], wv(cout * cin, 3))),
+            );
             let c = g.value("c", None);
-            let win = Window { pads: pads.to_vec(), dilations: dil.to_vec(), ..Default::default() };
-            g.node("conv", Op::Conv { win, groups: 1 }, vec![Some(g.input), Some(w), Some(b)], vec![c]);
+            let win = Window {
+                pads: pads.to_vec(),
+                dilations: dil.to_vec(),
+                ..Default::default()
+            };
+            g.node(
+                "conv",
+                Op::Conv { win, groups: 1 },
+                vec![Some(g.input), Some(w), Some(b)],
+                vec![c],
+            );
             let r = g.value("r", None);
-            g.node("res", Op::Conv { win: Window::default(), groups: 1 }, vec![Some(g.input), Some(w1), None], vec![r]);
+            g.node(
+                "res",
+                Op::Conv {
+                    win: Window::default(),
+                    groups: 1,
+                },
+                vec![Some(g.input), Some(w1), None],
+                vec![r],
+            );
             let s = g.value("s", None);
             let y = g.value("y", None);
             // The residual only fits where the conv keeps the size.
-            let same = (k[0] - 1) * dil[0] == (pads[0] + pads[2]) as usize && (k[1] - 1) * dil[1] == (pads[1] + pads[3]) as usize;
+            let same = (k[0] - 1) * dil[0] == (pads[0] + pads[2]) as usize
+                && (k[1] - 1) * dil[1] == (pads[1] + pads[3]) as usize;
             if same {
-                g.node("add", Op::Binary(BinOp::Add), vec![Some(c), Some(r)], vec![s]);
+                g.node(
+                    "add",
+                    Op::Binary(BinOp::Add),
+                    vec![Some(c), Some(r)],
+                    vec![s],
+                );
                 g.node("act", Op::Act(Act::LeakyRelu(0.1)), vec![Some(s)], vec![y]);
             } else {
                 g.node("act", Op::Act(Act::LeakyRelu(0.1)), vec![Some(c)], vec![y]);
@@ -295,7 +492,9 @@ mod tests {
             let x = Tensor::new([2, cin, 13, 17], wv(2 * cin * 13 * 17, 5)).unwrap();
             let e = GraphCpu::new(g.clone(), true);
             let fast = e.forward(&x).unwrap();
-            let plain = run(&fuse(g.instantiate(x.shape).unwrap()), &x, &mut |_, _| {}).unwrap().0;
+            let plain = run(&fuse(g.instantiate(x.shape).unwrap()), &x, &mut |_, _| {})
+                .unwrap()
+                .0;
             let (d, m) = fast.max_abs_diff(&plain);
             assert!(d <= 1e-5 * m, "case {case}: {d} vs {m}");
         }
@@ -305,41 +504,78 @@ mod tests {
     /// activation: the direct paths against the plain ones.
     #[test]
     fn in_place_concat_and_direct_transposed_conv_match_the_plain_path() {
-        let wv = |n: usize, seed: usize| (0..n).map(|i| ((i * 7919 + seed) % 89) as f32 / 89.0 - 0.5).collect::<Vec<_>>();
+        let wv = |n: usize, seed: usize| {
+            (0..n)
+                .map(|i| ((i * 7919 + seed) % 89) as f32 / 89.0 - 0.5)
+                .collect::<Vec<_>>()
+        };
         let mut g = LayerGraph::default();
         g.input = g.value("x", None);
-        let conv = |g: &mut LayerGraph, x: usize, cin: usize, cout: usize, seed: usize, name: &str| {
-            let w = g.value(format!("{name}.w"), Some(Const::f32(vec![cout, cin, 3, 3], wv(cout * cin * 9, seed))));
-            let b = g.value(format!("{name}.b"), Some(Const::f32(vec![cout], wv(cout, seed + 1))));
-            let o = g.value(name, None);
-            let win = Window { pads: vec![1, 1, 1, 1], ..Default::default() };
-            g.node(name, Op::Conv { win, groups: 1 }, vec![Some(x), Some(w), Some(b)], vec![o]);
-            o
-        };
+        let conv =
+            |g: &mut LayerGraph, x: usize, cin: usize, cout: usize, seed: usize, name: &str| {
+                let w = g.value(
+                    format!("{name}.w"),
+                    Some(Const::f32(vec![cout, cin, 3, 3], wv(cout * cin * 9, seed))),
+                );
+                let b = g.value(
+                    format!("{name}.b"),
+                    Some(Const::f32(vec![cout], wv(cout, seed + 1))),
+                );
+                let o = g.value(name, None);
+                let win = Window {
+                    pads: vec![1, 1, 1, 1],
+                    ..Default::default()
+                };
+                g.node(
+                    name,
+                    Op::Conv { win, groups: 1 },
+                    vec![Some(x), Some(w), Some(b)],
+                    vec![o],
+                );
+                o
+            };
         let x0 = g.input;
         let a = conv(&mut g, x0, 3, 6, 1, "a");
         let b = conv(&mut g, x0, 3, 5, 2, "b");
         let c = g.value("cat", None);
-        g.node("cat", Op::Concat { axis: 1 }, vec![Some(a), Some(b)], vec![c]);
+        g.node(
+            "cat",
+            Op::Concat { axis: 1 },
+            vec![Some(a), Some(b)],
+            vec![c],
+        );
         let y = conv(&mut g, c, 11, 9, 3, "y");
         let wt = g.value("t.w", Some(Const::f32(vec![9, 7, 2, 2], wv(9 * 7 * 4, 4))));
         let bt = g.value("t.b", Some(Const::f32(vec![7], wv(7, 5))));
         let t = g.value("t", None);
-        let win = Window { strides: vec![2, 2], ..Default::default() };
-        let op = Op::ConvTranspose { win, groups: 1, output_padding: vec![], output_shape: vec![] };
+        let win = Window {
+            strides: vec![2, 2],
+            ..Default::default()
+        };
+        let op = Op::ConvTranspose {
+            win,
+            groups: 1,
+            output_padding: vec![],
+            output_shape: vec![],
+        };
         g.node("t", op, vec![Some(y), Some(wt), Some(bt)], vec![t]);
         let r = g.value("r", None);
         g.node("r", Op::Act(Act::Relu), vec![Some(t)], vec![r]);
         g.output = r;
         let x = Tensor::new([2, 3, 11, 13], wv(2 * 3 * 11 * 13, 6)).unwrap();
         let fast = GraphCpu::new(g.clone(), true).forward(&x).unwrap();
-        let plain = run(&fuse(g.instantiate(x.shape).unwrap()), &x, &mut |_, _| {}).unwrap().0;
+        let plain = run(&fuse(g.instantiate(x.shape).unwrap()), &x, &mut |_, _| {})
+            .unwrap()
+            .0;
         assert_eq!(fast.shape, [2, 7, 22, 26]);
         let (d, m) = fast.max_abs_diff(&plain);
         assert!(d <= 1e-5 * m, "{d} vs {m}");
         let p = GraphCpu::new(g, true).prepared(x.shape).unwrap();
         if crate::cpu::direct_f32::available() {
-            assert!(p.virtual_concat.iter().any(|&v| v), "the concatenation was built");
+            assert!(
+                p.virtual_concat.iter().any(|&v| v),
+                "the concatenation was built"
+            );
         }
     }
 }

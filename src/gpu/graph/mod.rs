@@ -28,11 +28,11 @@ use std::sync::Mutex;
 
 use super::exec::map_read_async;
 use super::{buffer_with, scoped_async, TimingMode};
+use crate::gpu::exec::Timing;
 use crate::graph::{fuse, LayerGraph, Shaped};
 use crate::plan::{place_by_size, MemoryPlan, ARENA_ALIGN};
 use crate::tensor::Tensor;
 use crate::{shaders, Error, Result};
-use crate::gpu::exec::Timing;
 
 /// The kernels of graph plans (`shaders/graph/`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]

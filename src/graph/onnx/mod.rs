@@ -9,18 +9,61 @@ use std::collections::HashMap;
 use std::path::{Component, Path};
 
 use super::ops::{NearestRound, Window};
-use super::{Act, BinOp, Const, LayerGraph, Op, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode, ValueId};
+use super::{
+    Act, BinOp, Const, LayerGraph, Op, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode,
+    ValueId,
+};
 use crate::{Error, Result};
 use proto::{AttributeProto, NodeProto, TensorProto};
 
 /// The op types the importer accepts (the message of an unsupported op lists them).
 pub const SUPPORTED_OPS: &[&str] = &[
-    "Add", "AveragePool", "BatchNormalization", "Cast", "Ceil", "Clip", "Concat", "Constant",
-    "ConstantOfShape", "Conv", "ConvTranspose", "Div", "Dropout", "Equal", "Expand", "Floor",
-    "Gather", "GlobalAveragePool", "GlobalMaxPool", "Identity", "InstanceNormalization",
-    "LeakyRelu", "MaxPool", "Mul", "Neg", "PRelu", "Pad", "Pow", "Range", "ReduceMax",
-    "ReduceMean", "Relu", "Reshape", "Resize", "Shape", "Sigmoid", "Slice", "Softmax", "Sqrt",
-    "Squeeze", "Sub", "Tanh", "Transpose", "Unsqueeze", "Upsample", "Where",
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Ceil",
+    "Clip",
+    "Concat",
+    "Constant",
+    "ConstantOfShape",
+    "Conv",
+    "ConvTranspose",
+    "Div",
+    "Dropout",
+    "Equal",
+    "Expand",
+    "Floor",
+    "Gather",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "Identity",
+    "InstanceNormalization",
+    "LeakyRelu",
+    "MaxPool",
+    "Mul",
+    "Neg",
+    "PRelu",
+    "Pad",
+    "Pow",
+    "Range",
+    "ReduceMax",
+    "ReduceMean",
+    "Relu",
+    "Reshape",
+    "Resize",
+    "Shape",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Sqrt",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+    "Upsample",
+    "Where",
 ];
 
 /// Reads `path`; external data is looked up in the model's folder and may not leave it.
@@ -36,26 +79,36 @@ pub fn load(path: &Path) -> Result<LayerGraph> {
 /// Reads ONNX bytes. `dir` is where external data files live (`None`: none may be referenced,
 /// as for bytes handed over by a browser page).
 pub fn import(bytes: &[u8], dir: Option<&Path>) -> Result<LayerGraph> {
-    let m = proto::model(bytes).map_err(|e| Error::BadModel(format!("not a readable ONNX model: {}", e.0)))?;
+    let m = proto::model(bytes)
+        .map_err(|e| Error::BadModel(format!("not a readable ONNX model: {}", e.0)))?;
     let opset = m
         .opsets
         .iter()
         .find(|(d, _)| d.is_empty() || d == "ai.onnx")
         .map_or(0, |&(_, v)| v);
     if opset == 0 {
-        return Err(bad("the model imports no default-domain opset (not an ONNX model?)"));
+        return Err(bad(
+            "the model imports no default-domain opset (not an ONNX model?)",
+        ));
     }
     if !(7..=23).contains(&opset) {
         return Err(bad(format!("opset {opset} is not supported (7 to 23 are)")));
     }
-    let g = m.graph.as_ref().ok_or_else(|| bad("the model has no graph"))?;
+    let g = m
+        .graph
+        .as_ref()
+        .ok_or_else(|| bad("the model has no graph"))?;
     if g.sparse_initializers > 0 {
         return Err(bad("sparse initializers are not supported"));
     }
     let mut lg = LayerGraph {
         source: format!(
             "onnx ({}, opset {opset})",
-            if m.producer.is_empty() { "unknown producer" } else { &m.producer }
+            if m.producer.is_empty() {
+                "unknown producer"
+            } else {
+                &m.producer
+            }
         ),
         ..Default::default()
     };
@@ -69,7 +122,11 @@ pub fn import(bytes: &[u8], dir: Option<&Path>) -> Result<LayerGraph> {
         let id = lg.value(t.name.clone(), Some(c));
         ids.insert(t.name.clone(), id);
     }
-    let inputs: Vec<_> = g.inputs.iter().filter(|i| !ids.contains_key(&i.name)).collect();
+    let inputs: Vec<_> = g
+        .inputs
+        .iter()
+        .filter(|i| !ids.contains_key(&i.name))
+        .collect();
     let input = match inputs.as_slice() {
         [one] => *one,
         [] => return Err(bad("the graph has no input")),
@@ -77,7 +134,11 @@ pub fn import(bytes: &[u8], dir: Option<&Path>) -> Result<LayerGraph> {
             return Err(bad(format!(
                 "the graph has {} inputs ({}); wunet runs models with one image input",
                 several.len(),
-                several.iter().map(|i| i.name.as_str()).collect::<Vec<_>>().join(", ")
+                several
+                    .iter()
+                    .map(|i| i.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             )))
         }
     };
@@ -119,13 +180,20 @@ pub fn import(bytes: &[u8], dir: Option<&Path>) -> Result<LayerGraph> {
         }
     }
     for (k, n) in g.nodes.iter().enumerate() {
-        let label = if n.name.is_empty() { format!("#{k}") } else { n.name.clone() };
+        let label = if n.name.is_empty() {
+            format!("#{k}")
+        } else {
+            n.name.clone()
+        };
         if !(n.domain.is_empty() || n.domain == "ai.onnx") {
             return Err(unsupported(&format!("{}.{}", n.domain, n.op_type), &label));
         }
         if n.op_type == "Constant" {
             let c = constant_node(n, &label, &mut ext)?;
-            let out = n.outputs.first().ok_or_else(|| bad(format!("Constant `{label}` has no output")))?;
+            let out = n
+                .outputs
+                .first()
+                .ok_or_else(|| bad(format!("Constant `{label}` has no output")))?;
             define(&mut lg, &mut ids, out, Some(c), &label)?;
             continue;
         }
@@ -148,13 +216,20 @@ pub fn import(bytes: &[u8], dir: Option<&Path>) -> Result<LayerGraph> {
             .collect::<Result<Vec<_>>>()?;
         // Extra outputs (BatchNorm's running stats, Dropout's mask, MaxPool's indices) are never
         // computed; a node that reads one finds no writer.
-        let out = n.outputs.first().filter(|o| !o.is_empty()).ok_or_else(|| bad(format!("node `{label}` has no output")))?;
+        let out = n
+            .outputs
+            .first()
+            .filter(|o| !o.is_empty())
+            .ok_or_else(|| bad(format!("node `{label}` has no output")))?;
         let out = define(&mut lg, &mut ids, out, None, &label)?;
         lg.node(label, op, inputs, vec![out]);
     }
-    lg.output = *ids
-        .get(&output.name)
-        .ok_or_else(|| bad(format!("nothing defines the graph output `{}`", output.name)))?;
+    lg.output = *ids.get(&output.name).ok_or_else(|| {
+        bad(format!(
+            "nothing defines the graph output `{}`",
+            output.name
+        ))
+    })?;
     lg.validate()?;
     Ok(lg)
 }
@@ -167,7 +242,9 @@ fn define(
     label: &str,
 ) -> Result<ValueId> {
     if ids.contains_key(name) {
-        return Err(bad(format!("node `{label}` writes `{name}`, which is already defined")));
+        return Err(bad(format!(
+            "node `{label}` writes `{name}`, which is already defined"
+        )));
     }
     let id = lg.value(name, c);
     ids.insert(name.to_string(), id);
@@ -217,11 +294,18 @@ impl<'d> ExternalData<'d> {
     }
 
     fn read(&mut self, t: &TensorProto, info: &HashMap<String, String>) -> Result<Vec<u8>> {
-        let loc = info
-            .get("location")
-            .ok_or_else(|| bad(format!("tensor `{}`: external data without a location", t.name)))?;
+        let loc = info.get("location").ok_or_else(|| {
+            bad(format!(
+                "tensor `{}`: external data without a location",
+                t.name
+            ))
+        })?;
         let rel = Path::new(loc);
-        if rel.is_absolute() || rel.components().any(|c| !matches!(c, Component::Normal(_) | Component::CurDir)) {
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, Component::Normal(_) | Component::CurDir))
+        {
             return Err(bad(format!(
                 "tensor `{}`: external data path `{loc}` leaves the model's folder (refused)",
                 t.name
@@ -236,14 +320,21 @@ impl<'d> ExternalData<'d> {
         if !self.files.contains_key(loc) {
             let p = dir.join(rel);
             let data = std::fs::read(&p).map_err(|e| {
-                bad(format!("tensor `{}`: cannot read external data {}: {e}", t.name, p.display()))
+                bad(format!(
+                    "tensor `{}`: cannot read external data {}: {e}",
+                    t.name,
+                    p.display()
+                ))
             })?;
             self.files.insert(loc.clone(), data);
         }
         let file = &self.files[loc];
         let num = |k: &str| -> Result<Option<usize>> {
             info.get(k)
-                .map(|v| v.parse::<usize>().map_err(|_| bad(format!("tensor `{}`: bad external {k} `{v}`", t.name))))
+                .map(|v| {
+                    v.parse::<usize>()
+                        .map_err(|_| bad(format!("tensor `{}`: bad external {k} `{v}`", t.name)))
+                })
                 .transpose()
         };
         let offset = num("offset")?.unwrap_or(0);
@@ -251,7 +342,10 @@ impl<'d> ExternalData<'d> {
             Some(l) => l,
             None => file.len().saturating_sub(offset),
         };
-        if offset.checked_add(length).is_none_or(|end| end > file.len()) {
+        if offset
+            .checked_add(length)
+            .is_none_or(|end| end > file.len())
+        {
             return Err(bad(format!(
                 "tensor `{}`: external data `{loc}` is {} bytes, the tensor needs bytes {offset}..{}",
                 t.name,
@@ -267,16 +361,25 @@ impl<'d> ExternalData<'d> {
 /// bools as i64. Float weights must be finite.
 fn tensor_const(t: &TensorProto, ext: &mut ExternalData) -> Result<Const> {
     if t.segmented {
-        return Err(bad(format!("tensor `{}` is segmented (not supported)", t.name)));
+        return Err(bad(format!(
+            "tensor `{}` is segmented (not supported)",
+            t.name
+        )));
     }
     let mut shape = Vec::with_capacity(t.dims.len());
     let mut count: usize = 1;
     for &d in &t.dims {
-        let d = usize::try_from(d).map_err(|_| bad(format!("tensor `{}` has a negative dim {d}", t.name)))?;
+        let d = usize::try_from(d)
+            .map_err(|_| bad(format!("tensor `{}` has a negative dim {d}", t.name)))?;
         count = count
             .checked_mul(d)
             .filter(|&c| c as u64 <= (isize::MAX as u64) / 8)
-            .ok_or_else(|| bad(format!("tensor `{}` has an absurd shape {:?}", t.name, t.dims)))?;
+            .ok_or_else(|| {
+                bad(format!(
+                    "tensor `{}` has an absurd shape {:?}",
+                    t.name, t.dims
+                ))
+            })?;
         shape.push(d);
     }
     let external;
@@ -312,13 +415,48 @@ fn tensor_const(t: &TensorProto, ext: &mut ExternalData) -> Result<Const> {
             return Err(wrong(raw.len() / width));
         }
         match t.data_type {
-            1 => Const::f32(shape, raw.chunks_exact(4).map(|b| f32::from_le_bytes(b.try_into().unwrap())).collect()),
-            11 => Const::f32(shape, raw.chunks_exact(8).map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32).collect()),
-            10 => Const::f32(shape, raw.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
-            16 => Const::f32(shape, raw.chunks_exact(2).map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32()).collect()),
-            6 => Const::i64(shape, raw.chunks_exact(4).map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64).collect()),
-            7 => Const::i64(shape, raw.chunks_exact(8).map(|b| i64::from_le_bytes(b.try_into().unwrap())).collect()),
-            5 => Const::i64(shape, raw.chunks_exact(2).map(|b| i16::from_le_bytes([b[0], b[1]]) as i64).collect()),
+            1 => Const::f32(
+                shape,
+                raw.chunks_exact(4)
+                    .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+            ),
+            11 => Const::f32(
+                shape,
+                raw.chunks_exact(8)
+                    .map(|b| f64::from_le_bytes(b.try_into().unwrap()) as f32)
+                    .collect(),
+            ),
+            10 => Const::f32(
+                shape,
+                raw.chunks_exact(2)
+                    .map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+            ),
+            16 => Const::f32(
+                shape,
+                raw.chunks_exact(2)
+                    .map(|b| half::bf16::from_le_bytes([b[0], b[1]]).to_f32())
+                    .collect(),
+            ),
+            6 => Const::i64(
+                shape,
+                raw.chunks_exact(4)
+                    .map(|b| i32::from_le_bytes(b.try_into().unwrap()) as i64)
+                    .collect(),
+            ),
+            7 => Const::i64(
+                shape,
+                raw.chunks_exact(8)
+                    .map(|b| i64::from_le_bytes(b.try_into().unwrap()))
+                    .collect(),
+            ),
+            5 => Const::i64(
+                shape,
+                raw.chunks_exact(2)
+                    .map(|b| i16::from_le_bytes([b[0], b[1]]) as i64)
+                    .collect(),
+            ),
             3 => Const::i64(shape, raw.iter().map(|&b| b as i8 as i64).collect()),
             _ => Const::i64(shape, raw.iter().map(|&b| b as i64).collect()),
         }
@@ -326,8 +464,20 @@ fn tensor_const(t: &TensorProto, ext: &mut ExternalData) -> Result<Const> {
         let c = match t.data_type {
             1 => Const::f32(shape, t.floats.clone()),
             11 => Const::f32(shape, t.doubles.iter().map(|&v| v as f32).collect()),
-            10 => Const::f32(shape, t.int32s.iter().map(|&v| half::f16::from_bits(v as u16).to_f32()).collect()),
-            16 => Const::f32(shape, t.int32s.iter().map(|&v| half::bf16::from_bits(v as u16).to_f32()).collect()),
+            10 => Const::f32(
+                shape,
+                t.int32s
+                    .iter()
+                    .map(|&v| half::f16::from_bits(v as u16).to_f32())
+                    .collect(),
+            ),
+            16 => Const::f32(
+                shape,
+                t.int32s
+                    .iter()
+                    .map(|&v| half::bf16::from_bits(v as u16).to_f32())
+                    .collect(),
+            ),
             7 => Const::i64(shape, t.int64s.clone()),
             _ => Const::i64(shape, t.int32s.clone()),
         };
@@ -349,17 +499,24 @@ fn tensor_const(t: &TensorProto, ext: &mut ExternalData) -> Result<Const> {
 }
 
 fn constant_node(n: &NodeProto, label: &str, ext: &mut ExternalData) -> Result<Const> {
-    let a = n.attributes.first().ok_or_else(|| bad(format!("Constant `{label}` has no value")))?;
+    let a = n
+        .attributes
+        .first()
+        .ok_or_else(|| bad(format!("Constant `{label}` has no value")))?;
     match a.name.as_str() {
         "value" => {
-            let t = a.t.as_ref().ok_or_else(|| bad(format!("Constant `{label}`: `value` is not a tensor")))?;
+            let t =
+                a.t.as_ref()
+                    .ok_or_else(|| bad(format!("Constant `{label}`: `value` is not a tensor")))?;
             tensor_const(t, ext)
         }
         "value_float" => Ok(Const::f32(vec![], vec![a.f.unwrap_or(0.0)])),
         "value_floats" => Ok(Const::f32(vec![a.floats.len()], a.floats.clone())),
         "value_int" => Ok(Const::i64(vec![], vec![a.i.unwrap_or(0)])),
         "value_ints" => Ok(Const::i64(vec![a.ints.len()], a.ints.clone())),
-        other => Err(bad(format!("Constant `{label}`: value kind `{other}` is not supported"))),
+        other => Err(bad(format!(
+            "Constant `{label}`: value kind `{other}` is not supported"
+        ))),
     }
 }
 
@@ -375,7 +532,10 @@ impl<'n, 'a> Attrs<'n, 'a> {
         let mut map = HashMap::new();
         for a in &n.attributes {
             if a.has_graph {
-                return Err(unsupported(&format!("{} with a subgraph", n.op_type), label));
+                return Err(unsupported(
+                    &format!("{} with a subgraph", n.op_type),
+                    label,
+                ));
             }
             map.insert(a.name.as_str(), a);
         }
@@ -406,7 +566,9 @@ impl<'n, 'a> Attrs<'n, 'a> {
         self.map
             .get(k)
             .and_then(|a| a.s)
-            .map_or(default.to_string(), |s| String::from_utf8_lossy(s).into_owned())
+            .map_or(default.to_string(), |s| {
+                String::from_utf8_lossy(s).into_owned()
+            })
     }
 
     fn usizes(&self, k: &str) -> Result<Vec<usize>> {
@@ -415,7 +577,10 @@ impl<'n, 'a> Attrs<'n, 'a> {
             .into_iter()
             .map(|v| {
                 usize::try_from(v).ok().filter(|&v| v > 0).ok_or_else(|| {
-                    bad(format!("{} `{}`: attribute {k} has a non-positive value {v}", self.op, self.label))
+                    bad(format!(
+                        "{} `{}`: attribute {k} has a non-positive value {v}",
+                        self.op, self.label
+                    ))
                 })
             })
             .collect()
@@ -432,7 +597,10 @@ impl<'n, 'a> Attrs<'n, 'a> {
         };
         let two = |v: &[usize], what: &str| {
             if !v.is_empty() && v.len() != 2 {
-                Err(bad(format!("{} `{}`: {what} {v:?} is not 2-D (wunet runs 2-D models)", self.op, self.label)))
+                Err(bad(format!(
+                    "{} `{}`: {what} {v:?} is not 2-D (wunet runs 2-D models)",
+                    self.op, self.label
+                )))
             } else {
                 Ok(())
             }
@@ -441,13 +609,25 @@ impl<'n, 'a> Attrs<'n, 'a> {
         two(&win.strides, "strides")?;
         two(&win.dilations, "dilations")?;
         if !win.pads.is_empty() && win.pads.len() != 4 {
-            return Err(bad(format!("{} `{}`: pads {:?} are not 2-D", self.op, self.label, win.pads)));
+            return Err(bad(format!(
+                "{} `{}`: pads {:?} are not 2-D",
+                self.op, self.label, win.pads
+            )));
         }
         if win.pads.iter().any(|&p| p < 0) {
-            return Err(bad(format!("{} `{}`: negative pads {:?}", self.op, self.label, win.pads)));
+            return Err(bad(format!(
+                "{} `{}`: negative pads {:?}",
+                self.op, self.label, win.pads
+            )));
         }
-        if !matches!(win.auto_pad.as_str(), "NOTSET" | "SAME_UPPER" | "SAME_LOWER" | "VALID") {
-            return Err(bad(format!("{} `{}`: unknown auto_pad `{}`", self.op, self.label, win.auto_pad)));
+        if !matches!(
+            win.auto_pad.as_str(),
+            "NOTSET" | "SAME_UPPER" | "SAME_LOWER" | "VALID"
+        ) {
+            return Err(bad(format!(
+                "{} `{}`: unknown auto_pad `{}`",
+                self.op, self.label, win.auto_pad
+            )));
         }
         Ok(win)
     }
@@ -479,21 +659,38 @@ fn convert(n: &NodeProto, label: &str, opset: i64) -> Result<Op> {
         "ConvTranspose" => Op::ConvTranspose {
             win: a.window()?,
             groups: groups(&a)?,
-            output_padding: a.ints("output_padding").unwrap_or_default().iter().map(|&v| v.max(0) as usize).collect(),
-            output_shape: a.ints("output_shape").unwrap_or_default().iter().map(|&v| v.max(0) as usize).collect(),
+            output_padding: a
+                .ints("output_padding")
+                .unwrap_or_default()
+                .iter()
+                .map(|&v| v.max(0) as usize)
+                .collect(),
+            output_shape: a
+                .ints("output_shape")
+                .unwrap_or_default()
+                .iter()
+                .map(|&v| v.max(0) as usize)
+                .collect(),
         },
         "BatchNormalization" => {
             if a.int("training_mode", 0) != 0 || (opset < 7 && a.int("is_test", 1) == 0) {
                 return Err(bad(format!("BatchNormalization `{label}` is in training mode; export the model in eval mode")));
             }
-            Op::BatchNorm { eps: a.float("epsilon", 1e-5) }
+            Op::BatchNorm {
+                eps: a.float("epsilon", 1e-5),
+            }
         }
-        "InstanceNormalization" => Op::InstanceNorm { eps: a.float("epsilon", 1e-5) },
+        "InstanceNormalization" => Op::InstanceNorm {
+            eps: a.float("epsilon", 1e-5),
+        },
         "Relu" => Op::Act(Act::Relu),
         "LeakyRelu" => Op::Act(Act::LeakyRelu(a.float("alpha", 0.01))),
         "Sigmoid" => Op::Act(Act::Sigmoid),
         "Tanh" => Op::Act(Act::Tanh),
-        "Clip" if opset < 11 => Op::Act(Act::Clip(a.float("min", f32::MIN), a.float("max", f32::MAX))),
+        "Clip" if opset < 11 => Op::Act(Act::Clip(
+            a.float("min", f32::MIN),
+            a.float("max", f32::MAX),
+        )),
         "Clip" => Op::Clip,
         "PRelu" => Op::PRelu,
         "MaxPool" => {
@@ -517,37 +714,56 @@ fn convert(n: &NodeProto, label: &str, opset: i64) -> Result<Op> {
         "ReduceMax" => reduce(ReduceKind::Max)?,
         "Resize" | "Upsample" => {
             let mode = match a.string("mode", "nearest").as_str() {
-                "nearest" => ResizeMode::Nearest(match a.string("nearest_mode", "round_prefer_floor").as_str() {
-                    _ if n.op_type == "Upsample" || opset < 11 => NearestRound::Floor,
-                    "floor" => NearestRound::Floor,
-                    "ceil" => NearestRound::Ceil,
-                    "round_prefer_floor" => NearestRound::RoundPreferFloor,
-                    "round_prefer_ceil" => NearestRound::RoundPreferCeil,
-                    m => return Err(bad(format!("Resize `{label}`: nearest_mode `{m}` is not supported"))),
-                }),
+                "nearest" => ResizeMode::Nearest(
+                    match a.string("nearest_mode", "round_prefer_floor").as_str() {
+                        _ if n.op_type == "Upsample" || opset < 11 => NearestRound::Floor,
+                        "floor" => NearestRound::Floor,
+                        "ceil" => NearestRound::Ceil,
+                        "round_prefer_floor" => NearestRound::RoundPreferFloor,
+                        "round_prefer_ceil" => NearestRound::RoundPreferCeil,
+                        m => {
+                            return Err(bad(format!(
+                                "Resize `{label}`: nearest_mode `{m}` is not supported"
+                            )))
+                        }
+                    },
+                ),
                 "linear" | "bilinear" => ResizeMode::Linear,
                 m => return Err(unsupported(&format!("{} mode `{m}`", n.op_type), label)),
             };
             let coord = if n.op_type == "Upsample" || opset < 11 {
                 ResizeCoord::Asymmetric
             } else {
-                match a.string("coordinate_transformation_mode", "half_pixel").as_str() {
+                match a
+                    .string("coordinate_transformation_mode", "half_pixel")
+                    .as_str()
+                {
                     "half_pixel" => ResizeCoord::HalfPixel,
                     "pytorch_half_pixel" => ResizeCoord::PytorchHalfPixel,
                     "align_corners" => ResizeCoord::AlignCorners,
                     "asymmetric" => ResizeCoord::Asymmetric,
-                    m => return Err(unsupported(&format!("Resize coordinate_transformation_mode `{m}`"), label)),
+                    m => {
+                        return Err(unsupported(
+                            &format!("Resize coordinate_transformation_mode `{m}`"),
+                            label,
+                        ))
+                    }
                 }
             };
             if a.int("antialias", 0) != 0 {
                 return Err(unsupported("Resize with antialias", label));
             }
-            if a.ints("axes").is_some_and(|ax| ax != [2, 3] && ax != [-2, -1]) {
+            if a.ints("axes")
+                .is_some_and(|ax| ax != [2, 3] && ax != [-2, -1])
+            {
                 return Err(unsupported("Resize over axes other than H, W", label));
             }
             let kar = a.string("keep_aspect_ratio_policy", "stretch");
             if kar != "stretch" {
-                return Err(unsupported(&format!("Resize keep_aspect_ratio_policy `{kar}`"), label));
+                return Err(unsupported(
+                    &format!("Resize keep_aspect_ratio_policy `{kar}`"),
+                    label,
+                ));
             }
             Op::Resize {
                 mode,
@@ -565,7 +781,9 @@ fn convert(n: &NodeProto, label: &str, opset: i64) -> Result<Op> {
             pads: if opset < 11 { a.ints("pads") } else { None },
             value: a.float("value", 0.0),
         },
-        "Concat" => Op::Concat { axis: a.int("axis", 1) },
+        "Concat" => Op::Concat {
+            axis: a.int("axis", 1),
+        },
         "Add" | "Sub" | "Mul" | "Div" => {
             if opset < 7 && a.int("broadcast", 0) != 0 {
                 return Err(unsupported("legacy broadcast attribute", label));
@@ -594,12 +812,16 @@ fn convert(n: &NodeProto, label: &str, opset: i64) -> Result<Op> {
             start: a.int("start", 0),
             end: a.map.get("end").and_then(|x| x.i),
         },
-        "Gather" => Op::Gather { axis: a.int("axis", 0) },
+        "Gather" => Op::Gather {
+            axis: a.int("axis", 0),
+        },
         "Slice" => Op::Slice {
             attr: if opset < 10 {
                 let starts = a.ints("starts").unwrap_or_default();
                 let ends = a.ints("ends").unwrap_or_default();
-                let axes = a.ints("axes").unwrap_or_else(|| (0..starts.len() as i64).collect());
+                let axes = a
+                    .ints("axes")
+                    .unwrap_or_else(|| (0..starts.len() as i64).collect());
                 Some((starts, ends, axes))
             } else {
                 None
@@ -611,10 +833,16 @@ fn convert(n: &NodeProto, label: &str, opset: i64) -> Result<Op> {
                 to_float: matches!(to, 1 | 10 | 11 | 16),
             }
         }
-        "Unsqueeze" => Op::Unsqueeze { axes: a.ints("axes") },
-        "Squeeze" => Op::Squeeze { axes: a.ints("axes") },
+        "Unsqueeze" => Op::Unsqueeze {
+            axes: a.ints("axes"),
+        },
+        "Squeeze" => Op::Squeeze {
+            axes: a.ints("axes"),
+        },
         "Reshape" => Op::Reshape,
-        "Transpose" => Op::Transpose { perm: a.ints("perm") },
+        "Transpose" => Op::Transpose {
+            perm: a.ints("perm"),
+        },
         "ConstantOfShape" => Op::ConstantOfShape {
             value: a.map.get("value").and_then(|v| v.t.as_ref()).map(|t| {
                 let float = matches!(t.data_type, 1 | 10 | 11 | 16);

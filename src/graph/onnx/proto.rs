@@ -84,7 +84,8 @@ impl<'a> Iterator for Fields<'a> {
                 1 => Wire::Fixed64(u64::from_le_bytes(self.take(8)?.try_into().unwrap())),
                 2 => {
                     let n = self.varint()?;
-                    let n = usize::try_from(n).map_err(|_| ProtoError("length overflows".into()))?;
+                    let n =
+                        usize::try_from(n).map_err(|_| ProtoError("length overflows".into()))?;
                     Wire::Bytes(self.take(n)?)
                 }
                 5 => Wire::Fixed32(u32::from_le_bytes(self.take(4)?.try_into().unwrap())),
@@ -283,7 +284,9 @@ fn graph(buf: &[u8]) -> R<GraphProto<'_>> {
         match n {
             1 => g.nodes.push(node(bytes(w, "GraphProto.node")?)?),
             2 => g.name = string(w, "GraphProto.name")?,
-            5 => g.initializers.push(tensor(bytes(w, "GraphProto.initializer")?)?),
+            5 => g
+                .initializers
+                .push(tensor(bytes(w, "GraphProto.initializer")?)?),
             11 => g.inputs.push(value_info(bytes(w, "GraphProto.input")?)?),
             12 => g.outputs.push(value_info(bytes(w, "GraphProto.output")?)?),
             15 => g.sparse_initializers += 1,
@@ -302,7 +305,9 @@ fn node(buf: &[u8]) -> R<NodeProto<'_>> {
             2 => n.outputs.push(string(w, "NodeProto.output")?),
             3 => n.name = string(w, "NodeProto.name")?,
             4 => n.op_type = string(w, "NodeProto.op_type")?,
-            5 => n.attributes.push(attribute(bytes(w, "NodeProto.attribute")?)?),
+            5 => n
+                .attributes
+                .push(attribute(bytes(w, "NodeProto.attribute")?)?),
             7 => n.domain = string(w, "NodeProto.domain")?,
             _ => {}
         }
