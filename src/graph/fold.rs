@@ -3,7 +3,7 @@
 //! and constant subgraphs. Small N-D tensors, computed in f64 (exact for the integers of shapes
 //! and for float32 values).
 
-use super::shaped::norm_axis;
+use super::instantiate::norm_axis;
 use super::{BinOp, Const, ConstData, Op};
 use crate::{Error, Result};
 

@@ -12,6 +12,7 @@
 
 mod fold;
 pub mod fuse;
+mod instantiate;
 pub mod onnx;
 pub mod ops;
 pub mod reference;
@@ -200,7 +201,7 @@ impl LayerGraph {
 
     /// Folds shape arithmetic and infers shapes for one NCHW input: the runtime graph.
     pub fn instantiate(&self, input: [usize; 4]) -> Result<Shaped> {
-        shaped::instantiate(self, input)
+        instantiate::instantiate(self, input)
     }
 
     /// The receptive field's radius in input pixels: how far an output pixel's value reaches,
