@@ -41,25 +41,8 @@ impl Prepared {
             .layers
             .iter()
             .map(|l| match l {
-                Layer::Conv {
-                    x,
-                    out,
-                    w,
-                    b,
-                    kernel,
-                    stride,
-                    pad,
-                    dil,
-                    groups,
-                    ..
-                } => {
-                    let geom = Geom {
-                        kernel: *kernel,
-                        stride: *stride,
-                        pad: *pad,
-                        dil: *dil,
-                        groups: *groups,
-                    };
+                Layer::Conv { x, out, w, b, .. } => {
+                    let geom = Geom::of(l).expect("a conv layer");
                     let bias = b.map(|b| shaped.weights[b].data.as_slice());
                     conv::pack_direct(
                         &shaped.weights[*w].data,
@@ -75,19 +58,9 @@ impl Prepared {
                     w,
                     b,
                     kernel,
-                    stride,
-                    pad,
-                    dil,
-                    groups,
                     ..
                 } => {
-                    let geom = Geom {
-                        kernel: *kernel,
-                        stride: *stride,
-                        pad: *pad,
-                        dil: *dil,
-                        groups: *groups,
-                    };
+                    let geom = Geom::of(l).expect("a conv layer");
                     let bias = b.map(|b| shaped.weights[b].data.as_slice());
                     let ([_, _, h, wd], [_, cout, oh, ow]) =
                         (shaped.shapes[*x], shaped.shapes[*out]);
@@ -246,33 +219,14 @@ fn run_with(
                 .collect();
             let pack = prep.and_then(|p| p.packs[i].as_ref());
             match (pack, l) {
-                (
-                    Some(p),
-                    Layer::Conv {
-                        kernel,
-                        stride,
-                        pad,
-                        dil,
-                        groups,
-                        act,
-                        add,
-                        out,
-                        ..
-                    },
-                ) => {
+                (Some(p), Layer::Conv { act, add, out, .. }) => {
                     let nparts = prep.and_then(|p| p.parts[i].as_ref()).map_or(1, Vec::len);
                     let epi = Epilogue {
                         bias: None,
                         add: add.map(|_| args[nparts]),
                         act,
                     };
-                    let geom = Geom {
-                        kernel: *kernel,
-                        stride: *stride,
-                        pad: *pad,
-                        dil: *dil,
-                        groups: *groups,
-                    };
+                    let geom = Geom::of(l).expect("a conv layer");
                     let [_, _, oh, ow] = g.shapes[*out];
                     conv::conv2d_direct(&args[..nparts], p, geom, oh, ow, &epi)
                 }
@@ -304,54 +258,23 @@ pub fn run_layer(g: &Shaped, l: &Layer, args: &[&Tensor]) -> Tensor {
     let w = |id: usize| g.weights[id].data.as_slice();
     match l {
         Layer::Conv {
-            w: wi,
-            b,
-            kernel,
-            stride,
-            pad,
-            dil,
-            groups,
-            act,
-            add,
-            ..
+            w: wi, b, act, add, ..
         } => {
             let epi = Epilogue {
                 bias: b.map(w),
                 add: add.map(|_| args[1]),
                 act,
             };
-            let geom = Geom {
-                kernel: *kernel,
-                stride: *stride,
-                pad: *pad,
-                dil: *dil,
-                groups: *groups,
-            };
+            let geom = Geom::of(l).expect("a conv layer");
             conv::conv2d(args[0], w(*wi), out[1], geom, out[2], out[3], &epi)
         }
-        Layer::ConvTranspose {
-            w: wi,
-            b,
-            kernel,
-            stride,
-            pad,
-            dil,
-            groups,
-            act,
-            ..
-        } => {
+        Layer::ConvTranspose { w: wi, b, act, .. } => {
             let epi = Epilogue {
                 bias: b.map(w),
                 add: None,
                 act,
             };
-            let geom = Geom {
-                kernel: *kernel,
-                stride: *stride,
-                pad: *pad,
-                dil: *dil,
-                groups: *groups,
-            };
+            let geom = Geom::of(l).expect("a conv layer");
             conv::conv_transpose2d(args[0], w(*wi), out[1], geom, out[2], out[3], &epi)
         }
         Layer::Affine {
