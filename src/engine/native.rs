@@ -38,6 +38,8 @@ pub struct Engine {
     name: String,
     spec: UNetSpec,
     notices: Vec<String>,
+    /// `planned_bytes` per input shape: each image of a folder asks again.
+    planned: std::sync::Mutex<HashMap<Shape, u64>>,
 }
 
 impl Engine {
@@ -133,6 +135,7 @@ impl Engine {
             name,
             spec,
             notices,
+            planned: Default::default(),
         })
     }
 
@@ -244,13 +247,16 @@ impl Engine {
     /// Activation memory a whole-image plan of `shape` needs (the float plan's arena; the int8
     /// one needs less; graphs: the peak of live tensors).
     pub fn planned_bytes(&self, shape: Shape) -> u64 {
-        match &self.kind {
-            Kind::Graph(m) => m.prepared(shape).map_or(0, |p| p.peak_bytes()),
-            Kind::GpuGraph { .. } => self.shaped_graph(shape).map_or(0, |g| g.peak_live_bytes()),
+        let mut memo = self.planned.lock().unwrap_or_else(|e| e.into_inner());
+        *memo.entry(shape).or_insert_with(|| match &self.kind {
+            // The shaped graph only: no weights packed, no plan cache displaced.
+            Kind::Graph(_) | Kind::GpuGraph { .. } => {
+                self.shaped_graph(shape).map_or(0, |g| g.peak_live_bytes())
+            }
             _ => crate::plan::Graph::build(&self.spec, shape, true)
                 .map(|g| crate::plan::plan_memory(&g, crate::plan::ARENA_ALIGN).arena_bytes)
                 .unwrap_or(0),
-        }
+        })
     }
 
     /// Run `x`, in tiles when `tile` is given, when its activations exceed `max_memory` bytes,
