@@ -201,28 +201,40 @@ impl Kernel {
         packed_dot: bool,
         sg: u32,
     ) -> wgpu::ComputePipeline {
-        let mut src = shaders::compose(self.shader(), packed_dot);
-        // Browsers require the extension to be enabled; naga (native) does not parse it.
-        if cfg!(target_arch = "wasm32") && sg > 0 {
-            src.insert_str(0, "enable subgroups;\n");
-        }
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(self.shader()),
-            source: wgpu::ShaderSource::Wgsl(src.into()),
-        });
-        let constants = self.constants(sg);
-        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(self.shader()),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
-                ..Default::default()
-            },
-            cache: None,
-        })
+        compute_pipeline(device, self.shader(), packed_dot, sg, &self.constants(sg))
     }
+}
+
+/// A compute pipeline of `shader` (composed with its libraries, `enable subgroups;` in the
+/// browser where it uses them) with its `override` constants: every engine's kernels are built
+/// here.
+pub(crate) fn compute_pipeline(
+    device: &wgpu::Device,
+    shader: &'static str,
+    packed_dot: bool,
+    sg: u32,
+    constants: &[(&str, f64)],
+) -> wgpu::ComputePipeline {
+    let mut src = shaders::compose(shader, packed_dot);
+    // Browsers require the extension to be enabled; naga (native) does not parse it.
+    if cfg!(target_arch = "wasm32") && sg > 0 {
+        src.insert_str(0, "enable subgroups;\n");
+    }
+    let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: Some(shader),
+        source: wgpu::ShaderSource::Wgsl(src.into()),
+    });
+    device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+        label: Some(shader),
+        layout: None,
+        module: &module,
+        entry_point: Some("main"),
+        compilation_options: wgpu::PipelineCompilationOptions {
+            constants,
+            ..Default::default()
+        },
+        cache: None,
+    })
 }
 
 /// Repack weights into `rows` rows of `cout` values (`get(row, co)`), each zero-padded to a

@@ -32,7 +32,7 @@ use crate::gpu::exec::Timing;
 use crate::graph::{fuse, LayerGraph, Shaped};
 use crate::plan::{place_by_size, MemoryPlan, ARENA_ALIGN};
 use crate::tensor::Tensor;
-use crate::{shaders, Error, Result};
+use crate::{Error, Result};
 
 /// The kernels of graph plans (`shaders/graph/`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -199,27 +199,7 @@ impl GraphKernel {
     }
 
     fn pipeline(self, device: &wgpu::Device, sg: u32) -> wgpu::ComputePipeline {
-        let mut src = shaders::compose(self.shader(), true);
-        // Browsers require the extension to be enabled; naga (native) does not parse it.
-        if cfg!(target_arch = "wasm32") && sg > 0 {
-            src.insert_str(0, "enable subgroups;\n");
-        }
-        let module = device.create_shader_module(wgpu::ShaderModuleDescriptor {
-            label: Some(self.shader()),
-            source: wgpu::ShaderSource::Wgsl(src.into()),
-        });
-        let constants = self.constants(sg);
-        device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
-            label: Some(self.shader()),
-            layout: None,
-            module: &module,
-            entry_point: Some("main"),
-            compilation_options: wgpu::PipelineCompilationOptions {
-                constants: &constants,
-                ..Default::default()
-            },
-            cache: None,
-        })
+        crate::gpu::kernels::compute_pipeline(device, self.shader(), true, sg, &self.constants(sg))
     }
 }
 
