@@ -6,16 +6,20 @@ use super::{choose, AdapterView, Choice, Device, ModelFile};
 use crate::cpu::{self, graph::GraphCpu, int8::Int8Model, CpuModel};
 use crate::gpu::graph::{GpuGraphModel, GpuGraphOptions, GraphPlan};
 use crate::gpu::{request_gpu, GpuInt8Model, GpuInt8Options, GpuModel, GpuOptions, Plan};
-use crate::graph::LayerGraph;
 use crate::plan::Shape;
-use crate::{Error, Result, Tensor, UNet, UNetSpec};
+use crate::{Error, Result, Tensor, UNetSpec};
+
+/// Why a run failed: making the plan for its shape, or running it.
+enum Failure {
+    Planning(Error),
+    Running(Error),
+}
+use Failure::{Planning, Running};
 
 enum Kind {
     Gpu {
         model: GpuModel,
         plans: HashMap<Shape, Plan>,
-        /// With `auto`: the model again, for the CPU engine if the GPU fails at plan time.
-        fallback: Option<Box<(UNet, bool)>>,
     },
     Cpu(CpuModel),
     Int8(Int8Model),
@@ -27,8 +31,6 @@ enum Kind {
     GpuGraph {
         model: GpuGraphModel,
         plans: HashMap<Shape, GraphPlan>,
-        /// With `auto`: the graph again, for the CPU engine if the GPU fails at plan time.
-        fallback: Option<Box<(LayerGraph, bool)>>,
     },
 }
 
@@ -40,6 +42,28 @@ pub struct Engine {
     notices: Vec<String>,
     /// `planned_bytes` per input shape: each image of a folder asks again.
     planned: std::sync::Mutex<HashMap<Shape, u64>>,
+    /// With `auto` on a float32 GPU engine: the model again, for the CPU engine if the GPU
+    /// fails at plan time.
+    fallback: Option<Box<(ModelFile, bool)>>,
+}
+
+/// The CPU engine for `model`, and its name for reports.
+fn cpu_kind(model: ModelFile, fold: bool) -> Result<(Kind, String)> {
+    Ok(match model {
+        ModelFile::Float(m) => {
+            let m = CpuModel::new(m, fold);
+            let name = m.kernel().to_string();
+            (Kind::Cpu(m), name)
+        }
+        ModelFile::Int8(q) => (
+            Kind::Int8(Int8Model::new(&q)?),
+            format!("cpu int8 ({})", cpu::int8::kernels::qgemm_name()),
+        ),
+        ModelFile::Graph { graph, .. } => (
+            Kind::Graph(GraphCpu::new(graph, fold)),
+            "cpu f32 (graph)".into(),
+        ),
+    })
 }
 
 impl Engine {
@@ -58,23 +82,21 @@ impl Engine {
         });
         let (choice, notice) = choose(device, view, &model, false)?;
         let notices: Vec<String> = notice.into_iter().collect();
+        let mut fallback = None;
         let (kind, name) = match (choice, model) {
-            (Choice::Cpu, ModelFile::Float(m)) => {
-                let m = CpuModel::new(m, fold);
-                let name = m.kernel().to_string();
-                (Kind::Cpu(m), name)
-            }
-            (Choice::Cpu, ModelFile::Int8(q)) => (
-                Kind::Int8(Int8Model::new(&q)?),
-                format!("cpu int8 ({})", cpu::int8::kernels::qgemm_name()),
-            ),
-            (Choice::Cpu, ModelFile::Graph { graph, .. }) => (
-                Kind::Graph(GraphCpu::new(graph, fold)),
-                "cpu f32 (graph)".into(),
-            ),
+            (Choice::Cpu, model) => cpu_kind(model, fold)?,
             (Choice::Gpu, ModelFile::Graph { graph, .. }) => {
                 let g = gpu?;
-                let fallback = (device == Device::Auto).then(|| Box::new((graph.clone(), fold)));
+                if device == Device::Auto {
+                    let spec = spec.clone();
+                    fallback = Some(Box::new((
+                        ModelFile::Graph {
+                            graph: graph.clone(),
+                            spec,
+                        },
+                        fold,
+                    )));
+                }
                 let opts = GpuGraphOptions {
                     fuse: fold,
                     ..Default::default()
@@ -84,7 +106,6 @@ impl Engine {
                     Kind::GpuGraph {
                         model,
                         plans: HashMap::new(),
-                        fallback,
                     },
                     format!("gpu f32 (graph) {}", g.info.name),
                 )
@@ -100,12 +121,13 @@ impl Engine {
                         ..Default::default()
                     },
                 )?;
-                let fallback = (device == Device::Auto).then(|| Box::new((m, fold)));
+                if device == Device::Auto {
+                    fallback = Some(Box::new((ModelFile::Float(m), fold)));
+                }
                 (
                     Kind::Gpu {
                         model,
                         plans: HashMap::new(),
-                        fallback,
                     },
                     format!("gpu {}", g.info.name),
                 )
@@ -136,6 +158,7 @@ impl Engine {
             spec,
             notices,
             planned: Default::default(),
+            fallback,
         })
     }
 
@@ -156,71 +179,49 @@ impl Engine {
 
     /// One input, whole.
     pub fn run(&mut self, x: &Tensor) -> Result<Tensor> {
+        match self.run_on_device(x) {
+            // auto: a GPU failure at plan time (out of memory, a lost device, a driver error)
+            // moves to the CPU engine, saying so. Inputs beyond the device's limits are tiled
+            // instead (`run_maybe_tiled`).
+            Err(Planning(err))
+                if self.fallback.is_some() && !matches!(err, Error::ExceedsLimit { .. }) =>
+            {
+                let (model, fold) = *self.fallback.take().expect("checked");
+                self.notices
+                    .push(format!("the GPU failed ({err}); running on the CPU engine"));
+                (self.kind, self.name) = cpu_kind(model, fold)?;
+                self.run(x)
+            }
+            Err(Planning(err) | Running(err)) => Err(err),
+            Ok(y) => Ok(y),
+        }
+    }
+
+    /// `run` where the engine is, telling a failure to plan from one to run.
+    fn run_on_device(&mut self, x: &Tensor) -> std::result::Result<Tensor, Failure> {
+        fn planned<'p, P>(
+            plans: &'p mut HashMap<Shape, P>,
+            shape: Shape,
+            plan: impl FnOnce() -> Result<P>,
+        ) -> std::result::Result<&'p P, Failure> {
+            if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(shape) {
+                e.insert(plan().map_err(Planning)?);
+            }
+            Ok(&plans[&shape])
+        }
         match &mut self.kind {
-            Kind::Gpu {
-                model,
-                plans,
-                fallback,
-            } => {
-                if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
-                    match model.plan(x.shape) {
-                        Ok(p) => {
-                            e.insert(p);
-                        }
-                        // auto: a GPU failure at plan time (out of memory, a lost device, a
-                        // driver error) moves to the CPU engine, saying so. Inputs beyond the
-                        // device's limits are tiled instead (`run_maybe_tiled`).
-                        Err(err)
-                            if fallback.is_some() && !matches!(err, Error::ExceedsLimit { .. }) =>
-                        {
-                            let (m, fold) = *fallback.take().expect("checked");
-                            self.notices
-                                .push(format!("the GPU failed ({err}); running on the CPU engine"));
-                            let cpu = CpuModel::new(m, fold);
-                            self.name = cpu.kernel().to_string();
-                            self.kind = Kind::Cpu(cpu);
-                            return self.run(x);
-                        }
-                        Err(err) => return Err(err),
-                    }
-                }
-                plans[&x.shape].run(x)
+            Kind::Gpu { model, plans } => planned(plans, x.shape, || model.plan(x.shape))?.run(x),
+            Kind::GpuInt8 { model, plans } => {
+                planned(plans, x.shape, || model.plan(x.shape))?.run(x)
+            }
+            Kind::GpuGraph { model, plans } => {
+                planned(plans, x.shape, || model.plan(x.shape))?.run(x)
             }
             Kind::Cpu(m) => m.forward(x),
             Kind::Int8(m) => m.forward(x),
             Kind::Graph(m) => m.forward(x),
-            Kind::GpuGraph {
-                model,
-                plans,
-                fallback,
-            } => {
-                if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
-                    match model.plan(x.shape) {
-                        Ok(p) => {
-                            e.insert(p);
-                        }
-                        Err(err)
-                            if fallback.is_some() && !matches!(err, Error::ExceedsLimit { .. }) =>
-                        {
-                            let (g, fold) = *fallback.take().expect("checked");
-                            self.notices
-                                .push(format!("the GPU failed ({err}); running on the CPU engine"));
-                            self.name = "cpu f32 (graph)".into();
-                            self.kind = Kind::Graph(GraphCpu::new(g, fold));
-                            return self.run(x);
-                        }
-                        Err(err) => return Err(err),
-                    }
-                }
-                plans[&x.shape].run(x)
-            }
-            Kind::GpuInt8 { model, plans } => {
-                if let std::collections::hash_map::Entry::Vacant(e) = plans.entry(x.shape) {
-                    e.insert(model.plan(x.shape)?);
-                }
-                plans[&x.shape].run(x)
-            }
         }
+        .map_err(Running)
     }
 
     /// The overlap-tile geometry for `shape`: (receptive radius, window alignment), or why tiles
