@@ -30,6 +30,7 @@ pub mod model;
 pub mod plan;
 pub mod shaders;
 mod tensor;
+mod winograd;
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod web;
 

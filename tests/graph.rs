@@ -42,7 +42,7 @@ fn reference_unet_as_a_graph_matches_pytorch() {
 fn onnx_families_match_pytorch_on_the_cpu() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/onnx");
     let mut failures = Vec::new();
-    let mut ran = 0;
+    let (mut ran, mut winograd) = (0, 0);
     for entry in std::fs::read_dir(&root).unwrap() {
         let dir = entry.unwrap().path();
         if !dir.is_dir() {
@@ -52,8 +52,14 @@ fn onnx_families_match_pytorch_on_the_cpu() {
         let x = read_npy(&dir.join("input.npy")).unwrap();
         let want = read_npy(&dir.join("output.npy")).unwrap();
         for export in ["torchscript", "dynamo"] {
-            let r = wunet::graph::onnx::load(&dir.join(format!("{export}.onnx")))
-                .and_then(|g| GraphCpu::new(g, true).forward(&x));
+            let r = wunet::graph::onnx::load(&dir.join(format!("{export}.onnx"))).and_then(|g| {
+                let e = GraphCpu::new(g, true);
+                let p = e.prepared(x.shape)?;
+                winograd += (0..p.shaped.layers.len())
+                    .filter(|&i| p.kernel(i) == "wino4x4")
+                    .count();
+                e.forward(&x)
+            });
             ran += 1;
             match r {
                 Ok(got) => {
@@ -68,6 +74,10 @@ fn onnx_families_match_pytorch_on_the_cpu() {
     }
     assert!(ran >= 20, "only {ran} exports found");
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    if wunet::cpu::direct_f32::available() {
+        assert!(winograd > 0, "no layer ran Winograd");
+    }
+    eprintln!("{winograd} Winograd layers over {ran} exports");
 }
 
 /// Overlap-tile inference of an imported graph equals the whole image's result where the graph

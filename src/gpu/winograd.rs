@@ -33,16 +33,6 @@ pub(crate) const MIN_CHUNK_TILES: usize = 64;
 /// (`GpuOptions::winograd_chunk_bytes`).
 pub const CHUNK_BYTES: u64 = 6 << 20;
 
-/// Gᵀ's rows: the 6 frequencies of F(4, 3) from a 3-tap kernel.
-const G: [[f64; 3]; 6] = [
-    [1.0 / 4.0, 0.0, 0.0],
-    [-1.0 / 6.0, -1.0 / 6.0, -1.0 / 6.0],
-    [-1.0 / 6.0, 1.0 / 6.0, -1.0 / 6.0],
-    [1.0 / 24.0, 1.0 / 12.0, 1.0 / 6.0],
-    [1.0 / 24.0, -1.0 / 12.0, 1.0 / 6.0],
-    [0.0, 0.0, 1.0],
-];
-
 /// Whether a layer of `cin` → `cout` channels gets transformed weights (its direct weights are
 /// packed for the subgroup kernel, which takes 8 output channels and more).
 pub(crate) fn wants(cin: usize, cout: usize) -> bool {
@@ -61,7 +51,7 @@ pub(crate) fn pack_u(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
     let fill = |(g, block): (usize, &mut [f32])| {
         for ci in 0..cin {
             for co in 8 * g..(8 * g + 8).min(cout) {
-                let u = transform(&weight[(co * cin + ci) * 9..][..9]);
+                let u = crate::winograd::kernel(&weight[(co * cin + ci) * 9..][..9]);
                 for (xi, &v) in u.iter().enumerate() {
                     block[(xi * cinp + ci) * 8 + co % 8] = v;
                 }
@@ -75,24 +65,6 @@ pub(crate) fn pack_u(weight: &[f32], cout: usize, cin: usize) -> Vec<f32> {
         out.par_chunks_mut(block).enumerate().for_each(fill);
     }
     out
-}
-
-/// One 3 × 3 kernel (row-major, y then x) → its 36 frequencies G g Gᵀ (ξ = 6i + k), in float64.
-fn transform(g: &[f32]) -> [f32; 36] {
-    // First along x (gx[k][a]: kernel row a through G's row k), then along y.
-    let mut gx = [[0.0f64; 3]; 6];
-    for (gk, row) in G.iter().zip(gx.iter_mut()) {
-        for (a, v) in row.iter_mut().enumerate() {
-            *v = (0..3).map(|b| gk[b] * g[a * 3 + b] as f64).sum();
-        }
-    }
-    let mut u = [0.0f32; 36];
-    for (i, gi) in G.iter().enumerate() {
-        for (k, gxk) in gx.iter().enumerate() {
-            u[6 * i + k] = (0..3).map(|a| gi[a] * gxk[a]).sum::<f64>() as f32;
-        }
-    }
-    u
 }
 
 /// How one layer runs as Winograd at one input shape.
@@ -297,40 +269,6 @@ pub(crate) fn plan_layers(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// F(4, 3) in one dimension, with the transforms the shaders use: Aᵀ[(G g) ⊙ (Bᵀ d)] is the
-    /// 4 outputs of the 3-tap correlation of d.
-    #[test]
-    fn transforms_compute_a_correlation() {
-        const BT: [[f64; 6]; 6] = [
-            [4.0, 0.0, -5.0, 0.0, 1.0, 0.0],
-            [0.0, -4.0, -4.0, 1.0, 1.0, 0.0],
-            [0.0, 4.0, -4.0, -1.0, 1.0, 0.0],
-            [0.0, -2.0, -1.0, 2.0, 1.0, 0.0],
-            [0.0, 2.0, -1.0, -2.0, 1.0, 0.0],
-            [0.0, 4.0, 0.0, -5.0, 0.0, 1.0],
-        ];
-        const AT: [[f64; 6]; 4] = [
-            [1.0, 1.0, 1.0, 1.0, 1.0, 0.0],
-            [0.0, 1.0, -1.0, 2.0, -2.0, 0.0],
-            [0.0, 1.0, 1.0, 4.0, 4.0, 0.0],
-            [0.0, 1.0, -1.0, 8.0, -8.0, 1.0],
-        ];
-        let d = [0.3, -1.2, 2.5, 0.7, -0.4, 1.9];
-        let g = [0.5, -0.25, 1.5];
-        let m: Vec<f64> = (0..6)
-            .map(|i| {
-                let gi: f64 = (0..3).map(|b| G[i][b] * g[b]).sum();
-                let di: f64 = (0..6).map(|j| BT[i][j] * d[j]).sum();
-                gi * di
-            })
-            .collect();
-        for (y, at) in AT.iter().enumerate() {
-            let got: f64 = (0..6).map(|i| at[i] * m[i]).sum();
-            let want: f64 = (0..3).map(|b| g[b] * d[y + b]).sum();
-            assert!((got - want).abs() < 1e-12, "output {y}: {got} vs {want}");
-        }
-    }
 
     #[test]
     fn chunks_fit_the_budget_and_cover_every_row() {

@@ -45,7 +45,10 @@ pub(crate) fn bench_graph(model_path: &Path, graph: LayerGraph, a: &BenchArgs) -
         .iter()
         .enumerate()
         .zip(per)
-        .map(|((i, l), mut v)| layer_row(g, i, format!("cpu {}", l.kind()), median(&mut v)))
+        .map(|((i, l), mut v)| {
+            let kernel = format!("cpu {} {}", prep.kernel(i), l.kind());
+            layer_row(g, i, kernel, median(&mut v))
+        })
         .collect();
     let peak = prep.peak_bytes();
     let m = Measured {

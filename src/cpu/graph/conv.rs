@@ -66,7 +66,7 @@ pub struct Epilogue<'a> {
 impl Epilogue<'_> {
     /// Applies to one output row (image `n`, channel `co`, pixels `p0..p0 + row.len()`).
     #[inline]
-    fn row(&self, row: &mut [f32], n: usize, co: usize, p0: usize) {
+    pub(super) fn row(&self, row: &mut [f32], n: usize, co: usize, p0: usize) {
         let b = self.bias.map_or(0.0, |b| b[co]);
         if let Some(add) = self.add {
             let plane = add.plane(n, co);

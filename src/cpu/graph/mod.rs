@@ -5,6 +5,7 @@
 
 pub mod conv;
 pub mod layers;
+mod winograd;
 
 use std::sync::{Arc, Mutex};
 
@@ -15,6 +16,7 @@ use crate::Result;
 use crate::cpu::direct_f32::Packed;
 use conv::{Epilogue, Geom};
 use layers::View;
+use winograd::Wino;
 
 /// A layer graph prepared for the CPU; plans are cached per input shape.
 pub struct GraphCpu {
@@ -24,33 +26,39 @@ pub struct GraphCpu {
 }
 
 /// A shaped graph prepared for the CPU: the weights of its stride-1 convs and non-overlapping
-/// transposed convs packed for the direct kernel, and the concatenations those convs read
-/// in place (their parts are copied straight into the conv's padded input).
+/// transposed convs packed for the direct kernel (3×3 convs with enough channels and pixels
+/// for Winograd), and the concatenations those convs read in place.
 pub struct Prepared {
     pub shaped: Shaped,
-    packs: Vec<Option<Packed>>,
+    packs: Vec<Option<Pack>>,
     /// Per layer: a direct conv reading a concatenation's parts instead of its output.
     parts: Vec<Option<Vec<usize>>>,
     /// Per layer: a concatenation that is never built (its one reader takes the parts).
     virtual_concat: Vec<bool>,
 }
 
+/// How a conv layer runs here, its weights packed for it.
+enum Pack {
+    /// The direct micro-kernel on padded planes (`conv::conv2d_direct`) or, for a transposed
+    /// conv, one GEMM scattered (`conv::conv_transpose2d_direct`).
+    Direct(Packed),
+    Winograd(Wino),
+}
+
 impl Prepared {
     pub fn new(shaped: Shaped) -> Prepared {
-        let packs: Vec<Option<Packed>> = shaped
+        let packs: Vec<Option<Pack>> = shaped
             .layers
             .iter()
             .map(|l| match l {
                 Layer::Conv { x, out, w, b, .. } => {
                     let geom = Geom::of(l).expect("a conv layer");
                     let bias = b.map(|b| shaped.weights[b].data.as_slice());
-                    conv::pack_direct(
-                        &shaped.weights[*w].data,
-                        bias,
-                        shaped.shapes[*out][1],
-                        shaped.shapes[*x][1],
-                        geom,
-                    )
+                    let ([_, cout, oh, ow], cin) = (shaped.shapes[*out], shaped.shapes[*x][1]);
+                    let w = &shaped.weights[*w].data;
+                    Wino::new(w, bias, [cout, cin], geom, [oh, ow])
+                        .map(Pack::Winograd)
+                        .or_else(|| conv::pack_direct(w, bias, cout, cin, geom).map(Pack::Direct))
                 }
                 Layer::ConvTranspose {
                     x,
@@ -75,6 +83,7 @@ impl Prepared {
                         shaped.shapes[*x][1],
                         geom,
                     )
+                    .map(Pack::Direct)
                 }
                 _ => None,
             })
@@ -105,6 +114,18 @@ impl Prepared {
             packs,
             parts,
             virtual_concat,
+        }
+    }
+
+    /// The kernel family that runs layer `i` here, for reports: `wino4x4` (Winograd),
+    /// `direct` (the packed micro-kernel), `in place` (a concatenation its reader takes in
+    /// parts), or `plain` (the general kernels of `conv` and `layers`).
+    pub fn kernel(&self, i: usize) -> &'static str {
+        match &self.packs[i] {
+            Some(Pack::Winograd(_)) => "wino4x4",
+            Some(Pack::Direct(_)) => "direct",
+            None if self.virtual_concat[i] => "in place",
+            None => "plain",
         }
     }
 
@@ -219,19 +240,24 @@ fn run_with(
                 .collect();
             let pack = prep.and_then(|p| p.packs[i].as_ref());
             match (pack, l) {
-                (Some(p), Layer::Conv { act, add, out, .. }) => {
+                (Some(pack), Layer::Conv { act, add, out, .. }) => {
                     let nparts = prep.and_then(|p| p.parts[i].as_ref()).map_or(1, Vec::len);
                     let epi = Epilogue {
                         bias: None,
                         add: add.map(|_| args[nparts]),
                         act,
                     };
-                    let geom = Geom::of(l).expect("a conv layer");
                     let [_, _, oh, ow] = g.shapes[*out];
-                    conv::conv2d_direct(&args[..nparts], p, geom, oh, ow, &epi)
+                    match pack {
+                        Pack::Direct(p) => {
+                            let geom = Geom::of(l).expect("a conv layer");
+                            conv::conv2d_direct(&args[..nparts], p, geom, oh, ow, &epi)
+                        }
+                        Pack::Winograd(p) => winograd::conv(&args[..nparts], p, [oh, ow], &epi),
+                    }
                 }
                 (
-                    Some(p),
+                    Some(Pack::Direct(p)),
                     Layer::ConvTranspose {
                         kernel, act, out, ..
                     },

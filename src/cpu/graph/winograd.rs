@@ -1,0 +1,538 @@
+//! Winograd F(4×4, 3×3) for the CPU graph engine's 3×3, stride-1, one-group convs (the
+//! arithmetic in `crate::winograd`): 36 multiply-adds per 16 output pixels per channel pair
+//! where the direct kernel does 144.
+//!
+//! The weights are transformed once (U = G g Gᵀ, float64 rounded once) and packed as 36 GEMMs of
+//! `cout × cin` for the direct engine's micro-kernel (`direct_f32::gemm_task`). A layer runs in
+//! bands of 4 × 4 output tiles, each band end to end:
+//! 1. the input transform of its tiles, every input channel, into V `[ci][ξ][tile]`;
+//! 2. the 36 GEMMs `M[ξ] = U[ξ] · V[ξ]`, into M `[co][ξ][tile]` (the B rows are V's rows, read in
+//!    place);
+//! 3. the output transform with bias, the residual add and the activation, straight into the
+//!    output tensor.
+//!
+//! A band's V and M together stay under `BAND_BYTES`, so they stay in the L2 of the core that
+//! runs it; wide layers with few pixels take bigger bands so that U (4× the direct weights) is
+//! read few times. With enough bands every thread runs whole bands on its own scratch; with few
+//! (the deep layers), the bands run one after another and the work inside each is split.
+
+use rayon::prelude::*;
+
+use super::conv::{Epilogue, Geom};
+use crate::cpu::direct_f32::{gemm_task, Packed, MR};
+use crate::cpu::SendPtr;
+use crate::tensor::Tensor;
+use crate::winograd::{at, bt, kernel};
+
+/// Bytes of V and M one band may hold (a core's L2 is 1–2 MiB).
+const BAND_BYTES: usize = 1 << 20;
+/// Fewest tiles per band, whatever its bytes: two micro-kernel widths of GEMM columns.
+const MIN_BAND_TILES: usize = 96;
+/// Fewest input channels: below, the transforms cost more than the multiplies they save.
+const MIN_CIN: usize = 16;
+/// Fewest output channels: the micro-kernel's panels have 8 rows.
+const MIN_COUT: usize = 8;
+/// Fewest 4 × 4 tiles per image: below, the GEMM's columns are mostly padding and U's bytes
+/// dominate (the direct kernel wins).
+const MIN_TILES: usize = 64;
+
+/// A conv's weights transformed and packed: 36 GEMMs of `cout × cin`.
+pub(crate) struct Wino {
+    u: Vec<Packed>,
+    bias: Vec<f32>,
+    /// Top and left padding.
+    pad: [usize; 2],
+}
+
+impl Wino {
+    /// The packed weights of a conv that this path runs at output size `oh × ow`: 3×3,
+    /// stride 1, no dilation, one group, enough channels and tiles, on a CPU with the direct
+    /// micro-kernel. `w`: `[cout, cin, 3, 3]`.
+    pub(crate) fn new(
+        w: &[f32],
+        bias: Option<&[f32]>,
+        [cout, cin]: [usize; 2],
+        g: Geom,
+        [oh, ow]: [usize; 2],
+    ) -> Option<Wino> {
+        if !crate::cpu::direct_f32::available()
+            || g.kernel != [3, 3]
+            || g.stride != [1, 1]
+            || g.dil != [1, 1]
+            || g.groups != 1
+            || cin < MIN_CIN
+            || cout < MIN_COUT
+            || oh.div_ceil(4) * ow.div_ceil(4) < MIN_TILES
+        {
+            return None;
+        }
+        let u: Vec<[f32; 36]> = (0..cout * cin)
+            .into_par_iter()
+            .map(|i| kernel(&w[i * 9..][..9]))
+            .collect();
+        let zeros = vec![0.0; cout];
+        let u = (0..36)
+            .map(|xi| Packed::new(cout, cin, |co, ci| u[co * cin + ci][xi], zeros.clone()))
+            .collect();
+        Some(Wino {
+            u,
+            bias: bias.map_or(zeros, <[f32]>::to_vec),
+            pad: [g.pad[0], g.pad[1]],
+        })
+    }
+
+    fn cin(&self) -> usize {
+        self.u[0].k
+    }
+
+    fn cout(&self) -> usize {
+        self.u[0].m
+    }
+}
+
+/// A run of tiles `t0..t1` of image `n` (tiles numbered row-major over the output).
+#[derive(Clone, Copy)]
+struct Band {
+    n: usize,
+    t0: usize,
+    t1: usize,
+}
+
+/// What every band of one layer shares.
+struct Layer<'a> {
+    p: &'a Wino,
+    /// Input channel `ci` of image `n`: `srcs[ci]` (a part of a concatenation, its channel).
+    srcs: Vec<(&'a Tensor, usize)>,
+    /// Input and output sizes, and tiles per output row.
+    hw: [usize; 2],
+    ohw: [usize; 2],
+    tiles_x: usize,
+    /// Tiles between rows of V and M (the largest band).
+    tb: usize,
+    epi: &'a Epilogue<'a>,
+    out: SendPtr<f32>,
+}
+
+/// `act(conv3x3(parts) + bias + add)` through Winograd, output `oh × ow` (the parts' channels
+/// one after another: a concatenation read in place).
+pub(crate) fn conv(parts: &[&Tensor], p: &Wino, [oh, ow]: [usize; 2], epi: &Epilogue) -> Tensor {
+    let [nb, _, h, w] = parts[0].shape;
+    let srcs: Vec<(&Tensor, usize)> = parts
+        .iter()
+        .flat_map(|t| (0..t.c()).map(move |c| (*t, c)))
+        .collect();
+    debug_assert_eq!(srcs.len(), p.cin());
+    let (cin, cout) = (p.cin(), p.cout());
+    let tiles_x = ow.div_ceil(4);
+    let tiles = oh.div_ceil(4) * tiles_x;
+    let fit = BAND_BYTES / (36 * 4 * (cin + cout));
+    let per = fit.max(MIN_BAND_TILES).min(tiles);
+    let nbands = tiles.div_ceil(per);
+    let tb = tiles.div_ceil(nbands);
+    let bands: Vec<Band> = (0..nb)
+        .flat_map(|n| {
+            (0..nbands).map(move |b| Band {
+                n,
+                t0: b * tb,
+                t1: ((b + 1) * tb).min(tiles),
+            })
+        })
+        .collect();
+    let mut out = Tensor::zeros([nb, cout, oh, ow]);
+    let layer = Layer {
+        p,
+        srcs,
+        hw: [h, w],
+        ohw: [oh, ow],
+        tiles_x,
+        tb,
+        epi,
+        out: SendPtr(out.data.as_mut_ptr()),
+    };
+    let scratch = || (vec![0f32; 36 * cin * tb], vec![0f32; 36 * cout * tb + LANES]);
+    if bands.len() >= 2 * rayon::current_num_threads() {
+        bands
+            .par_iter()
+            .for_each_init(scratch, |(v, m), b| layer.band(*b, v, m, false));
+    } else {
+        let (mut v, mut m) = scratch();
+        for b in &bands {
+            layer.band(*b, &mut v, &mut m, true);
+        }
+    }
+    out
+}
+
+/// The stretches of one tile row inside a band: (tile row, first tile column, tiles, offset of
+/// the first in the band).
+fn segments(b: Band, tiles_x: usize) -> impl Iterator<Item = (usize, usize, usize, usize)> {
+    let mut t = b.t0;
+    std::iter::from_fn(move || {
+        (t < b.t1).then(|| {
+            let (ty, tx) = (t / tiles_x, t % tiles_x);
+            let s = (tiles_x - tx).min(b.t1 - t);
+            let seg = (ty, tx, s, t - b.t0);
+            t += s;
+            seg
+        })
+    })
+}
+
+impl Layer<'_> {
+    /// One band end to end; `par` splits the work inside it over the threads.
+    fn band(&self, b: Band, v: &mut [f32], m: &mut [f32], par: bool) {
+        let (cin, cout, tb) = (self.p.cin(), self.p.cout(), self.tb);
+        let cols = b.t1 - b.t0;
+        let v = &mut v[..36 * cin * tb];
+        let m = &mut m[..36 * cout * tb + LANES];
+        // 1. V[ci][ξ][t].
+        let input = |(ci, vc): (usize, &mut [f32])| self.input_transform(b, ci, vc);
+        if par {
+            v.par_chunks_mut(36 * tb).enumerate().for_each(input);
+        } else {
+            v.chunks_mut(36 * tb).enumerate().for_each(input);
+        }
+        // 2. M[co][ξ][t] = Σ_ci U[ξ][co][ci] · V[ci][ξ][t].
+        let (vp, mp) = (SendPtr(v.as_mut_ptr()), SendPtr(m.as_mut_ptr()));
+        let mb = if par {
+            crate::cpu::row_block(cout, 36, MR)
+        } else {
+            cout
+        };
+        let blocks = cout.div_ceil(mb);
+        let gemm = |task: usize| {
+            let (xi, blk) = (task / blocks, task % blocks);
+            let rows: Vec<*const f32> = (0..cin)
+                .map(|ci| vp.at((ci * 36 + xi) * tb) as *const f32)
+                .collect();
+            let (i0, i1) = (blk * mb, ((blk + 1) * mb).min(cout));
+            // SAFETY: each B row is `cols` ≤ tb floats of V; the task writes rows i0..i1 of
+            // GEMM ξ, columns 0..cols, at stride 36 · tb: its own part of M.
+            unsafe {
+                gemm_task(
+                    &self.p.u[xi],
+                    (i0, i1),
+                    &rows,
+                    cols,
+                    mp.at(xi * tb),
+                    36 * tb,
+                    false,
+                )
+            };
+        };
+        if par {
+            (0..36 * blocks).into_par_iter().for_each(gemm);
+        } else {
+            (0..36 * blocks).for_each(gemm);
+        }
+        // 3. Output tiles with the epilogue.
+        // Channel co's part of M runs on to M's end: its last vectors read past the band.
+        let m = &m[..];
+        let output = |co: usize| self.output_transform(b, co, &m[co * 36 * tb..]);
+        if par {
+            (0..cout).into_par_iter().for_each(output);
+        } else {
+            (0..cout).for_each(output);
+        }
+    }
+
+    /// Channel `ci`'s 6 × 6 input patches of band `b`, transformed: `vc[ξ · tb + t]`.
+    fn input_transform(&self, b: Band, ci: usize, vc: &mut [f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512 F.
+            return unsafe { self.input_transform_avx512(b, ci, vc) };
+        }
+        self.input_transform_body(b, ci, vc)
+    }
+
+    /// The transforms compiled for AVX-512 (the rest of the crate is built for baseline
+    /// x86-64; the loops over tiles vectorize 16 wide).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn input_transform_avx512(&self, b: Band, ci: usize, vc: &mut [f32]) {
+        self.input_transform_body(b, ci, vc)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn output_transform_avx512(&self, b: Band, co: usize, mc: &[f32]) {
+        self.output_transform_body(b, co, mc)
+    }
+
+    #[inline(always)]
+    fn input_transform_body(&self, b: Band, ci: usize, vc: &mut [f32]) {
+        let (t, c) = self.srcs[ci];
+        let plane = t.plane(b.n, c);
+        let [h, w] = self.hw;
+        let [pt, pl] = self.p.pad;
+        let tb = self.tb;
+        let mut row = Vec::new();
+        // xr[r][kx][i]: input row r of the patches through Bᵀ along x.
+        let mut xr = Vec::new();
+        for (ty, tx0, s, o) in segments(b, self.tiles_x) {
+            let sp = s.div_ceil(LANES) * LANES;
+            xr.clear();
+            xr.resize(36 * sp, 0.0);
+            for r in 0..6 {
+                let y = (4 * ty + r) as isize - pt as isize;
+                row.clear();
+                // Tile i's taps are row[4i..4i + 6]; the last block's strided reads end at
+                // 4 · sp + 6.
+                row.resize(4 * sp + 8, 0.0);
+                if (0..h as isize).contains(&y) {
+                    let src = &plane[y as usize * w..][..w];
+                    // Input column x = 4 · tx0 − pl + k.
+                    let x0 = (4 * tx0) as isize - pl as isize;
+                    let k0 = (-x0).max(0) as usize;
+                    let k1 = ((w as isize - x0).max(0) as usize).min(4 * s + 2);
+                    if k0 < k1 {
+                        row[k0..k1].copy_from_slice(&src[(x0 + k0 as isize) as usize..][..k1 - k0]);
+                    }
+                }
+                for blk in 0..sp / LANES {
+                    let src = &row[4 * LANES * blk..];
+                    let tap = |c| V16::strided(src, c);
+                    let e = bt([tap(0), tap(1), tap(2), tap(3), tap(4), tap(5)]);
+                    for (kx, e) in e.iter().enumerate() {
+                        e.store(&mut xr[(r * 6 + kx) * sp + LANES * blk..], LANES);
+                    }
+                }
+            }
+            for kx in 0..6 {
+                for blk in 0..sp / LANES {
+                    let i = LANES * blk;
+                    let row = |r: usize| V16::load(&xr[(r * 6 + kx) * sp + i..]);
+                    let e = bt([row(0), row(1), row(2), row(3), row(4), row(5)]);
+                    for (ky, e) in e.iter().enumerate() {
+                        e.store(&mut vc[(6 * ky + kx) * tb + o + i..], s - i);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Output channel `co`'s tiles of band `b` from `mc[ξ · tb + t]`, with bias, residual and
+    /// activation, into the output tensor.
+    fn output_transform(&self, b: Band, co: usize, mc: &[f32]) {
+        #[cfg(target_arch = "x86_64")]
+        if std::is_x86_feature_detected!("avx512f") {
+            // SAFETY: the CPU has AVX-512 F.
+            return unsafe { self.output_transform_avx512(b, co, mc) };
+        }
+        self.output_transform_body(b, co, mc)
+    }
+
+    #[inline(always)]
+    fn output_transform_body(&self, b: Band, co: usize, mc: &[f32]) {
+        let [oh, ow] = self.ohw;
+        let tb = self.tb;
+        let bias = self.p.bias[co];
+        let plane = b.n * self.p.cout() * oh * ow + co * oh * ow;
+        let mut yr = Vec::new();
+        let mut row = Vec::new();
+        for (ty, tx0, s, o) in segments(b, self.tiles_x) {
+            let sp = s.div_ceil(LANES) * LANES;
+            // yr[dy][kx][i]: the frequencies through Aᵀ along y.
+            yr.clear();
+            yr.resize(24 * sp, 0.0);
+            for kx in 0..6 {
+                for blk in 0..sp / LANES {
+                    let i = LANES * blk;
+                    // Lanes past the band read the next rows of M (or its slack): their
+                    // results are never stored.
+                    let f = |ky: usize| V16::load(&mc[(6 * ky + kx) * tb + o + i..]);
+                    let e = at([f(0), f(1), f(2), f(3), f(4), f(5)]);
+                    for (dy, e) in e.iter().enumerate() {
+                        e.store(&mut yr[(dy * 6 + kx) * sp + i..], LANES);
+                    }
+                }
+            }
+            let x0 = 4 * tx0;
+            let width = (4 * s).min(ow - x0);
+            row.clear();
+            row.resize(4 * sp, 0.0);
+            for dy in 0..4 {
+                let y = 4 * ty + dy;
+                if y >= oh {
+                    break;
+                }
+                for blk in 0..sp / LANES {
+                    let i = LANES * blk;
+                    let f = |kx: usize| V16::load(&yr[(dy * 6 + kx) * sp + i..]);
+                    let e = at([f(0), f(1), f(2), f(3), f(4), f(5)]);
+                    for (dx, e) in e.iter().enumerate() {
+                        (*e + bias).store_strided(&mut row[4 * i..], dx);
+                    }
+                }
+                let p0 = y * ow + x0;
+                // SAFETY: the band owns its tiles' output pixels; this row stretch is
+                // `width` floats of plane (n, co), written by this call only.
+                let dst =
+                    unsafe { std::slice::from_raw_parts_mut(self.out.at(plane + p0), width) };
+                dst.copy_from_slice(&row[..width]);
+                self.epi.row(dst, b.n, co, p0);
+            }
+        }
+    }
+}
+
+/// Tiles per vector of the transforms.
+const LANES: usize = 16;
+
+/// One transform entry of 16 tiles. The arithmetic is element-wise over a fixed-size array, so
+/// inside the AVX-512 functions each operation compiles to one vector instruction.
+#[derive(Clone, Copy)]
+struct V16([f32; LANES]);
+
+impl V16 {
+    #[inline(always)]
+    fn load(s: &[f32]) -> V16 {
+        V16(s[..LANES].try_into().expect("16 lanes"))
+    }
+
+    /// Lane l = `s[4l + c]`: tap `c` of 16 consecutive tiles of a row.
+    #[inline(always)]
+    fn strided(s: &[f32], c: usize) -> V16 {
+        let s = &s[..4 * LANES + c];
+        let mut v = [0.0; LANES];
+        for (l, v) in v.iter_mut().enumerate() {
+            *v = s[4 * l + c];
+        }
+        V16(v)
+    }
+
+    /// The first `n` (at most 16) lanes into `d`.
+    #[inline(always)]
+    fn store(&self, d: &mut [f32], n: usize) {
+        if n >= LANES {
+            d[..LANES].copy_from_slice(&self.0);
+        } else {
+            d[..n].copy_from_slice(&self.0[..n]);
+        }
+    }
+
+    /// Lane l into `d[4l + c]`.
+    #[inline(always)]
+    fn store_strided(&self, d: &mut [f32], c: usize) {
+        let d = &mut d[..4 * LANES];
+        for (l, v) in self.0.iter().enumerate() {
+            d[4 * l + c] = *v;
+        }
+    }
+}
+
+impl std::ops::Add for V16 {
+    type Output = V16;
+    #[inline(always)]
+    fn add(mut self, o: V16) -> V16 {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a += b;
+        }
+        self
+    }
+}
+
+impl std::ops::Add<f32> for V16 {
+    type Output = V16;
+    #[inline(always)]
+    fn add(mut self, o: f32) -> V16 {
+        for a in &mut self.0 {
+            *a += o;
+        }
+        self
+    }
+}
+
+impl std::ops::Sub for V16 {
+    type Output = V16;
+    #[inline(always)]
+    fn sub(mut self, o: V16) -> V16 {
+        for (a, b) in self.0.iter_mut().zip(o.0) {
+            *a -= b;
+        }
+        self
+    }
+}
+
+impl std::ops::Mul<f32> for V16 {
+    type Output = V16;
+    #[inline(always)]
+    fn mul(mut self, o: f32) -> V16 {
+        for a in &mut self.0 {
+            *a *= o;
+        }
+        self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::graph::Act;
+
+    /// Against the plain conv: pads (1, 1) and (0, 2)/(2, 0), sizes that are not multiples of 4,
+    /// batch 2, a two-part input, a residual and LeakyReLU; bands run both ways (many small bands
+    /// on the threads, and one band split inside).
+    #[test]
+    fn winograd_matches_the_plain_conv() {
+        if !crate::cpu::direct_f32::available() {
+            return;
+        }
+        let wv = |n: usize, seed: usize| {
+            (0..n)
+                .map(|i| ((i * 7919 + seed) % 101) as f32 / 101.0 - 0.5)
+                .collect::<Vec<_>>()
+        };
+        for (pad, [h, w], parts) in [
+            ([1, 1, 1, 1], [37, 45], [16, 8]),
+            ([0, 2, 2, 0], [33, 70], [24, 0]),
+            ([1, 1, 1, 1], [120, 132], [20, 12]),
+        ] {
+            let (cin, cout) = (parts[0] + parts[1], 19);
+            let g = Geom {
+                kernel: [3, 3],
+                stride: [1, 1],
+                pad,
+                dil: [1, 1],
+                groups: 1,
+            };
+            let (oh, ow) = (h + pad[0] + pad[2] - 2, w + pad[1] + pad[3] - 2);
+            let wt = wv(cout * cin * 9, 1);
+            let bias = wv(cout, 2);
+            let x = Tensor::new([2, cin, h, w], wv(2 * cin * h * w, 3)).unwrap();
+            let add = Tensor::new([2, cout, oh, ow], wv(2 * cout * oh * ow, 4)).unwrap();
+            let act = Act::LeakyRelu(0.1);
+            let epi = Epilogue {
+                bias: Some(&bias),
+                add: Some(&add),
+                act: &act,
+            };
+            let want = super::super::conv::conv2d(&x, &wt, cout, g, oh, ow, &epi);
+            let p = Wino::new(&wt, Some(&bias), [cout, cin], g, [oh, ow]).expect("runs");
+            let split: Vec<Tensor> = if parts[1] == 0 {
+                vec![x.clone()]
+            } else {
+                let part = |c0: usize, c: usize| {
+                    let mut d = Vec::new();
+                    for n in 0..2 {
+                        for ci in c0..c0 + c {
+                            d.extend_from_slice(x.plane(n, ci));
+                        }
+                    }
+                    Tensor::new([2, c, h, w], d).unwrap()
+                };
+                vec![part(0, parts[0]), part(parts[0], parts[1])]
+            };
+            let refs: Vec<&Tensor> = split.iter().collect();
+            let epi = Epilogue {
+                bias: None,
+                add: Some(&add),
+                act: &act,
+            };
+            let got = conv(&refs, &p, [oh, ow], &epi);
+            let (d, m) = got.max_abs_diff(&want);
+            assert!(d <= 1e-5 * m, "pad {pad:?} {h}×{w}: {d} vs {m}");
+        }
+    }
+}
