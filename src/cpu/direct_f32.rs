@@ -662,3 +662,24 @@ mod tests {
         }
     }
 }
+#[cfg(test)]
+mod kbench {
+    #[test]
+    #[ignore]
+    fn kbench() {
+        use super::*;
+        for &(m, k, cols, stride) in &[(64usize, 576usize, 480usize, 1usize), (64, 576, 480, 0), (128, 1152, 96, 0), (512, 4608, 80, 0)] {
+            let p = Packed::new(m, k, |r, kk| ((r * 7 + kk) % 13) as f32 * 0.01, vec![0.0; m]);
+            let b = vec![0.5f32; k * cols + 4096];
+            let rows: Vec<*const f32> = (0..k).map(|kk| if stride == 1 { b[(kk % 9) + (kk / 9) * 600..].as_ptr() } else { b[kk * cols..].as_ptr() }).collect();
+            let mut c = vec![0f32; m * cols];
+            let reps = (2e9 / (2.0 * (m * k * cols) as f64)) as usize + 1;
+            let t = std::time::Instant::now();
+            for _ in 0..reps {
+                unsafe { gemm_task(&p, (0, m), &rows, cols, c.as_mut_ptr(), cols, false) };
+            }
+            let s = t.elapsed().as_secs_f64();
+            println!("m {m} k {k} cols {cols} shifted {stride}: {:.1} GFLOP/s", 2.0 * (m * k * cols * reps) as f64 / s / 1e9);
+        }
+    }
+}

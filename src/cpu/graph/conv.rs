@@ -3,11 +3,17 @@
 //! stride-1 conv multiplies the input planes in place), depthwise convs as direct loops, and the
 //! transposed conv as one GEMM (`Wᵀ · X`) scattered onto the output (col2im). Bias, a residual
 //! tensor and the activation are applied in the epilogue of each tile.
+//!
+//! Where the direct micro-kernel runs (AVX-512, wasm simd128), one-group convs of any stride and
+//! transposed convs whose windows do not overlap take it instead (`conv2d_direct`,
+//! `conv_transpose2d_direct`); 3×3 stride-1 convs with enough channels take Winograd
+//! (`winograd`).
 
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
 use crate::cpu::direct_f32::{Packed, MR, TILE};
+use super::buffers;
 use crate::cpu::SendPtr;
 use crate::graph::{Act, Layer};
 use crate::tensor::Tensor;
@@ -103,7 +109,7 @@ pub fn conv2d(
     let kk = g.kernel[0] * g.kernel[1];
     let k = cin_g * kk;
     let p = oh * ow;
-    let mut out = Tensor::zeros([nb, cout, oh, ow]);
+    let mut out = buffers::zeros([nb, cout, oh, ow]);
     if cin_g == 1 && g.groups > 1 {
         depthwise(x, w, cout_g, g, &mut out);
         finish(&mut out, epi);
@@ -291,7 +297,7 @@ pub fn conv_transpose2d(
     let kk = kh * kw;
     let p = h * wd;
     let rows = cout_g * kk;
-    let mut out = Tensor::zeros([nb, cout, oh, ow]);
+    let mut out = buffers::zeros([nb, cout, oh, ow]);
     let mut cols = vec![0f32; rows * p];
     for n in 0..nb {
         for gi in 0..g.groups {
@@ -353,9 +359,9 @@ pub fn conv_transpose2d(
     out
 }
 
-/// A stride-1, one-group conv's weights packed for the direct engine's micro-kernel
-/// (`direct_f32`), its bias included; `None` where that kernel does not run here (no AVX-512 or
-/// simd128) or the conv is strided or grouped.
+/// A one-group conv's weights packed for the direct engine's micro-kernel (`direct_f32`), its
+/// bias included; `None` where that kernel does not run here (no AVX-512 or simd128) or the conv
+/// is grouped.
 pub(crate) fn pack_direct(
     w: &[f32],
     bias: Option<&[f32]>,
@@ -363,7 +369,7 @@ pub(crate) fn pack_direct(
     cin: usize,
     g: Geom,
 ) -> Option<Packed> {
-    if !crate::cpu::direct_f32::available() || g.groups != 1 || g.stride != [1, 1] {
+    if !crate::cpu::direct_f32::available() || g.groups != 1 {
         return None;
     }
     let k = cin * g.kernel[0] * g.kernel[1];
@@ -415,8 +421,9 @@ pub(crate) fn conv_transpose2d_direct(
     let [nb, cin, h, w] = x.shape;
     let [_, cout, oh, ow] = out_shape;
     let npix = h * w;
-    let mut out = Tensor::zeros(out_shape);
-    let mut acc = vec![0f32; p.m * npix];
+    // Every output pixel is some tap's (kernel = stride), and the GEMM writes all of `acc`.
+    let mut out = buffers::filled(out_shape);
+    let mut acc = buffers::scratch(p.m * npix);
     let tiles = npix.div_ceil(TILE);
     let mb = crate::cpu::row_block(p.m, tiles, MR);
     let blocks = p.m.div_ceil(mb);
@@ -450,12 +457,15 @@ pub(crate) fn conv_transpose2d_direct(
                 }
             });
     }
+    buffers::give(acc);
     out
 }
 
-/// Stride-1 conv as an implicit GEMM with no im2col: the input is copied once into planes
-/// padded by the conv's pads, so the GEMM row of (channel, ky, kx) is that padded plane shifted by
-/// the tap; output position `j = y · pw + x` (columns `x ≥ ow` are junk and dropped when the
+/// A conv as an implicit GEMM with no im2col. The input is copied once into planes padded by
+/// the conv's pads and, for a stride s, split into its s × s phases (phase (ry, rx) holds the
+/// padded pixels (s·a + ry, s·b + rx)): the GEMM row of (channel, ky, kx) is then one phase
+/// plane shifted by the tap, `(ky·d) / s` rows and `(kx·d) / s` columns. Output position
+/// `j = y · pw + x` (pw the phase planes' width; columns `x ≥ ow` are junk and dropped when the
 /// epilogue copies the result out). Bias comes with the packed weights.
 pub(crate) fn conv2d_direct(
     parts: &[&Tensor],
@@ -469,40 +479,73 @@ pub(crate) fn conv2d_direct(
     let [nb, _, h, w] = x.shape;
     let cin: usize = parts.iter().map(|t| t.c()).sum();
     let [kh, kw] = g.kernel;
-    let (ph, pw) = (h + g.pad[0] + g.pad[2], w + g.pad[1] + g.pad[3]);
+    let [sy, sx] = g.stride;
+    // Tap (ky, kx): its phase and its shift inside the phase plane.
+    let tap = |ky: usize, kx: usize| {
+        let (oy, ox) = (ky * g.dil[0], kx * g.dil[1]);
+        ((oy % sy, ox % sx), (oy / sy, ox / sx))
+    };
+    // The phases some tap reads (a 1×1 stride-2 conv reads one of four).
+    let mut phases: Vec<(usize, usize)> = (0..kh * kw).map(|t| tap(t / kw, t % kw).0).collect();
+    phases.sort_unstable();
+    phases.dedup();
+    let (ph, pw) = (
+        (h + g.pad[0] + g.pad[2]).div_ceil(sy),
+        (w + g.pad[1] + g.pad[3]).div_ceil(sx),
+    );
     let plane = ph * pw;
     let cout = p.m;
     let ncols = oh * pw;
     debug_assert_eq!(p.k, cin * kh * kw);
-    let direct_input = kh * kw == 1 && g.pad == [0; 4] && parts.len() == 1;
-    // Junk columns of the last rows read up to (kw − 1)·dw floats past the last plane.
-    let slack = (kw - 1) * g.dil[1] + 16;
-    let mut out = Tensor::zeros([nb, cout, oh, ow]);
-    let mut acc = vec![0f32; cout * ncols];
+    let direct_input = kh * kw == 1 && g.pad == [0; 4] && g.stride == [1, 1] && parts.len() == 1;
+    // Junk columns of the last rows read up to the largest column shift past the last plane.
+    let slack = tap(kh - 1, kw - 1).1 .1 + 16;
+    // The epilogue copies every output row, and the GEMM writes all of `acc`.
+    let mut out = buffers::filled([nb, cout, oh, ow]);
+    let mut acc = buffers::scratch(cout * ncols);
     let tiles = ncols.div_ceil(TILE);
     let mb = crate::cpu::row_block(cout, tiles, MR);
     let blocks = cout.div_ceil(mb);
-    let mut padded = Vec::new();
+    let mut padded = buffers::scratch(0);
+    let np = phases.len();
     for n in 0..nb {
         let src: &[f32] = if direct_input {
             &x.data[n * cin * h * w..(n + 1) * cin * h * w]
         } else {
             padded.clear();
-            padded.resize(cin * plane + slack, 0.0);
+            padded.resize(cin * np * plane + slack, 0.0);
             // The parts' channels one after another: a concatenation costs nothing more.
             let srcs: Vec<(&Tensor, usize)> = parts
                 .iter()
                 .flat_map(|t| (0..t.c()).map(move |c| (*t, c)))
                 .collect();
-            padded[..cin * plane]
+            padded[..cin * np * plane]
                 .par_chunks_mut(plane)
                 .enumerate()
-                .for_each(|(ci, dst)| {
-                    let (t, c) = srcs[ci];
+                .for_each(|(i, dst)| {
+                    let ((t, c), (ry, rx)) = (srcs[i / np], phases[i % np]);
                     let s = t.plane(n, c);
-                    for y in 0..h {
-                        dst[(y + g.pad[0]) * pw + g.pad[1]..][..w]
-                            .copy_from_slice(&s[y * w..(y + 1) * w]);
+                    // Phase row a is padded row sy·a + ry, input row sy·a + ry − pad_top.
+                    for (a, drow) in dst.chunks_exact_mut(pw).enumerate() {
+                        let Some(y) = (sy * a + ry).checked_sub(g.pad[0]).filter(|&y| y < h)
+                        else {
+                            continue;
+                        };
+                        let srow = &s[y * w..(y + 1) * w];
+                        if sx == 1 {
+                            let x0 = g.pad[1].saturating_sub(rx);
+                            let from = (x0 + rx).saturating_sub(g.pad[1]);
+                            let len = (w - from).min(pw - x0);
+                            drow[x0..x0 + len].copy_from_slice(&srow[from..from + len]);
+                        } else {
+                            for (b, d) in drow.iter_mut().enumerate() {
+                                if let Some(&v) =
+                                    (sx * b + rx).checked_sub(g.pad[1]).and_then(|x| srow.get(x))
+                                {
+                                    *d = v;
+                                }
+                            }
+                        }
                     }
                 });
             &padded
@@ -516,9 +559,13 @@ pub(crate) fn conv2d_direct(
             for ci in 0..cin {
                 for ky in 0..kh {
                     for kx in 0..kw {
-                        b.push(
-                            src[ci * plane + ky * g.dil[0] * pw + kx * g.dil[1] + j0..].as_ptr(),
-                        );
+                        let (phase, (qy, qx)) = tap(ky, kx);
+                        let pi = if direct_input {
+                            0
+                        } else {
+                            phases.binary_search(&phase).expect("a used phase")
+                        };
+                        b.push(src[(ci * np + pi) * plane + qy * pw + qx + j0..].as_ptr());
                     }
                 }
             }
@@ -552,5 +599,7 @@ pub(crate) fn conv2d_direct(
                 epi_rest.row(o, n, co, 0);
             });
     }
+    buffers::give(acc);
+    buffers::give(padded);
     out
 }

@@ -6,11 +6,12 @@ use rayon::prelude::*;
 
 use crate::graph::ops::NearestRound;
 use crate::graph::{Act, BinOp, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode};
+use super::buffers;
 use crate::tensor::Tensor;
 
 /// `f(plane index, output plane)` over every (n, c) plane of a new tensor.
 fn planes(shape: [usize; 4], f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Tensor {
-    let mut out = Tensor::zeros(shape);
+    let mut out = buffers::zeros(shape);
     let hw = shape[2] * shape[3];
     out.data
         .par_chunks_mut(hw.max(1))
@@ -71,6 +72,9 @@ pub fn pool(
 ) -> Tensor {
     let [_, _, h, w] = x.shape;
     let [_, _, oh, ow] = out;
+    if kind == PoolKind::Max {
+        return max_pool(x, out, k, s, pad, d);
+    }
     planes(out, |n, c, o| {
         let src = x.plane(n, c);
         for oy in 0..oh {
@@ -122,6 +126,49 @@ pub fn pool(
     })
 }
 
+/// Max pooling as two passes of one axis each: the maximum of each row's windows along x, then
+/// of those rows' windows along y (contiguous rows: the second pass vectorizes).
+fn max_pool(
+    x: &Tensor,
+    out: [usize; 4],
+    k: [usize; 2],
+    s: [usize; 2],
+    pad: [usize; 4],
+    d: [usize; 2],
+) -> Tensor {
+    let [_, _, h, w] = x.shape;
+    let ow = out[3];
+    // The input index of tap `t` of window `o` along an axis, if inside.
+    let at = |o: usize, t: usize, axis: usize, len: usize| {
+        (o * s[axis] + t * d[axis])
+            .checked_sub(pad[axis])
+            .filter(|&i| i < len)
+    };
+    planes(out, |n, c, o| {
+        let src = x.plane(n, c);
+        let mut rows = vec![f32::NEG_INFINITY; h * ow];
+        for (row, src) in rows.chunks_exact_mut(ow).zip(src.chunks_exact(w)) {
+            for (ox, m) in row.iter_mut().enumerate() {
+                for t in 0..k[1] {
+                    if let Some(i) = at(ox, t, 1, w) {
+                        *m = m.max(src[i]);
+                    }
+                }
+            }
+        }
+        o.fill(f32::NEG_INFINITY);
+        for (oy, orow) in o.chunks_exact_mut(ow).enumerate() {
+            for t in 0..k[0] {
+                if let Some(y) = at(oy, t, 0, h) {
+                    for (m, v) in orow.iter_mut().zip(&rows[y * ow..(y + 1) * ow]) {
+                        *m = m.max(*v);
+                    }
+                }
+            }
+        }
+    })
+}
+
 pub fn reduce(
     x: &Tensor,
     out: [usize; 4],
@@ -131,7 +178,7 @@ pub fn reduce(
 ) -> Tensor {
     let [_, c, h, w] = x.shape;
     let hw = h * w;
-    let mut o = Tensor::zeros(out);
+    let mut o = buffers::zeros(out);
     let fold = |vals: &mut dyn Iterator<Item = f32>, count: usize| match kind {
         ReduceKind::Max => vals.fold(f32::NEG_INFINITY, f32::max),
         ReduceKind::Mean => (vals.map(|v| v as f64).sum::<f64>() / count as f64) as f32,
@@ -232,14 +279,33 @@ pub fn resize(
     let ty = taps(mode, coord, scale[0], h, oh);
     let tx = taps(mode, coord, scale[1], w, ow);
     let nearest = matches!(mode, ResizeMode::Nearest(_));
+    // Nearest with a whole-number scale along x: source column ox / f.
+    let repeat = (ow % w == 0)
+        .then_some(ow / w)
+        .filter(|&f| tx.iter().enumerate().all(|(ox, t)| t.0 == ox / f));
     planes(out, |n, c, o| {
         let src = x.plane(n, c);
         if nearest {
-            // A gather: one source row per output row, one source column per output column.
+            // A gather: one source row per output row (an output row with the same source as
+            // the one before is a copy of it), one source column per output column (each
+            // repeated `f` times where the scale is a whole number).
             for (oy, &(y0, _, _)) in ty.iter().enumerate() {
-                let r0 = &src[y0 * w..(y0 + 1) * w];
-                for (d, &(x0, _, _)) in o[oy * ow..(oy + 1) * ow].iter_mut().zip(&tx) {
-                    *d = r0[x0];
+                if oy > 0 && ty[oy - 1].0 == y0 {
+                    o.copy_within((oy - 1) * ow..oy * ow, oy * ow);
+                    continue;
+                }
+                let (r0, d) = (&src[y0 * w..(y0 + 1) * w], &mut o[oy * ow..(oy + 1) * ow]);
+                match repeat {
+                    Some(f) => {
+                        for (d, &v) in d.chunks_exact_mut(f).zip(r0) {
+                            d.fill(v);
+                        }
+                    }
+                    None => {
+                        for (d, &(x0, _, _)) in d.iter_mut().zip(&tx) {
+                            *d = r0[x0];
+                        }
+                    }
                 }
             }
             return;
@@ -347,7 +413,7 @@ pub fn binary(a: View, b: View, out: [usize; 4], op: BinOp, act: &Act) -> Tensor
 pub fn softmax_channels(x: &Tensor) -> Tensor {
     let [nb, c, h, w] = x.shape;
     let hw = h * w;
-    let mut out = Tensor::zeros(x.shape);
+    let mut out = buffers::zeros(x.shape);
     out.data
         .par_chunks_mut(c * hw)
         .enumerate()

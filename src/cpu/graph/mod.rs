@@ -3,6 +3,7 @@
 //! freeing every tensor after its last reader. `run_layer` is also the oracle that the GPU op
 //! tests compare against.
 
+mod buffers;
 pub mod conv;
 pub mod layers;
 mod winograd;
@@ -23,9 +24,11 @@ pub struct GraphCpu {
     graph: LayerGraph,
     fuse: bool,
     cache: Mutex<Option<([usize; 4], Arc<Prepared>)>>,
+    /// Activation buffers recycled from one layer and run to the next.
+    pool: buffers::Pool,
 }
 
-/// A shaped graph prepared for the CPU: the weights of its stride-1 convs and non-overlapping
+/// A shaped graph prepared for the CPU: the weights of its one-group convs and non-overlapping
 /// transposed convs packed for the direct kernel (3×3 convs with enough channels and pixels
 /// for Winograd), and the concatenations those convs read in place.
 pub struct Prepared {
@@ -142,6 +145,7 @@ impl GraphCpu {
             graph,
             fuse,
             cache: Mutex::new(None),
+            pool: buffers::Pool::default(),
         }
     }
 
@@ -171,7 +175,8 @@ impl GraphCpu {
     /// `forward`, also returning each layer's wall time in milliseconds.
     pub fn forward_timed(&self, input: &Tensor) -> Result<(Tensor, Vec<f64>)> {
         let p = self.prepared(input.shape)?;
-        run_with(&p.shaped, Some(&p), input, &mut |_, _| {})
+        self.pool
+            .lend(|| run_with(&p.shaped, Some(&p), input, &mut |_, _| {}))
     }
 }
 
@@ -271,7 +276,9 @@ fn run_with(
         vals[l.output()] = Some(out);
         for &t in &inputs[i] {
             if last[t] == i {
-                vals[t] = None;
+                if let Some(t) = vals[t].take() {
+                    buffers::give(t.data);
+                }
             }
         }
     }
@@ -367,18 +374,24 @@ mod tests {
     use crate::graph::ops::Window;
     use crate::graph::{Act, BinOp, Const, Op};
 
-    /// x → conv(k, pads, dilation) → + x' (a 1×1 conv of x, as a residual) → act: the direct
-    /// kernel (where this CPU has it) against the plain GEMM path.
+    /// x → conv(k, pads, dilation, stride) → + x' (a 1×1 conv of x, as a residual) → act: the
+    /// direct kernel (where this CPU has it; strided convs on phase planes) against the plain
+    /// GEMM path.
     #[test]
     fn direct_convs_match_the_plain_path() {
-        let cases: &[([usize; 2], [i64; 4], [usize; 2])] = &[
-            ([1, 1], [0, 0, 0, 0], [1, 1]),
-            ([3, 3], [1, 1, 1, 1], [1, 1]),
-            ([3, 3], [2, 2, 2, 2], [2, 2]),
-            ([7, 7], [3, 3, 3, 3], [1, 1]),
-            ([3, 5], [0, 2, 2, 1], [1, 2]),
+        let cases: &[([usize; 2], [i64; 4], [usize; 2], [usize; 2])] = &[
+            ([1, 1], [0, 0, 0, 0], [1, 1], [1, 1]),
+            ([3, 3], [1, 1, 1, 1], [1, 1], [1, 1]),
+            ([3, 3], [2, 2, 2, 2], [2, 2], [1, 1]),
+            ([7, 7], [3, 3, 3, 3], [1, 1], [1, 1]),
+            ([3, 5], [0, 2, 2, 1], [1, 2], [1, 1]),
+            ([7, 7], [3, 3, 3, 3], [1, 1], [2, 2]),
+            ([3, 3], [1, 1, 1, 1], [1, 1], [2, 2]),
+            ([1, 1], [0, 0, 0, 0], [1, 1], [2, 2]),
+            ([3, 3], [0, 2, 1, 0], [2, 1], [2, 3]),
+            ([4, 4], [1, 1, 1, 1], [1, 1], [4, 4]),
         ];
-        for (case, &(k, pads, dil)) in cases.iter().enumerate() {
+        for (case, &(k, pads, dil, strides)) in cases.iter().enumerate() {
             let (cin, cout) = (5, 11);
             let mut g = LayerGraph::default();
             g.input = g.value("x", None);
@@ -403,6 +416,7 @@ mod tests {
             let win = Window {
                 pads: pads.to_vec(),
                 dilations: dil.to_vec(),
+                strides: strides.to_vec(),
                 ..Default::default()
             };
             g.node(
@@ -425,7 +439,8 @@ mod tests {
             let y = g.value("y", None);
             // The residual only fits where the conv keeps the size.
             let same = (k[0] - 1) * dil[0] == (pads[0] + pads[2]) as usize
-                && (k[1] - 1) * dil[1] == (pads[1] + pads[3]) as usize;
+                && (k[1] - 1) * dil[1] == (pads[1] + pads[3]) as usize
+                && strides == [1, 1];
             if same {
                 g.node(
                     "add",

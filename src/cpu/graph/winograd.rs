@@ -16,6 +16,8 @@
 //! read few times. With enough bands every thread runs whole bands on its own scratch; with few
 //! (the deep layers), the bands run one after another and the work inside each is split.
 
+use std::cell::RefCell;
+
 use rayon::prelude::*;
 
 use super::conv::{Epilogue, Geom};
@@ -27,7 +29,7 @@ use crate::winograd::{at, bt, kernel};
 /// Bytes of V and M one band may hold (a core's L2 is 1–2 MiB).
 const BAND_BYTES: usize = 1 << 20;
 /// Fewest tiles per band, whatever its bytes: two micro-kernel widths of GEMM columns.
-const MIN_BAND_TILES: usize = 96;
+const MIN_BAND_TILES: usize = 48;
 /// Fewest input channels: below, the transforms cost more than the multiplies they save.
 const MIN_CIN: usize = 16;
 /// Fewest output channels: the micro-kernel's panels have 8 rows.
@@ -128,17 +130,20 @@ pub(crate) fn conv(parts: &[&Tensor], p: &Wino, [oh, ow]: [usize; 2], epi: &Epil
     let fit = BAND_BYTES / (36 * 4 * (cin + cout));
     let per = fit.max(MIN_BAND_TILES).min(tiles);
     let nbands = tiles.div_ceil(per);
-    let tb = tiles.div_ceil(nbands);
+    let per = tiles.div_ceil(nbands);
     let bands: Vec<Band> = (0..nb)
         .flat_map(|n| {
             (0..nbands).map(move |b| Band {
                 n,
-                t0: b * tb,
-                t1: ((b + 1) * tb).min(tiles),
+                t0: b * per,
+                t1: ((b + 1) * per).min(tiles),
             })
         })
         .collect();
-    let mut out = Tensor::zeros([nb, cout, oh, ow]);
+    // Rows of V and M start on cache lines: the GEMM's vector loads of V never split one.
+    let tb = per.next_multiple_of(LANES);
+    // The tiles cover every output pixel.
+    let mut out = super::buffers::filled([nb, cout, oh, ow]);
     let layer = Layer {
         p,
         srcs,
@@ -149,16 +154,17 @@ pub(crate) fn conv(parts: &[&Tensor], p: &Wino, [oh, ow]: [usize; 2], epi: &Epil
         epi,
         out: SendPtr(out.data.as_mut_ptr()),
     };
-    let scratch = || (vec![0f32; 36 * cin * tb], vec![0f32; 36 * cout * tb + LANES]);
+    let lens = [36 * cin * tb, 36 * cout * tb + LANES];
     if bands.len() >= 2 * rayon::current_num_threads() {
         bands
             .par_iter()
-            .for_each_init(scratch, |(v, m), b| layer.band(*b, v, m, false));
+            .for_each(|b| with_scratch(lens, |v, m| layer.band(*b, v, m, false)));
     } else {
-        let (mut v, mut m) = scratch();
-        for b in &bands {
-            layer.band(*b, &mut v, &mut m, true);
-        }
+        with_scratch(lens, |v, m| {
+            for b in &bands {
+                layer.band(*b, v, m, true);
+            }
+        });
     }
     out
 }
@@ -183,8 +189,6 @@ impl Layer<'_> {
     fn band(&self, b: Band, v: &mut [f32], m: &mut [f32], par: bool) {
         let (cin, cout, tb) = (self.p.cin(), self.p.cout(), self.tb);
         let cols = b.t1 - b.t0;
-        let v = &mut v[..36 * cin * tb];
-        let m = &mut m[..36 * cout * tb + LANES];
         // 1. V[ci][ξ][t].
         let input = |(ci, vc): (usize, &mut [f32])| self.input_transform(b, ci, vc);
         if par {
@@ -239,10 +243,12 @@ impl Layer<'_> {
     /// Channel `ci`'s 6 × 6 input patches of band `b`, transformed: `vc[ξ · tb + t]`.
     fn input_transform(&self, b: Band, ci: usize, vc: &mut [f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512f") {
+        {
+            assert!(std::is_x86_feature_detected!("avx512f"));
             // SAFETY: the CPU has AVX-512 F.
-            return unsafe { self.input_transform_avx512(b, ci, vc) };
+            unsafe { self.input_transform_avx512(b, ci, vc) }
         }
+        #[cfg(not(target_arch = "x86_64"))]
         self.input_transform_body(b, ci, vc)
     }
 
@@ -277,9 +283,8 @@ impl Layer<'_> {
             for r in 0..6 {
                 let y = (4 * ty + r) as isize - pt as isize;
                 row.clear();
-                // Tile i's taps are row[4i..4i + 6]; the last block's strided reads end at
-                // 4 · sp + 6.
-                row.resize(4 * sp + 8, 0.0);
+                // Tile i's taps are row[4i..4i + 6]; the last block's loads end at 4 · sp + 16.
+                row.resize(4 * sp + 16, 0.0);
                 if (0..h as isize).contains(&y) {
                     let src = &plane[y as usize * w..][..w];
                     // Input column x = 4 · tx0 − pl + k.
@@ -292,8 +297,7 @@ impl Layer<'_> {
                 }
                 for blk in 0..sp / LANES {
                     let src = &row[4 * LANES * blk..];
-                    let tap = |c| V16::strided(src, c);
-                    let e = bt([tap(0), tap(1), tap(2), tap(3), tap(4), tap(5)]);
+                    let e = bt(V16::taps(src));
                     for (kx, e) in e.iter().enumerate() {
                         e.store(&mut xr[(r * 6 + kx) * sp + LANES * blk..], LANES);
                     }
@@ -316,10 +320,12 @@ impl Layer<'_> {
     /// activation, into the output tensor.
     fn output_transform(&self, b: Band, co: usize, mc: &[f32]) {
         #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx512f") {
+        {
+            assert!(std::is_x86_feature_detected!("avx512f"));
             // SAFETY: the CPU has AVX-512 F.
-            return unsafe { self.output_transform_avx512(b, co, mc) };
+            unsafe { self.output_transform_avx512(b, co, mc) }
         }
+        #[cfg(not(target_arch = "x86_64"))]
         self.output_transform_body(b, co, mc)
     }
 
@@ -361,9 +367,7 @@ impl Layer<'_> {
                     let i = LANES * blk;
                     let f = |kx: usize| V16::load(&yr[(dy * 6 + kx) * sp + i..]);
                     let e = at([f(0), f(1), f(2), f(3), f(4), f(5)]);
-                    for (dx, e) in e.iter().enumerate() {
-                        (*e + bias).store_strided(&mut row[4 * i..], dx);
-                    }
+                    V16::interleave(e.map(|e| e + bias), &mut row[4 * i..]);
                 }
                 let p0 = y * ow + x0;
                 // SAFETY: the band owns its tiles' output pixels; this row stretch is
@@ -375,6 +379,35 @@ impl Layer<'_> {
             }
         }
     }
+}
+
+thread_local! {
+    /// Each thread's V and M, kept between layers and runs: a band's size, about `BAND_BYTES`
+    /// (more for the deep layers' single bands). Allocating them per layer cost page faults.
+    static SCRATCH: RefCell<[Vec<f32>; 2]> = const { RefCell::new([Vec::new(), Vec::new()]) };
+}
+
+/// `f(V, M)` on this thread's scratch (or, where it is in use further up this thread's stack,
+/// fresh buffers), each `lens[i]` floats starting on a 64-byte boundary: the GEMM's vector
+/// loads of V never split a cache line.
+fn with_scratch<R>(lens: [usize; 2], f: impl FnOnce(&mut [f32], &mut [f32]) -> R) -> R {
+    fn aligned(buf: &mut Vec<f32>, len: usize) -> &mut [f32] {
+        if buf.len() < len + 15 {
+            *buf = vec![0.0; len + 15];
+        }
+        let skip = buf.as_ptr().align_offset(64);
+        &mut buf[skip..skip + len]
+    }
+    SCRATCH.with(|s| match s.try_borrow_mut() {
+        Ok(mut s) => {
+            let [v, m] = &mut *s;
+            f(aligned(v, lens[0]), aligned(m, lens[1]))
+        }
+        Err(_) => {
+            let (mut v, mut m) = (Vec::new(), Vec::new());
+            f(aligned(&mut v, lens[0]), aligned(&mut m, lens[1]))
+        }
+    })
 }
 
 /// Tiles per vector of the transforms.
@@ -391,15 +424,17 @@ impl V16 {
         V16(s[..LANES].try_into().expect("16 lanes"))
     }
 
-    /// Lane l = `s[4l + c]`: tap `c` of 16 consecutive tiles of a row.
+    /// The 6 taps of 16 consecutive tiles of a row: lane l of tap c is `s[4l + c]` (`s` holds
+    /// at least 80 floats).
     #[inline(always)]
-    fn strided(s: &[f32], c: usize) -> V16 {
-        let s = &s[..4 * LANES + c];
-        let mut v = [0.0; LANES];
-        for (l, v) in v.iter_mut().enumerate() {
-            *v = s[4 * l + c];
-        }
-        V16(v)
+    fn taps(s: &[f32]) -> [V16; 6] {
+        let s = &s[..80];
+        // SAFETY: on x86-64 the transforms run inside their AVX-512 functions only; `s` holds
+        // the 80 floats read.
+        #[cfg(target_arch = "x86_64")]
+        return unsafe { x86::taps(s.as_ptr()) };
+        #[cfg(not(target_arch = "x86_64"))]
+        std::array::from_fn(|c| V16(std::array::from_fn(|l| s[4 * l + c])))
     }
 
     /// The first `n` (at most 16) lanes into `d`.
@@ -412,13 +447,109 @@ impl V16 {
         }
     }
 
-    /// Lane l into `d[4l + c]`.
+    /// Lane l of `e[c]` into `d[4l + c]` (64 floats): 16 tiles' 4 output columns, in order.
     #[inline(always)]
-    fn store_strided(&self, d: &mut [f32], c: usize) {
-        let d = &mut d[..4 * LANES];
-        for (l, v) in self.0.iter().enumerate() {
-            d[4 * l + c] = *v;
+    fn interleave(e: [V16; 4], d: &mut [f32]) {
+        let d = &mut d[..64];
+        // SAFETY: as in `taps`; `d` holds the 64 floats written.
+        #[cfg(target_arch = "x86_64")]
+        unsafe {
+            x86::interleave(e, d.as_mut_ptr())
+        };
+        #[cfg(not(target_arch = "x86_64"))]
+        for (c, e) in e.iter().enumerate() {
+            for (l, v) in e.0.iter().enumerate() {
+                d[4 * l + c] = *v;
+            }
         }
+    }
+}
+
+/// The strided parts of the transforms as AVX-512 shuffles.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use super::V16;
+    use std::arch::x86_64::*;
+    use std::mem::transmute;
+
+    /// Lane l = `p[4l + c]` for c = 0..4 (p: 64 floats): each phase gathered from two pairs of
+    /// vectors (tiles 0–7 and 8–15) and joined.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn phases(p: *const f32) -> [__m512; 4] {
+        // (Closures would not inherit the target feature: no `map` here.)
+        let a = [
+            _mm512_loadu_ps(p),
+            _mm512_loadu_ps(p.add(16)),
+            _mm512_loadu_ps(p.add(32)),
+            _mm512_loadu_ps(p.add(48)),
+        ];
+        let mut out = [_mm512_setzero_ps(); 4];
+        for (c, o) in out.iter_mut().enumerate() {
+            let c = c as i32;
+            let idx = _mm512_setr_epi32(
+                c,
+                4 + c,
+                8 + c,
+                12 + c,
+                16 + c,
+                20 + c,
+                24 + c,
+                28 + c,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+                0,
+            );
+            let lo = _mm512_permutex2var_ps(a[0], idx, a[1]);
+            let hi = _mm512_permutex2var_ps(a[2], idx, a[3]);
+            *o = _mm512_shuffle_f32x4::<0x44>(lo, hi);
+        }
+        out
+    }
+
+    /// See `V16::taps`; taps 4 and 5 are taps 0 and 1 of the next tiles.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn taps(s: *const f32) -> [V16; 6] {
+        let [t0, t1, t2, t3] = phases(s);
+        let [t4, t5, _, _] = phases(s.add(4));
+        let v = |x: __m512| V16(transmute::<__m512, [f32; 16]>(x));
+        [v(t0), v(t1), v(t2), v(t3), v(t4), v(t5)]
+    }
+
+    /// See `V16::interleave`: a 4 × 4 transpose inside each 128-bit lane (tile 4L + j in lane L
+    /// of u[j]), then of the 128-bit lanes.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn interleave(e: [V16; 4], d: *mut f32) {
+        let [e0, e1, e2, e3] = e.map(|v| transmute::<[f32; 16], __m512>(v.0));
+        let (t0, t1) = (_mm512_unpacklo_ps(e0, e1), _mm512_unpackhi_ps(e0, e1));
+        let (t2, t3) = (_mm512_unpacklo_ps(e2, e3), _mm512_unpackhi_ps(e2, e3));
+        let (t0, t1, t2, t3) = (
+            _mm512_castps_pd(t0),
+            _mm512_castps_pd(t1),
+            _mm512_castps_pd(t2),
+            _mm512_castps_pd(t3),
+        );
+        let u = [
+            _mm512_castpd_ps(_mm512_unpacklo_pd(t0, t2)),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(t0, t2)),
+            _mm512_castpd_ps(_mm512_unpacklo_pd(t1, t3)),
+            _mm512_castpd_ps(_mm512_unpackhi_pd(t1, t3)),
+        ];
+        let lo01 = _mm512_shuffle_f32x4::<0x44>(u[0], u[1]);
+        let lo23 = _mm512_shuffle_f32x4::<0x44>(u[2], u[3]);
+        let hi01 = _mm512_shuffle_f32x4::<0xEE>(u[0], u[1]);
+        let hi23 = _mm512_shuffle_f32x4::<0xEE>(u[2], u[3]);
+        _mm512_storeu_ps(d, _mm512_shuffle_f32x4::<0x88>(lo01, lo23));
+        _mm512_storeu_ps(d.add(16), _mm512_shuffle_f32x4::<0xDD>(lo01, lo23));
+        _mm512_storeu_ps(d.add(32), _mm512_shuffle_f32x4::<0x88>(hi01, hi23));
+        _mm512_storeu_ps(d.add(48), _mm512_shuffle_f32x4::<0xDD>(hi01, hi23));
     }
 }
 
@@ -533,6 +664,35 @@ mod tests {
             let got = conv(&refs, &p, [oh, ow], &epi);
             let (d, m) = got.max_abs_diff(&want);
             assert!(d <= 1e-5 * m, "pad {pad:?} {h}×{w}: {d} vs {m}");
+        }
+    }
+}
+#[cfg(test)]
+mod wbench {
+    use super::*;
+    use crate::graph::Act;
+    #[test]
+    #[ignore]
+    fn wbench() {
+        let all = [(64usize, 64usize, 64usize), (16, 16, 256), (32, 32, 128), (128, 64, 256), (256, 256, 64)];
+        let pick: usize = std::env::var("W").map_or(99, |v| v.parse().unwrap());
+        for &(cin, cout, h) in all.iter().enumerate().filter(|(i, _)| pick == 99 || *i == pick).map(|(_, s)| s) {
+            let g = Geom { kernel: [3, 3], stride: [1, 1], pad: [1, 1, 1, 1], dil: [1, 1], groups: 1 };
+            let wt: Vec<f32> = (0..cout * cin * 9).map(|i| (i % 7) as f32 * 0.1).collect();
+            let x = Tensor::new([1, cin, h, h], vec![0.5; cin * h * h]).unwrap();
+            let p = Wino::new(&wt, None, [cout, cin], g, [h, h]).unwrap();
+            let d = super::super::conv::pack_direct(&wt, None, cout, cin, g).unwrap();
+            let act = Act::Relu;
+            let epi = Epilogue { bias: None, add: None, act: &act };
+            let flops = 2.0 * (cin * cout * 9 * h * h) as f64;
+            let reps = (3e9 / flops) as usize * std::env::var("REPS").map_or(1, |v| v.parse().unwrap()) + 2;
+            let t = std::time::Instant::now();
+            for _ in 0..reps { conv(&[&x], &p, [h, h], &epi); }
+            let tw = t.elapsed().as_secs_f64() / reps as f64;
+            let t = std::time::Instant::now();
+            for _ in 0..reps * std::env::var("NODIRECT").map_or(1, |_| 0) { super::super::conv::conv2d_direct(&[&x], &d, g, h, h, &epi); }
+            let td = t.elapsed().as_secs_f64() / reps as f64;
+            println!("{cin}->{cout} @{h}: wino {:.3} ms ({:.0} eff GFLOP/s), direct {:.3} ms ({:.0})", tw * 1e3, flops / tw / 1e9, td * 1e3, flops / td / 1e9);
         }
     }
 }
