@@ -667,32 +667,3 @@ mod tests {
         }
     }
 }
-#[cfg(test)]
-mod wbench {
-    use super::*;
-    use crate::graph::Act;
-    #[test]
-    #[ignore]
-    fn wbench() {
-        let all = [(64usize, 64usize, 64usize), (16, 16, 256), (32, 32, 128), (128, 64, 256), (256, 256, 64)];
-        let pick: usize = std::env::var("W").map_or(99, |v| v.parse().unwrap());
-        for &(cin, cout, h) in all.iter().enumerate().filter(|(i, _)| pick == 99 || *i == pick).map(|(_, s)| s) {
-            let g = Geom { kernel: [3, 3], stride: [1, 1], pad: [1, 1, 1, 1], dil: [1, 1], groups: 1 };
-            let wt: Vec<f32> = (0..cout * cin * 9).map(|i| (i % 7) as f32 * 0.1).collect();
-            let x = Tensor::new([1, cin, h, h], vec![0.5; cin * h * h]).unwrap();
-            let p = Wino::new(&wt, None, [cout, cin], g, [h, h]).unwrap();
-            let d = super::super::conv::pack_direct(&wt, None, cout, cin, g).unwrap();
-            let act = Act::Relu;
-            let epi = Epilogue { bias: None, add: None, act: &act };
-            let flops = 2.0 * (cin * cout * 9 * h * h) as f64;
-            let reps = (3e9 / flops) as usize * std::env::var("REPS").map_or(1, |v| v.parse().unwrap()) + 2;
-            let t = std::time::Instant::now();
-            for _ in 0..reps { conv(&[&x], &p, [h, h], &epi); }
-            let tw = t.elapsed().as_secs_f64() / reps as f64;
-            let t = std::time::Instant::now();
-            for _ in 0..reps * std::env::var("NODIRECT").map_or(1, |_| 0) { super::super::conv::conv2d_direct(&[&x], &d, g, h, h, &epi); }
-            let td = t.elapsed().as_secs_f64() / reps as f64;
-            println!("{cin}->{cout} @{h}: wino {:.3} ms ({:.0} eff GFLOP/s), direct {:.3} ms ({:.0})", tw * 1e3, flops / tw / 1e9, td * 1e3, flops / td / 1e9);
-        }
-    }
-}
