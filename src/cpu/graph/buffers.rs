@@ -10,8 +10,11 @@ use std::sync::Mutex;
 
 use crate::tensor::Tensor;
 
-/// Buffers kept at most (a run frees one tensor per layer, most of them reused right away).
-const KEEP: usize = 64;
+/// Buffers kept at most (a run frees one tensor per layer, most of them reused right away); when
+/// full, a bigger buffer displaces the smallest.
+const KEEP: usize = 32;
+/// Smaller buffers are not kept: the allocator serves them from memory it already has.
+const MIN_FLOATS: usize = 1 << 14;
 
 thread_local! {
     static LENT: RefCell<Option<Vec<Vec<f32>>>> = const { RefCell::new(None) };
@@ -45,10 +48,17 @@ impl Pool {
 
 /// Hands a buffer back to the pool lent to this thread (if any).
 pub(crate) fn give(buf: Vec<f32>) {
+    if buf.capacity() < MIN_FLOATS {
+        return;
+    }
     LENT.with(|l| {
         if let Some(bufs) = l.borrow_mut().as_mut() {
-            if bufs.len() < KEEP && buf.capacity() > 0 {
+            if bufs.len() < KEEP {
                 bufs.push(buf);
+            } else if let Some(small) = bufs.iter_mut().min_by_key(|b| b.capacity()) {
+                if small.capacity() < buf.capacity() {
+                    *small = buf;
+                }
             }
         }
     })
@@ -57,6 +67,9 @@ pub(crate) fn give(buf: Vec<f32>) {
 /// A buffer of `len` floats: the smallest lent one that holds it without wasting more than
 /// half, else a new one. `clear`: every element 0, else whatever it held.
 fn take(len: usize, clear: bool) -> Vec<f32> {
+    if len < MIN_FLOATS {
+        return vec![0.0; len];
+    }
     let reused = LENT.with(|l| {
         let mut l = l.borrow_mut();
         let bufs = l.as_mut()?;

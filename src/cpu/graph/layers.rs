@@ -5,13 +5,14 @@
 use rayon::prelude::*;
 
 use crate::graph::ops::NearestRound;
-use crate::graph::{Act, BinOp, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode};
 use super::buffers;
+use crate::graph::{Act, BinOp, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode};
 use crate::tensor::Tensor;
 
-/// `f(plane index, output plane)` over every (n, c) plane of a new tensor.
+/// `f(n, c, output plane)` over every plane of a new tensor; `f` writes every element of its
+/// plane (the buffer may hold an earlier tensor's values).
 fn planes(shape: [usize; 4], f: impl Fn(usize, usize, &mut [f32]) + Sync) -> Tensor {
-    let mut out = buffers::zeros(shape);
+    let mut out = buffers::filled(shape);
     let hw = shape[2] * shape[3];
     out.data
         .par_chunks_mut(hw.max(1))
@@ -126,8 +127,9 @@ pub fn pool(
     })
 }
 
-/// Max pooling as two passes of one axis each: the maximum of each row's windows along x, then
-/// of those rows' windows along y (contiguous rows: the second pass vectorizes).
+/// Max pooling as two passes of one axis each: for each output row, the maximum of its window's
+/// input rows (contiguous: this pass vectorizes), then of each window along that row (inner
+/// windows without bounds checks).
 fn max_pool(
     x: &Tensor,
     out: [usize; 4],
@@ -144,26 +146,30 @@ fn max_pool(
             .checked_sub(pad[axis])
             .filter(|&i| i < len)
     };
+    let span = (k[1] - 1) * d[1] + 1;
     planes(out, |n, c, o| {
         let src = x.plane(n, c);
-        let mut rows = vec![f32::NEG_INFINITY; h * ow];
-        for (row, src) in rows.chunks_exact_mut(ow).zip(src.chunks_exact(w)) {
-            for (ox, m) in row.iter_mut().enumerate() {
-                for t in 0..k[1] {
-                    if let Some(i) = at(ox, t, 1, w) {
-                        *m = m.max(src[i]);
-                    }
-                }
-            }
-        }
-        o.fill(f32::NEG_INFINITY);
+        let mut rows = vec![f32::NEG_INFINITY; w];
         for (oy, orow) in o.chunks_exact_mut(ow).enumerate() {
+            rows.fill(f32::NEG_INFINITY);
             for t in 0..k[0] {
                 if let Some(y) = at(oy, t, 0, h) {
-                    for (m, v) in orow.iter_mut().zip(&rows[y * ow..(y + 1) * ow]) {
+                    for (m, v) in rows.iter_mut().zip(&src[y * w..(y + 1) * w]) {
                         *m = m.max(*v);
                     }
                 }
+            }
+            for (ox, m) in orow.iter_mut().enumerate() {
+                let x0 = (ox * s[1]).checked_sub(pad[1]).filter(|x0| x0 + span <= w);
+                *m = match x0 {
+                    Some(x0) => {
+                        let win = &rows[x0..x0 + span];
+                        (1..k[1]).fold(win[0], |m, t| m.max(win[t * d[1]]))
+                    }
+                    None => (0..k[1])
+                        .filter_map(|t| at(ox, t, 1, w))
+                        .fold(f32::NEG_INFINITY, |m, i| m.max(rows[i])),
+                };
             }
         }
     })
