@@ -30,9 +30,9 @@ pub mod model;
 pub mod plan;
 pub mod shaders;
 mod tensor;
-mod winograd;
 #[cfg(all(feature = "web", target_arch = "wasm32"))]
 pub mod web;
+mod winograd;
 
 pub use error::{Error, Result};
 pub use model::{UNet, UNetSpec};

@@ -118,7 +118,11 @@ mod tests {
                 let want: f32 = (0..9)
                     .map(|t| k[t] * tile[(oy + t / 3) * 6 + ox + t % 3])
                     .sum();
-                assert!((o[ox] - want).abs() < 1e-5, "({oy}, {ox}): {} vs {want}", o[ox]);
+                assert!(
+                    (o[ox] - want).abs() < 1e-5,
+                    "({oy}, {ox}): {} vs {want}",
+                    o[ox]
+                );
             }
         }
     }

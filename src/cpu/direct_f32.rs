@@ -1,31 +1,19 @@
-//! The fast float32 CPU engine for AVX-512 machines: convolutions as implicit GEMMs on padded
-//! activations, with a hand-written micro-kernel (the int8 engine's design, in float32).
-//!
-//! Activations (`FAct`) are NCHW with every plane bordered by one pixel of zeros. Output
-//! position `j = y · (w + 2) + x` of a 3×3 conv reads the window whose top-left padded pixel is
-//! `j`, so the GEMM row of (input channel, tap) is the input plane itself shifted by the tap:
-//! no im2col. Positions with `x ≥ w` are junk; their results land on the output's side borders,
-//! which are zeroed again afterwards. Weights are BatchNorm-folded and packed once (`F32Model`)
-//! into panels of `MR` output channels (8; 4 in the wasm build), `[k][MR]`, which the kernel
-//! broadcasts from.
+//! The direct float32 GEMM of the CPU graph engine (`cpu::graph`) on AVX-512 machines and in
+//! the wasm simd128 build: `C (+)= A · B` with A a conv's weights, packed once (`Packed`) into
+//! panels of `MR` output channels (8; 4 in the wasm build), `[k][MR]`, which the micro-kernel
+//! broadcasts from, and B given as one pointer per row of K, read in place: a shifted padded
+//! input plane for a conv (no im2col), a row of transformed tiles for Winograd, an input plane
+//! for a transposed conv.
 //!
 //! Tasks are (column tile × block of output channels); inside one, K is split in chunks so the
 //! rows of B being read stay in L2, and the output itself accumulates the partial sums (bias on
 //! the first chunk, ReLU on the last).
 //!
-//! Machines without AVX-512 run `gemm_f32` (the `gemm` crate over a tiled im2col) instead.
+//! Machines without either run the graph engine's plain kernels (the `gemm` crate) instead.
 
 #![cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
 
-use std::collections::HashMap;
-
 use rayon::prelude::*;
-
-use crate::cpu::{generic, row_block, SendPtr};
-use crate::model::{fold_bn, ConvWeights, UNet, UNetSpec};
-use crate::plan::{ConvRef, Graph, Op};
-use crate::tensor::Tensor;
-use crate::Result;
 
 /// Output channels per packed panel (rows of the micro-kernel). wasm: 4, so that the 8
 /// accumulators, 2 input vectors and the splat weight fit the 16 registers engines give SIMD on
@@ -44,8 +32,6 @@ const NR: usize = 8;
 pub(crate) const TILE: usize = 10 * NR;
 /// K per chunk: B rows of a chunk over a tile stay in L2.
 const KC: usize = 256;
-/// Trailing floats after the last plane (reads never go past it: the kernel's loads are masked).
-const SLACK: usize = 16;
 
 /// Whether this CPU runs the engine: AVX-512 F, or WebAssembly built with simd128.
 pub fn available() -> bool {
@@ -63,79 +49,6 @@ pub fn available() -> bool {
     )))]
     {
         false
-    }
-}
-
-/// Float activations with a zero border: `[n][c][h + 2][w + 2]`, plus `SLACK`.
-#[derive(Clone, Debug)]
-pub struct FAct {
-    pub shape: [usize; 4],
-    pub data: Vec<f32>,
-}
-
-impl FAct {
-    fn zeros(shape: [usize; 4]) -> FAct {
-        let [n, c, h, w] = shape;
-        FAct {
-            shape,
-            data: vec![0.0; n * c * (h + 2) * (w + 2) + SLACK],
-        }
-    }
-
-    fn pw(&self) -> usize {
-        self.shape[3] + 2
-    }
-
-    /// Floats per channel plane.
-    fn plane(&self) -> usize {
-        (self.shape[2] + 2) * self.pw()
-    }
-
-    fn planes(&self) -> usize {
-        self.shape[0] * self.shape[1]
-    }
-
-    pub fn from_nchw(t: &Tensor) -> FAct {
-        let mut out = FAct::zeros(t.shape);
-        let [_, _, h, w] = t.shape;
-        let (plane, pw, planes) = (out.plane(), out.pw(), out.planes());
-        out.data[..planes * plane]
-            .par_chunks_mut(plane)
-            .zip(t.data.par_chunks(h * w))
-            .for_each(|(dst, src)| {
-                for y in 0..h {
-                    dst[(y + 1) * pw + 1..][..w].copy_from_slice(&src[y * w..][..w]);
-                }
-            });
-        out
-    }
-
-    pub fn to_nchw(&self) -> Tensor {
-        let [_, _, h, w] = self.shape;
-        let (plane, pw) = (self.plane(), self.pw());
-        let mut out = Tensor::zeros(self.shape);
-        out.data
-            .par_chunks_mut(h * w)
-            .zip(self.data.par_chunks(plane))
-            .for_each(|(dst, src)| {
-                for y in 0..h {
-                    dst[y * w..][..w].copy_from_slice(&src[(y + 1) * pw + 1..][..w]);
-                }
-            });
-        out
-    }
-
-    /// Zero the left and right border columns (where conv junk columns land).
-    fn clear_side_borders(&mut self) {
-        let (plane, pw, planes) = (self.plane(), self.pw(), self.planes());
-        self.data[..planes * plane]
-            .par_chunks_mut(plane)
-            .for_each(|p| {
-                for row in p.chunks_exact_mut(pw) {
-                    row[0] = 0.0;
-                    row[pw - 1] = 0.0;
-                }
-            });
     }
 }
 
@@ -249,241 +162,6 @@ pub(crate) unsafe fn gemm_task(
             }
         }
         k0 += kc;
-    }
-}
-
-/// 3×3 conv, padding 1, over the channels of `parts` in order (k = channel · 9 + tap, the
-/// PyTorch weight order), bias, optional ReLU.
-fn conv3x3(parts: &[&FAct], p: &Packed, relu: bool) -> FAct {
-    let [nb, _, h, w] = parts[0].shape;
-    let pw = w + 2;
-    let mut out = FAct::zeros([nb, p.m, h, w]);
-    let (oplane, ncols) = (out.plane(), h * pw);
-    let tiles = ncols.div_ceil(TILE);
-    let mb = row_block(p.m, tiles, MR);
-    let blocks = p.m.div_ceil(mb);
-    for n in 0..nb {
-        let dst = SendPtr(out.data[n * p.m * oplane..].as_mut_ptr());
-        (0..tiles * blocks).into_par_iter().for_each(|t| {
-            let (tile, blk) = (t / blocks, t % blocks);
-            let (j0, j1) = (tile * TILE, ((tile + 1) * TILE).min(ncols));
-            let (i0, i1) = (blk * mb, ((blk + 1) * mb).min(p.m));
-            let mut b = Vec::with_capacity(p.k);
-            for x in parts {
-                let c = x.shape[1];
-                let base = &x.data[n * c * x.plane()..];
-                for ci in 0..c {
-                    for tap in 0..9 {
-                        b.push(base[ci * x.plane() + (tap / 3) * pw + tap % 3 + j0..].as_ptr());
-                    }
-                }
-            }
-            // SAFETY: rows are windows of padded planes (the last junk column reads 2 floats
-            // past a plane: the next plane or SLACK); this task writes rows i0..i1 of
-            // positions j0..j1, which land on padded pixel j + pw + 1.
-            unsafe { gemm_task(p, (i0, i1), &b, j1 - j0, dst.at(pw + 1 + j0), oplane, relu) };
-        });
-    }
-    out.clear_side_borders();
-    out
-}
-
-/// ConvTranspose2d(2, stride 2) with bias: one GEMM over the 4 taps (row `tap · cout + co`)
-/// into a scratch buffer, then scattered.
-fn upconv2x2(x: &FAct, p: &Packed) -> FAct {
-    let [nb, cin, h, w] = x.shape;
-    let cout = p.m / 4;
-    let (pw, npix) = (w + 2, h * (w + 2));
-    let mut out = FAct::zeros([nb, cout, 2 * h, 2 * w]);
-    let (oplane, opw) = (out.plane(), out.pw());
-    let mut taps = vec![0f32; p.m * npix];
-    let tiles = npix.div_ceil(TILE);
-    let mb = row_block(p.m, tiles, MR);
-    let blocks = p.m.div_ceil(mb);
-    for n in 0..nb {
-        let dst = SendPtr(taps.as_mut_ptr());
-        (0..tiles * blocks).into_par_iter().for_each(|t| {
-            let (tile, blk) = (t / blocks, t % blocks);
-            let (j0, j1) = (tile * TILE, ((tile + 1) * TILE).min(npix));
-            let (i0, i1) = (blk * mb, ((blk + 1) * mb).min(p.m));
-            let base = &x.data[n * cin * x.plane()..];
-            let b: Vec<*const f32> = (0..cin)
-                .map(|ci| base[ci * x.plane() + pw + j0..].as_ptr())
-                .collect();
-            // SAFETY: rows stay inside the input planes; the task owns rows i0..i1, columns
-            // j0..j1 of the scratch buffer.
-            unsafe { gemm_task(p, (i0, i1), &b, j1 - j0, dst.at(j0), npix, false) };
-        });
-        let taps = &taps;
-        out.data[n * cout * oplane..(n + 1) * cout * oplane]
-            .par_chunks_mut(oplane)
-            .enumerate()
-            .for_each(|(co, o)| {
-                for tap in 0..4 {
-                    let (dy, dx) = (tap / 2, tap % 2);
-                    let src = &taps[(tap * cout + co) * npix..][..npix];
-                    for y in 0..h {
-                        let d = &mut o[(2 * y + dy + 1) * opw + 1 + dx..];
-                        for (xx, &v) in src[y * pw + 1..][..w].iter().enumerate() {
-                            d[2 * xx] = v;
-                        }
-                    }
-                }
-            });
-    }
-    out
-}
-
-fn maxpool2x2(x: &FAct) -> FAct {
-    let [n, c, h, w] = x.shape;
-    let (oh, ow) = (h / 2, w / 2);
-    let mut out = FAct::zeros([n, c, oh, ow]);
-    let (iplane, oplane, ipw, opw, planes) =
-        (x.plane(), out.plane(), x.pw(), out.pw(), out.planes());
-    out.data[..planes * oplane]
-        .par_chunks_mut(oplane)
-        .enumerate()
-        .for_each(|(p, o)| {
-            let src = &x.data[p * iplane..(p + 1) * iplane];
-            for y in 0..oh {
-                let r0 = &src[(2 * y + 1) * ipw + 1..];
-                let r1 = &src[(2 * y + 2) * ipw + 1..];
-                for (xx, d) in o[(y + 1) * opw + 1..][..ow].iter_mut().enumerate() {
-                    *d = r0[2 * xx]
-                        .max(r0[2 * xx + 1])
-                        .max(r1[2 * xx].max(r1[2 * xx + 1]));
-                }
-            }
-        });
-    out
-}
-
-/// The 1×1 head with bias, into a plain NCHW tensor.
-fn head(x: &FAct, head: &ConvWeights) -> Tensor {
-    let [n, c, h, w] = x.shape;
-    let cout = head.shape[0];
-    let (plane, pw) = (x.plane(), x.pw());
-    let mut out = Tensor::zeros([n, cout, h, w]);
-    out.data
-        .par_chunks_mut(w)
-        .enumerate()
-        .for_each(|(row, dst)| {
-            let (img, o, y) = (row / (cout * h), (row / h) % cout, row % h);
-            dst.fill(head.bias.as_ref().map_or(0.0, |b| b[o]));
-            for ci in 0..c {
-                let wv = head.weight[o * c + ci];
-                let src = &x.data[(img * c + ci) * plane + (y + 1) * pw + 1..][..w];
-                for (d, s) in dst.iter_mut().zip(src) {
-                    *d += wv * s;
-                }
-            }
-        });
-    out
-}
-
-/// A float model prepared for this engine: BatchNorm folded, weights packed.
-pub struct F32Model {
-    spec: UNetSpec,
-    convs: HashMap<ConvRef, Packed>,
-    ups: Vec<Packed>,
-    head: ConvWeights,
-}
-
-impl F32Model {
-    pub fn new(model: &UNet) -> F32Model {
-        let eps = model.spec.bn_eps;
-        let d = model.spec.depth();
-        let refs = (0..d)
-            .flat_map(|l| [ConvRef::Down(l, 1), ConvRef::Down(l, 2)])
-            .chain([ConvRef::Bottleneck(1), ConvRef::Bottleneck(2)])
-            .chain((0..d).flat_map(|l| [ConvRef::Up(l, 1), ConvRef::Up(l, 2)]));
-        let convs = refs
-            .map(|r| {
-                let (w, bn) = r.weights(model);
-                let f = fold_bn(w, bn, eps);
-                let [cout, cin, _, _] = f.shape;
-                let k = 9 * cin;
-                let bias = f.bias.clone().expect("folded bias");
-                (
-                    r,
-                    Packed::new(cout, k, |row, kk| f.weight[row * k + kk], bias),
-                )
-            })
-            .collect();
-        let ups = model
-            .ups
-            .iter()
-            .map(|u| {
-                let [cin, cout, _, _] = u.up.shape;
-                let b = u.up.bias.as_ref().expect("transposed conv has a bias");
-                let bias = (0..4).flat_map(|_| b.iter().copied()).collect();
-                Packed::new(
-                    4 * cout,
-                    cin,
-                    |row, ci| u.up.weight[(ci * cout + row % cout) * 4 + row / cout],
-                    bias,
-                )
-            })
-            .collect();
-        F32Model {
-            spec: model.spec.clone(),
-            convs,
-            ups,
-            head: model.head.clone(),
-        }
-    }
-
-    pub fn spec(&self) -> &UNetSpec {
-        &self.spec
-    }
-
-    /// Run on an NCHW input; returns the logits. Needs `available()`.
-    pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        Ok(self.forward_timed(input)?.0)
-    }
-
-    /// `forward`, also returning each op's wall time in milliseconds (graph order).
-    pub fn forward_timed(&self, input: &Tensor) -> Result<(Tensor, Vec<f64>)> {
-        assert!(available(), "the direct float32 engine needs AVX-512");
-        let mut times = Vec::new();
-        let g = Graph::build(&self.spec, input.shape, true)?;
-        let mut vals: Vec<Option<FAct>> = vec![None; g.shapes.len()];
-        let last_use = g.last_uses();
-        vals[g.input] = Some(FAct::from_nchw(input));
-        for (i, op) in g.ops.iter().enumerate() {
-            let get = |t: usize| {
-                vals[t]
-                    .as_ref()
-                    .expect("graph order: inputs computed first")
-            };
-            let t0 = web_time::Instant::now();
-            let out = match op {
-                Op::Conv3x3 { a, b, conv, .. } => {
-                    let parts: Vec<&FAct> = std::iter::once(get(*a)).chain(b.map(get)).collect();
-                    conv3x3(&parts, &self.convs[conv], true)
-                }
-                Op::MaxPool { x, .. } => maxpool2x2(get(*x)),
-                Op::UpConv { x, level, .. } => upconv2x2(get(*x), &self.ups[*level]),
-                Op::Resize { x, out } => {
-                    let [_, _, h, w] = g.shapes[*out];
-                    FAct::from_nchw(&generic::resize_bilinear_ac(&get(*x).to_nchw(), h, w))
-                }
-                Op::Head { x, .. } => {
-                    let logits = head(get(*x), &self.head);
-                    times.push(t0.elapsed().as_secs_f64() * 1e3);
-                    return Ok((logits, times));
-                }
-                Op::BnRelu { .. } => unreachable!("folded graphs have no standalone BatchNorm"),
-            };
-            times.push(t0.elapsed().as_secs_f64() * 1e3);
-            vals[op.output()] = Some(out);
-            for t in op.inputs() {
-                if last_use[t] == i {
-                    vals[t] = None;
-                }
-            }
-        }
-        unreachable!("the graph ends with the head")
     }
 }
 
@@ -624,59 +302,6 @@ mod wasm32 {
                 v128_store(t.as_mut_ptr().add(4 * v) as *mut v128, o);
             }
             std::ptr::copy_nonoverlapping(t.as_ptr(), c.add(r * ldc), cols);
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::model::{init_random, InitOptions};
-
-    /// The whole network against the generic float engine: odd sizes (resize), channel counts
-    /// not multiples of the panel, batch 2, deep and shallow models.
-    #[test]
-    fn direct_engine_matches_generic() {
-        if !available() {
-            eprintln!("SKIPPED: this CPU has no AVX-512");
-            return;
-        }
-        for (features, shape) in [
-            (vec![5, 10, 20], [2, 3, 37, 29]),
-            (vec![3, 6], [1, 3, 18, 23]),
-            (vec![16, 32, 64, 128], [1, 3, 64, 64]),
-            (vec![12, 24, 48], [1, 1, 33, 35]),
-        ] {
-            let m = init_random(
-                &UNetSpec::new(shape[1], 2, features.clone()),
-                &InitOptions { seed: 9 },
-            );
-            let x = Tensor {
-                shape,
-                data: (0..shape.iter().product::<usize>())
-                    .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
-                    .collect(),
-            };
-            let got = F32Model::new(&m).forward(&x).unwrap();
-            let g = Graph::build(&m.spec, shape, true).unwrap();
-            // The oracle: every op through the generic kernels.
-            let mut vals: Vec<Option<Tensor>> = vec![None; g.shapes.len()];
-            vals[g.input] = Some(x.clone());
-            for op in &g.ops {
-                let args: Vec<&Tensor> = op
-                    .inputs()
-                    .iter()
-                    .map(|&t| vals[t].as_ref().unwrap())
-                    .collect();
-                let out = crate::cpu::apply(&m, &g, op, &args);
-                vals[op.output()] = Some(out);
-            }
-            let want = vals[g.output].take().unwrap();
-            let (d, mx) = got.max_abs_diff(&want);
-            assert!(
-                d <= 1e-4 * mx.max(1e-3),
-                "{features:?}: max diff {d}, max {mx}"
-            );
         }
     }
 }

@@ -1,7 +1,9 @@
-//! The CPU float32 engines: the same graph as the GPU plan. `CpuModel` is what `--device cpu`
-//! and the no-GPU fallback run: the direct implicit-GEMM engine (`direct_f32`) on AVX-512
-//! machines, else `forward`, which runs the convolutions as GEMMs through the `gemm` crate
-//! (`gemm_f32`). `apply` runs one op with the plain `generic` kernels, the oracle of the tests.
+//! The CPU float32 engines. `CpuModel` is what `--device cpu` and the no-GPU fallback run for a
+//! reference U-Net: its layer graph (`graph::reference`) on the graph engine (`graph`), the one
+//! that runs every imported model (the direct GEMM of `direct_f32`, Winograd, phase planes for
+//! strided convs). `forward` runs the reference U-Net's own op list with the convolutions
+//! through the `gemm` crate (`gemm_f32`): what int8 calibration observes. `apply` runs one op
+//! with the plain `generic` kernels, the oracle of the tests.
 
 pub mod direct_f32;
 pub mod gemm_f32;
@@ -36,52 +38,43 @@ pub(crate) fn row_block(m: usize, tiles: usize, multiple: usize) -> usize {
     m.div_ceil(blocks).div_ceil(multiple) * multiple
 }
 
-/// A float model prepared for the fastest CPU engine here.
-pub enum CpuModel {
-    /// BatchNorm folded, weights packed: AVX-512 machines.
-    Direct(Box<direct_f32::F32Model>),
-    /// `forward` on the `gemm` crate; `fold` selects the folded or the standalone-BN graph.
-    Gemm { model: Box<UNet>, fold: bool },
+/// A reference U-Net on the CPU graph engine.
+pub struct CpuModel {
+    spec: UNetSpec,
+    engine: graph::GraphCpu,
 }
 
 impl CpuModel {
-    /// The direct engine where the CPU has it and BatchNorm is folded, else the `gemm` one.
+    /// `fold` = false keeps BatchNorm as its own layer.
     pub fn new(model: UNet, fold: bool) -> CpuModel {
-        if fold && direct_f32::available() {
-            CpuModel::Direct(Box::new(direct_f32::F32Model::new(&model)))
-        } else {
-            CpuModel::Gemm {
-                model: Box::new(model),
-                fold,
-            }
+        CpuModel {
+            engine: graph::GraphCpu::new(crate::graph::reference::from_unet(&model), fold),
+            spec: model.spec,
         }
     }
 
     /// Which engine runs, for reports.
     pub fn kernel(&self) -> &'static str {
-        match self {
-            CpuModel::Direct(_) => "cpu f32 (direct, avx512)",
-            CpuModel::Gemm { .. } => "cpu f32 (gemm)",
-        }
+        "cpu f32 (graph)"
     }
 
     pub fn spec(&self) -> &UNetSpec {
-        match self {
-            CpuModel::Direct(m) => m.spec(),
-            CpuModel::Gemm { model, .. } => &model.spec,
-        }
+        &self.spec
+    }
+
+    /// The graph engine that runs it.
+    pub fn engine(&self) -> &graph::GraphCpu {
+        &self.engine
     }
 
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        Ok(self.forward_timed(input)?.0)
+        self.engine.forward(input)
     }
 
-    /// `forward`, also returning each op's wall time in milliseconds (graph order).
+    /// `forward`, also returning each layer's wall time in milliseconds (the layers of the
+    /// engine's graph).
     pub fn forward_timed(&self, input: &Tensor) -> Result<(Tensor, Vec<f64>)> {
-        match self {
-            CpuModel::Direct(m) => m.forward_timed(input),
-            CpuModel::Gemm { model, fold } => forward_timed(model, input, *fold),
-        }
+        self.engine.forward_timed(input)
     }
 }
 
@@ -172,4 +165,53 @@ fn apply_with(model: &UNet, g: &Graph, op: &Op, args: &[&Tensor], fast: bool) ->
     };
     debug_assert_eq!(out.shape, g.shapes[op.output()]);
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{init_random, InitOptions};
+
+    /// The reference U-Net on the graph engine (direct kernel, Winograd, in-place concatenations
+    /// where this CPU has them) against its own op list through the generic kernels: odd sizes
+    /// (resize), channel counts not multiples of the panel, batch 2, deep and shallow models.
+    #[test]
+    fn graph_engine_matches_the_generic_ops() {
+        for (features, shape) in [
+            (vec![5, 10, 20], [2, 3, 37, 29]),
+            (vec![3, 6], [1, 3, 18, 23]),
+            (vec![16, 32, 64, 128], [1, 3, 64, 64]),
+            (vec![12, 24, 48], [1, 1, 33, 35]),
+        ] {
+            let m = init_random(
+                &UNetSpec::new(shape[1], 2, features.clone()),
+                &InitOptions { seed: 9 },
+            );
+            let x = Tensor {
+                shape,
+                data: (0..shape.iter().product::<usize>())
+                    .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                    .collect(),
+            };
+            let got = CpuModel::new(m.clone(), true).forward(&x).unwrap();
+            let g = Graph::build(&m.spec, shape, true).unwrap();
+            let mut vals: Vec<Option<Tensor>> = vec![None; g.shapes.len()];
+            vals[g.input] = Some(x.clone());
+            for op in &g.ops {
+                let args: Vec<&Tensor> = op
+                    .inputs()
+                    .iter()
+                    .map(|&t| vals[t].as_ref().unwrap())
+                    .collect();
+                let out = apply(&m, &g, op, &args);
+                vals[op.output()] = Some(out);
+            }
+            let want = vals[g.output].take().unwrap();
+            let (d, mx) = got.max_abs_diff(&want);
+            assert!(
+                d <= 1e-4 * mx.max(1e-3),
+                "{features:?}: max diff {d}, max {mx}"
+            );
+        }
+    }
 }

@@ -69,6 +69,14 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
     if let AnyModel::Graph { graph, .. } = model {
         return crate::bench_graph::bench_graph(model_path, graph, a);
     }
+    if a.cpu {
+        // The CPU runs a reference U-Net as its layer graph, like any imported model.
+        let AnyModel::Float(m) = &model else {
+            bail!("the CPU int8 engine is benchmarked by bench_int8");
+        };
+        let graph = wunet::graph::reference::from_unet(m);
+        return crate::bench_graph::bench_graph(model_path, graph, a);
+    }
     let spec = model.spec().clone();
     let precision = match model {
         AnyModel::Float(_) => "f32",
@@ -79,127 +87,76 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
     let graph = Graph::build(&spec, shape, true)?;
     let flops = graph.total_flops() as f64;
     let x = input(shape);
-    let (device, adapter, peak, first_ms, weight_bytes, activation_bytes, times, layers, mode) =
-        if a.cpu {
-            let AnyModel::Float(model) = model else {
-                bail!("the CPU int8 engine is benchmarked by bench_int8");
-            };
-            let t = Instant::now();
-            let engine = cpu::CpuModel::new(model.clone(), true);
-            engine.forward(&x)?;
-            let first = t.elapsed().as_secs_f64() * 1e3;
-            let times = time_runs(a, || {
-                engine.forward(&x)?;
-                Ok(())
-            })?;
-            let wb = 4 * model.spec.param_count() as u64;
-            // Per-op wall times: the median over a few runs.
-            let mut per: Vec<Vec<f64>> = vec![Vec::new(); graph.ops.len()];
-            for _ in 0..a.runs.clamp(1, 3) {
-                for (v, ms) in per.iter_mut().zip(engine.forward_timed(&x)?.1) {
-                    v.push(ms);
-                }
+    let (device, adapter, peak, first_ms, weight_bytes, activation_bytes, times, layers, mode) = {
+        let gpu = request_gpu()?;
+        let adapter = format!(
+            "{} ({:?}, {:?})",
+            gpu.info.name, gpu.info.backend, gpu.info.device_type
+        );
+        if !a.json {
+            eprintln!("adapter: {adapter}; measuring the FMA peak…");
+        }
+        let peak = measure_fma_peak(&gpu.device, &gpu.queue)?;
+        let t = Instant::now();
+        let (plan, weight_bytes) = match &model {
+            AnyModel::Float(m) => {
+                let gm = GpuModel::new(&gpu.device, &gpu.queue, m, GpuOptions::default())?;
+                (gm.plan(shape)?, gm.weight_bytes())
             }
-            let layers = graph
-                .ops
-                .iter()
-                .zip(per)
-                .map(|(op, mut v)| Layer {
-                    name: op.label(),
-                    kernel: engine.kernel().to_string(),
-                    shape: graph.shapes[op.output()],
-                    flops: graph.flops(op),
-                    bytes: op
-                        .inputs()
-                        .iter()
-                        .chain([&op.output()])
-                        .map(|&t| graph.bytes(t))
-                        .sum(),
-                    ms: median(&mut v),
-                })
-                .collect();
-            let adapter = format!("cpu f32, {} threads", rayon::current_num_threads());
-            (
-                "cpu".to_string(),
-                adapter,
-                None,
-                first,
-                wb,
-                graph.total_tensor_bytes(),
-                times,
-                layers,
-                None,
-            )
-        } else {
-            let gpu = request_gpu()?;
-            let adapter = format!(
-                "{} ({:?}, {:?})",
-                gpu.info.name, gpu.info.backend, gpu.info.device_type
-            );
-            if !a.json {
-                eprintln!("adapter: {adapter}; measuring the FMA peak…");
-            }
-            let peak = measure_fma_peak(&gpu.device, &gpu.queue)?;
-            let t = Instant::now();
-            let (plan, weight_bytes) = match &model {
-                AnyModel::Float(m) => {
-                    let gm = GpuModel::new(&gpu.device, &gpu.queue, m, GpuOptions::default())?;
-                    (gm.plan(shape)?, gm.weight_bytes())
+            AnyModel::Graph { .. } => unreachable!("benchmarked by bench_graph"),
+            AnyModel::Int8(q) => {
+                let gm = GpuInt8Model::new(
+                    &gpu.device,
+                    &gpu.queue,
+                    q,
+                    GpuInt8Options {
+                        dot4: gpu.dot4(),
+                        ..Default::default()
+                    },
+                )?;
+                if !a.json {
+                    eprintln!("int8 kernels: {:?} dot products", gm.dot4());
                 }
-                AnyModel::Graph { .. } => unreachable!("benchmarked by bench_graph"),
-                AnyModel::Int8(q) => {
-                    let gm = GpuInt8Model::new(
-                        &gpu.device,
-                        &gpu.queue,
-                        q,
-                        GpuInt8Options {
-                            dot4: gpu.dot4(),
-                            ..Default::default()
-                        },
-                    )?;
-                    if !a.json {
-                        eprintln!("int8 kernels: {:?} dot products", gm.dot4());
-                    }
-                    (gm.plan(shape)?, gm.weight_bytes())
-                }
-            };
-            let compile = t.elapsed().as_secs_f64() * 1e3;
-            plan.run(&x)?;
-            let first = t.elapsed().as_secs_f64() * 1e3;
-            if !a.json {
-                eprintln!("first inference {first:.1} ms (of which pipelines, weights and plan {compile:.1} ms)");
+                (gm.plan(shape)?, gm.weight_bytes())
             }
-            let times = time_runs(a, || {
-                plan.run(&x)?;
-                Ok(())
-            })?;
-            let mut layers = Vec::new();
-            let mode = plan.timing_mode();
-            if mode.is_some() {
-                let ms = step_medians(&plan, &x, a.runs.clamp(1, 3))?;
-                for (s, ms) in plan.steps().iter().zip(ms) {
-                    layers.push(Layer {
-                        name: s.label.clone(),
-                        kernel: s.kernel.shader().to_string(),
-                        shape: plan.graph().shapes[s.output],
-                        flops: s.flops,
-                        bytes: s.bytes,
-                        ms,
-                    });
-                }
-            }
-            (
-                "gpu".to_string(),
-                adapter,
-                Some(peak),
-                first,
-                weight_bytes,
-                plan.planned_bytes(),
-                times,
-                layers,
-                mode,
-            )
         };
+        let compile = t.elapsed().as_secs_f64() * 1e3;
+        plan.run(&x)?;
+        let first = t.elapsed().as_secs_f64() * 1e3;
+        if !a.json {
+            eprintln!("first inference {first:.1} ms (of which pipelines, weights and plan {compile:.1} ms)");
+        }
+        let times = time_runs(a, || {
+            plan.run(&x)?;
+            Ok(())
+        })?;
+        let mut layers = Vec::new();
+        let mode = plan.timing_mode();
+        if mode.is_some() {
+            let ms = step_medians(&plan, &x, a.runs.clamp(1, 3))?;
+            for (s, ms) in plan.steps().iter().zip(ms) {
+                layers.push(Layer {
+                    name: s.label.clone(),
+                    kernel: s.kernel.shader().to_string(),
+                    shape: plan.graph().shapes[s.output],
+                    flops: s.flops,
+                    bytes: s.bytes,
+                    ms,
+                });
+            }
+        }
+        (
+            "gpu".to_string(),
+            adapter,
+            Some(peak),
+            first,
+            weight_bytes,
+            plan.planned_bytes(),
+            times,
+            layers,
+            mode,
+        )
+    };
     report(
         Measured {
             device,

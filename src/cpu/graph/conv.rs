@@ -12,8 +12,8 @@
 use gemm::{gemm, Parallelism};
 use rayon::prelude::*;
 
-use crate::cpu::direct_f32::{Packed, MR, TILE};
 use super::buffers;
+use crate::cpu::direct_f32::{Packed, MR, TILE};
 use crate::cpu::SendPtr;
 use crate::graph::{Act, Layer};
 use crate::tensor::Tensor;
@@ -527,8 +527,7 @@ pub(crate) fn conv2d_direct(
                     let s = t.plane(n, c);
                     // Phase row a is padded row sy·a + ry, input row sy·a + ry − pad_top.
                     for (a, drow) in dst.chunks_exact_mut(pw).enumerate() {
-                        let Some(y) = (sy * a + ry).checked_sub(g.pad[0]).filter(|&y| y < h)
-                        else {
+                        let Some(y) = (sy * a + ry).checked_sub(g.pad[0]).filter(|&y| y < h) else {
                             continue;
                         };
                         let srow = &s[y * w..(y + 1) * w];
@@ -539,8 +538,9 @@ pub(crate) fn conv2d_direct(
                             drow[x0..x0 + len].copy_from_slice(&srow[from..from + len]);
                         } else {
                             for (b, d) in drow.iter_mut().enumerate() {
-                                if let Some(&v) =
-                                    (sx * b + rx).checked_sub(g.pad[1]).and_then(|x| srow.get(x))
+                                if let Some(&v) = (sx * b + rx)
+                                    .checked_sub(g.pad[1])
+                                    .and_then(|x| srow.get(x))
                                 {
                                     *d = v;
                                 }

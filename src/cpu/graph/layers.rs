@@ -4,8 +4,8 @@
 
 use rayon::prelude::*;
 
-use crate::graph::ops::NearestRound;
 use super::buffers;
+use crate::graph::ops::NearestRound;
 use crate::graph::{Act, BinOp, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode};
 use crate::tensor::Tensor;
 

@@ -372,8 +372,7 @@ impl Layer<'_> {
                 let p0 = y * ow + x0;
                 // SAFETY: the band owns its tiles' output pixels; this row stretch is
                 // `width` floats of plane (n, co), written by this call only.
-                let dst =
-                    unsafe { std::slice::from_raw_parts_mut(self.out.at(plane + p0), width) };
+                let dst = unsafe { std::slice::from_raw_parts_mut(self.out.at(plane + p0), width) };
                 dst.copy_from_slice(&row[..width]);
                 self.epi.row(dst, b.n, co, p0);
             }
@@ -434,6 +433,13 @@ impl V16 {
         #[cfg(target_arch = "x86_64")]
         return unsafe { x86::taps(s.as_ptr()) };
         #[cfg(not(target_arch = "x86_64"))]
+        V16::taps_portable(s)
+    }
+
+    /// `taps` in plain Rust (the wasm build's, which LLVM vectorizes with simd128).
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    #[inline(always)]
+    fn taps_portable(s: &[f32]) -> [V16; 6] {
         std::array::from_fn(|c| V16(std::array::from_fn(|l| s[4 * l + c])))
     }
 
@@ -457,6 +463,13 @@ impl V16 {
             x86::interleave(e, d.as_mut_ptr())
         };
         #[cfg(not(target_arch = "x86_64"))]
+        V16::interleave_portable(e, d)
+    }
+
+    /// `interleave` in plain Rust.
+    #[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+    #[inline(always)]
+    fn interleave_portable(e: [V16; 4], d: &mut [f32]) {
         for (c, e) in e.iter().enumerate() {
             for (l, v) in e.0.iter().enumerate() {
                 d[4 * l + c] = *v;
@@ -601,6 +614,25 @@ impl std::ops::Mul<f32> for V16 {
 mod tests {
     use super::*;
     use crate::graph::Act;
+
+    /// The AVX-512 shuffles against the plain Rust that the wasm build runs.
+    #[test]
+    fn shuffles_match_the_portable_code() {
+        if !crate::cpu::direct_f32::available() {
+            return;
+        }
+        let s: Vec<f32> = (0..80).map(|i| i as f32 * 0.5 - 3.0).collect();
+        let (fast, plain) = (V16::taps(&s), V16::taps_portable(&s));
+        for c in 0..6 {
+            assert_eq!(fast[c].0, plain[c].0, "tap {c}");
+        }
+        let e: [V16; 4] =
+            std::array::from_fn(|c| V16(std::array::from_fn(|l| (c * 16 + l) as f32)));
+        let (mut fast, mut plain) = ([0f32; 64], [0f32; 64]);
+        V16::interleave(e, &mut fast);
+        V16::interleave_portable(e, &mut plain);
+        assert_eq!(fast, plain);
+    }
 
     /// Against the plain conv: pads (1, 1) and (0, 2)/(2, 0), sizes that are not multiples of 4,
     /// batch 2, a two-part input, a residual and LeakyReLU; bands run both ways (many small bands
