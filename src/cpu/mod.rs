@@ -68,12 +68,14 @@ impl CpuModel {
     }
 
     pub fn forward(&self, input: &Tensor) -> Result<Tensor> {
-        self.engine.forward(input)
+        Ok(self.forward_timed(input)?.0)
     }
 
     /// `forward`, also returning each layer's wall time in milliseconds (the layers of the
     /// engine's graph).
     pub fn forward_timed(&self, input: &Tensor) -> Result<(Tensor, Vec<f64>)> {
+        // The U-Net's own input rules, in its own words (channels, the smallest side).
+        crate::plan::check_input(&self.spec, input.shape)?;
         self.engine.forward_timed(input)
     }
 }

@@ -36,12 +36,16 @@ pub(super) fn instantiate(g: &LayerGraph, input: Shape) -> Result<Shaped> {
     for (k, (&d, want)) in input.iter().zip(g.input_dims).enumerate() {
         if let Some(want) = want {
             if d != want {
-                let what = ["batch", "channels", "height", "width"][k];
+                let reason = match k {
+                    1 => format!("the model takes {want} input channels, the input has {d}"),
+                    _ => {
+                        let what = ["batch", "channels", "height", "width"][k];
+                        format!("the model's input has a fixed {what} of {want}, the input has {d}")
+                    }
+                };
                 return Err(Error::BadInput {
                     shape: input.to_vec(),
-                    reason: format!(
-                        "the model's input has a fixed {what} of {want}, the input has {d}"
-                    ),
+                    reason,
                 });
             }
         }

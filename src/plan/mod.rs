@@ -261,7 +261,7 @@ impl Graph {
 }
 
 /// The input must match the model's channels and survive `depth` halvings.
-fn check_input(spec: &UNetSpec, s: Shape) -> Result<()> {
+pub(crate) fn check_input(spec: &UNetSpec, s: Shape) -> Result<()> {
     let bad = |reason: String| {
         Err(Error::BadInput {
             shape: s.to_vec(),
