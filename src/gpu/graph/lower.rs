@@ -77,6 +77,24 @@ fn linear(total: usize, max: u32) -> Result<[u32; 3]> {
     grid(total.div_ceil(WG_LINEAR as usize), max)
 }
 
+/// The words a conv kernel's parameters start with: n, cin, h, w (the input), cout, oh, ow.
+pub(super) fn conv_words([n, cin, h, w]: [usize; 4], [cout, oh, ow]: [usize; 3]) -> [u32; 7] {
+    [n, cin, h, w, cout, oh, ow].map(|v| v as u32)
+}
+
+/// A window's words: kernel, stride, padding (top, left) and dilation, y then x.
+pub(super) fn window_words(
+    kernel: [usize; 2],
+    stride: [usize; 2],
+    pad: [usize; 4],
+    dil: [usize; 2],
+) -> [u32; 8] {
+    [
+        kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1], dil[0], dil[1],
+    ]
+    .map(|v| v as u32)
+}
+
 pub(super) fn words(v: &[u32]) -> [u32; 32] {
     let mut p = [0u32; 32];
     p[..v.len()].copy_from_slice(v);
@@ -115,90 +133,9 @@ pub(super) fn lower(
             dil,
             groups,
             act,
-            add,
             ..
-        } => {
-            let [_, cin, h, wd] = sh[*x];
-            let (cin_g, cout_g) = (cin / groups, oc / groups);
-            let cblocks = cout_g.div_ceil(CONV_CO);
-            let (code, a0, a1, slopes, per_ch) = act_params(act);
-            let mut aux = match b {
-                Some(b) => g.weights[*b].data.to_vec(),
-                None => vec![0.0; oc],
-            };
-            let slope_off = aux.len();
-            aux.extend(slopes);
-            let epi = [
-                code,
-                a0.to_bits(),
-                a1.to_bits(),
-                slope_off as u32,
-                per_ch as u32,
-            ];
-            if let Some(d) = lower_sg::conv(g, l, epi, &aux, store, max_groups, sg)? {
-                return Ok(vec![d]);
-            }
-            let params = words(&[
-                n as u32,
-                cin as u32,
-                h as u32,
-                wd as u32,
-                oc as u32,
-                oh as u32,
-                ow as u32,
-                kernel[0] as u32,
-                kernel[1] as u32,
-                stride[0] as u32,
-                stride[1] as u32,
-                pad[0] as u32,
-                pad[1] as u32,
-                dil[0] as u32,
-                dil[1] as u32,
-                *groups as u32,
-                cin_g as u32,
-                cout_g as u32,
-                cblocks as u32,
-                add.is_some() as u32,
-                code,
-                a0.to_bits(),
-                a1.to_bits(),
-                slope_off as u32,
-                per_ch as u32,
-            ]);
-            // Depthwise (one input channel per group, as the CPU engine splits them): one
-            // output channel per invocation; else blocks of 4 channels of a group.
-            let depthwise = cin_g == 1 && *groups > 1;
-            let z = if depthwise {
-                n * oc
-            } else {
-                n * groups * cblocks
-            };
-            let groups3 = [
-                ow.div_ceil(CONV_PX).div_ceil(CONV_WG.0 as usize) as u32,
-                oh.div_ceil(CONV_WG.1 as usize) as u32,
-                z as u32,
-            ];
-            if groups3.iter().any(|&v| v > max_groups) {
-                return Err(too_many(z as u64, max_groups));
-            }
-            vec![Dispatch {
-                kernel: if depthwise {
-                    GraphKernel::DepthwiseConv2d
-                } else {
-                    GraphKernel::Conv2d
-                },
-                params,
-                groups: groups3,
-                binds: vec![
-                    Bind::Arena(out),
-                    Bind::Arena(*x),
-                    add.map_or(Bind::Dummy, Bind::Arena),
-                    Bind::Const(weight(*w, store)?),
-                    Bind::Const(store.push(&aux, "conv bias and slopes")?),
-                ],
-            }]
         }
-        Layer::ConvTranspose {
+        | Layer::ConvTranspose {
             x,
             w,
             b,
@@ -210,6 +147,10 @@ pub(super) fn lower(
             act,
             ..
         } => {
+            let (transposed, add) = match l {
+                Layer::Conv { add, .. } => (false, *add),
+                _ => (true, None),
+            };
             let [_, cin, h, wd] = sh[*x];
             let (cin_g, cout_g) = (cin / groups, oc / groups);
             let cblocks = cout_g.div_ceil(CONV_CO);
@@ -227,55 +168,66 @@ pub(super) fn lower(
                 slope_off as u32,
                 per_ch as u32,
             ];
-            if let Some(d) = lower_sg::conv_transpose(g, l, epi, &aux, store, max_groups, sg)? {
+            let sg = if transposed {
+                lower_sg::conv_transpose(g, l, epi, &aux, store, max_groups, sg)?
+            } else {
+                lower_sg::conv(g, l, epi, &aux, store, max_groups, sg)?
+            };
+            if let Some(d) = sg {
                 return Ok(vec![d]);
             }
-            let params = words(&[
-                n as u32,
-                cin as u32,
-                h as u32,
-                wd as u32,
-                oc as u32,
-                oh as u32,
-                ow as u32,
-                kernel[0] as u32,
-                kernel[1] as u32,
-                stride[0] as u32,
-                stride[1] as u32,
-                pad[0] as u32,
-                pad[1] as u32,
-                dil[0] as u32,
-                dil[1] as u32,
-                *groups as u32,
-                cin_g as u32,
-                cout_g as u32,
-                cblocks as u32,
-                0,
-                code,
-                a0.to_bits(),
-                a1.to_bits(),
-                slope_off as u32,
-                per_ch as u32,
-            ]);
-            let z = n * groups * cblocks;
+            let params = words(
+                &[
+                    &conv_words([n, cin, h, wd], [oc, oh, ow])[..],
+                    &window_words(*kernel, *stride, *pad, *dil),
+                    &[
+                        *groups as u32,
+                        cin_g as u32,
+                        cout_g as u32,
+                        cblocks as u32,
+                        add.is_some() as u32,
+                        code,
+                        a0.to_bits(),
+                        a1.to_bits(),
+                        slope_off as u32,
+                        per_ch as u32,
+                    ][..],
+                ]
+                .concat(),
+            );
+            // Depthwise (one input channel per group, as the CPU engine splits them): one
+            // output channel per invocation; else blocks of 4 channels of a group. The conv
+            // kernels take CONV_PX pixels of a row per invocation, the transposed one a pixel.
+            let depthwise = !transposed && cin_g == 1 && *groups > 1;
+            let (kernel, px) = match (transposed, depthwise) {
+                (true, _) => (GraphKernel::ConvTranspose2d, 1),
+                (false, true) => (GraphKernel::DepthwiseConv2d, CONV_PX),
+                (false, false) => (GraphKernel::Conv2d, CONV_PX),
+            };
+            let z = if depthwise {
+                n * oc
+            } else {
+                n * groups * cblocks
+            };
             let groups3 = [
-                ow.div_ceil(CONV_WG.0 as usize) as u32,
+                ow.div_ceil(px).div_ceil(CONV_WG.0 as usize) as u32,
                 oh.div_ceil(CONV_WG.1 as usize) as u32,
                 z as u32,
             ];
             if groups3.iter().any(|&v| v > max_groups) {
                 return Err(too_many(z as u64, max_groups));
             }
+            let mut binds = vec![Bind::Arena(out), Bind::Arena(*x)];
+            if !transposed {
+                binds.push(add.map_or(Bind::Dummy, Bind::Arena));
+            }
+            binds.push(Bind::Const(weight(*w, store)?));
+            binds.push(Bind::Const(store.push(&aux, "conv bias and slopes")?));
             vec![Dispatch {
-                kernel: GraphKernel::ConvTranspose2d,
+                kernel,
                 params,
                 groups: groups3,
-                binds: vec![
-                    Bind::Arena(out),
-                    Bind::Arena(*x),
-                    Bind::Const(weight(*w, store)?),
-                    Bind::Const(store.push(&aux, "transposed conv bias and slopes")?),
-                ],
+                binds,
             }]
         }
         Layer::Affine {

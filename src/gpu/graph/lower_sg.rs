@@ -3,7 +3,7 @@
 //! weights regrouped by 8 output channels, the dispatch geometry. `lower` falls back to the
 //! plain kernels where these return `None`.
 
-use super::lower::{grid3, too_many, words, Dispatch};
+use super::lower::{conv_words, grid3, too_many, window_words, words, Dispatch};
 use super::{Bind, ConstStore, GraphKernel};
 use crate::graph::{Layer, Shaped};
 use crate::Result;
@@ -69,22 +69,21 @@ pub(super) fn conv(
         );
         return Ok(Some(Dispatch {
             kernel: k,
-            params: words(&[
-                n as u32,
-                cin as u32,
-                h as u32,
-                wd as u32,
-                oc as u32,
-                oh as u32,
-                ow as u32,
-                cog as u32,
-                add.is_some() as u32,
-                epi[0],
-                epi[1],
-                epi[2],
-                epi[3],
-                epi[4],
-            ]),
+            params: words(
+                &[
+                    &conv_words([n, cin, h, wd], [oc, oh, ow])[..],
+                    &[
+                        cog as u32,
+                        add.is_some() as u32,
+                        epi[0],
+                        epi[1],
+                        epi[2],
+                        epi[3],
+                        epi[4],
+                    ][..],
+                ]
+                .concat(),
+            ),
             groups: grid3([px * cog, py, n], max_groups)?,
             binds: vec![
                 Bind::Arena(out),
@@ -109,23 +108,22 @@ pub(super) fn conv(
         );
         return Ok(Some(Dispatch {
             kernel: k,
-            params: words(&[
-                n as u32,
-                cin as u32,
-                h as u32,
-                wd as u32,
-                oc as u32,
-                oh as u32,
-                ow as u32,
-                stride[0] as u32,
-                cog as u32,
-                add.is_some() as u32,
-                epi[0],
-                epi[1],
-                epi[2],
-                epi[3],
-                epi[4],
-            ]),
+            params: words(
+                &[
+                    &conv_words([n, cin, h, wd], [oc, oh, ow])[..],
+                    &[
+                        stride[0] as u32,
+                        cog as u32,
+                        add.is_some() as u32,
+                        epi[0],
+                        epi[1],
+                        epi[2],
+                        epi[3],
+                        epi[4],
+                    ][..],
+                ]
+                .concat(),
+            ),
             groups: grid3([px * cog, py, n], max_groups)?,
             binds: vec![
                 Bind::Arena(out),
@@ -157,31 +155,23 @@ pub(super) fn conv(
         };
         return Ok(Some(Dispatch {
             kernel: GraphKernel::Conv2dSg(xb),
-            params: words(&[
-                n as u32,
-                cin as u32,
-                h as u32,
-                wd as u32,
-                oc as u32,
-                oh as u32,
-                ow as u32,
-                kernel[0] as u32,
-                kernel[1] as u32,
-                stride[0] as u32,
-                stride[1] as u32,
-                pad[0] as u32,
-                pad[1] as u32,
-                dil[0] as u32,
-                dil[1] as u32,
-                cog as u32,
-                add.is_some() as u32,
-                epi[0],
-                epi[1],
-                epi[2],
-                epi[3],
-                epi[4],
-                fast as u32,
-            ]),
+            params: words(
+                &[
+                    &conv_words([n, cin, h, wd], [oc, oh, ow])[..],
+                    &window_words(*kernel, *stride, *pad, *dil),
+                    &[
+                        cog as u32,
+                        add.is_some() as u32,
+                        epi[0],
+                        epi[1],
+                        epi[2],
+                        epi[3],
+                        epi[4],
+                        fast as u32,
+                    ][..],
+                ]
+                .concat(),
+            ),
             groups: grid3(groups3, max_groups)?,
             binds: vec![
                 Bind::Arena(out),
@@ -233,24 +223,23 @@ pub(super) fn conv_transpose(
         )?;
         return Ok(Some(Dispatch {
             kernel: GraphKernel::ConvTranspose2dSg(xb),
-            params: words(&[
-                n as u32,
-                cin as u32,
-                h as u32,
-                wd as u32,
-                oc as u32,
-                oh as u32,
-                ow as u32,
-                kernel[0] as u32,
-                kernel[1] as u32,
-                cog as u32,
-                epi[0],
-                epi[1],
-                epi[2],
-                epi[3],
-                epi[4],
-                fast as u32,
-            ]),
+            params: words(
+                &[
+                    &conv_words([n, cin, h, wd], [oc, oh, ow])[..],
+                    &[
+                        kernel[0] as u32,
+                        kernel[1] as u32,
+                        cog as u32,
+                        epi[0],
+                        epi[1],
+                        epi[2],
+                        epi[3],
+                        epi[4],
+                        fast as u32,
+                    ][..],
+                ]
+                .concat(),
+            ),
             groups: grid3(groups3, max_groups)?,
             binds: vec![
                 Bind::Arena(out),
