@@ -21,7 +21,8 @@ pub fn needs_int8_lib(src: &str) -> bool {
 /// The source of kernel `name` ready to compile: float32 kernels that address channel planes
 /// get the layout's `plane_stride` (`lib/layout_f32.wgsl`) prepended, the Winograd transforms
 /// their tile numbering (`lib/winograd_tiles.wgsl`), the layer-graph kernels their activation
-/// epilogue (`lib/act_f32.wgsl`); kernels calling the int8
+/// epilogue (`lib/act_f32.wgsl`), their subgroup conv kernels the register block
+/// (`lib/sg_block_f32.wgsl`) and the dense-row store (`lib/graph_store_f32.wgsl`); kernels calling the int8
 /// library get it, after the dot-product variant: `packed_dot` selects WGSL's
 /// `packed_4x8_integer_dot_product` builtin, else the unpacking fallback.
 pub fn compose(name: &str, packed_dot: bool) -> String {
@@ -31,8 +32,16 @@ pub fn compose(name: &str, packed_dot: bool) -> String {
         out.push_str(source("lib/layout_f32"));
         out.push('\n');
     }
-    if src.contains("apply_act(") || src.contains("linear_index(") {
+    if src.contains("apply_act(") || src.contains("linear_index(") || src.contains("store_px4(") {
         out.push_str(source("lib/act_f32"));
+        out.push('\n');
+    }
+    if src.contains("sg_fma(") || src.contains("sg_wt(") || src.contains("sg_channel(") {
+        out.push_str(source("lib/sg_block_f32"));
+        out.push('\n');
+    }
+    if src.contains("store_px4(") {
+        out.push_str(source("lib/graph_store_f32"));
         out.push('\n');
     }
     if src.contains("wino_tile(") {

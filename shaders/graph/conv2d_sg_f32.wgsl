@@ -38,31 +38,6 @@ override SG: u32 = 8u;
 // Invocations along x per subgroup row (a power of two, at most SG).
 override XB: u32 = 8u;
 
-var<private> a0: vec4<f32>;
-var<private> a1: vec4<f32>;
-var<private> a2: vec4<f32>;
-var<private> a3: vec4<f32>;
-var<private> b0: vec4<f32>;
-var<private> b1: vec4<f32>;
-var<private> b2: vec4<f32>;
-var<private> b3: vec4<f32>;
-
-// Weight vec4 `q` (0–7) of the chunk: lane q % SG of r0 (q < SG) or r1.
-fn wt(q: u32, r0: vec4<f32>, r1: vec4<f32>) -> vec4<f32> {
-    return subgroupShuffle(select(r1, r0, q < SG), q % SG);
-}
-
-// One tap: the 4 input values `x` times the 8 channels' weights `w0` (0–3), `w1` (4–7).
-fn tap(x: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>) {
-    a0 = fma(vec4(x.x), w0, a0);
-    a1 = fma(vec4(x.y), w0, a1);
-    a2 = fma(vec4(x.z), w0, a2);
-    a3 = fma(vec4(x.w), w0, a3);
-    b0 = fma(vec4(x.x), w1, b0);
-    b1 = fma(vec4(x.y), w1, b1);
-    b2 = fma(vec4(x.z), w1, b2);
-    b3 = fma(vec4(x.w), w1, b3);
-}
 
 // The 4 input values of tap (ky, kx) at plane offset `plane`: zero outside the image.
 fn inputs(plane: u32, iy0: i32, ix0: i32, ky: u32, kx: u32) -> vec4<f32> {
@@ -82,27 +57,6 @@ fn inputs(plane: u32, iy0: i32, ix0: i32, ky: u32, kx: u32) -> vec4<f32> {
         select(0.0, src[row + u32(clamp(x2, 0, wi - 1))], row_ok && x2 >= 0 && x2 < wi),
         select(0.0, src[row + u32(clamp(x3, 0, wi - 1))], row_ok && x3 >= 0 && x3 < wi),
     );
-}
-
-fn store(n: u32, co: u32, oy: u32, ox0: u32, v_in: vec4<f32>) {
-    if (co >= p.cout) {
-        return;
-    }
-    let base = ((n * p.cout + co) * p.oh + oy) * p.ow;
-    let a = bitcast<f32>(p.act_a);
-    let b = bitcast<f32>(p.act_b);
-    let bias = aux[co];
-    let s = aux[p.slope_off + select(0u, co, p.slope_per_ch == 1u)];
-    for (var j = 0u; j < 4u; j++) {
-        let ox = ox0 + j;
-        if (ox < p.ow) {
-            var v = v_in[j] + bias;
-            if (p.has_add == 1u) {
-                v += addend[base + ox];
-            }
-            dst[base + ox] = apply_act(v, p.act, a, b, s);
-        }
-    }
 }
 
 @compute @workgroup_size(SG, 1, 1)
@@ -148,14 +102,14 @@ fn main(
             }
             wb += 8u;
             let t = c * 4u;
-            tap(inputs(plane, iy0, ix0, ky, kx), wt(0u, r0, r1), wt(1u, r0, r1));
+            sg_fma(inputs(plane, iy0, ix0, ky, kx), sg_wt(0u, r0, r1), sg_wt(1u, r0, r1));
             kx += 1u;
             if (kx == p.kw) {
                 kx = 0u;
                 ky += 1u;
             }
             if (t + 1u < kk) {
-                tap(inputs(plane, iy0, ix0, ky, kx), wt(2u, r0, r1), wt(3u, r0, r1));
+                sg_fma(inputs(plane, iy0, ix0, ky, kx), sg_wt(2u, r0, r1), sg_wt(3u, r0, r1));
                 kx += 1u;
                 if (kx == p.kw) {
                     kx = 0u;
@@ -163,7 +117,7 @@ fn main(
                 }
             }
             if (t + 2u < kk) {
-                tap(inputs(plane, iy0, ix0, ky, kx), wt(4u, r0, r1), wt(5u, r0, r1));
+                sg_fma(inputs(plane, iy0, ix0, ky, kx), sg_wt(4u, r0, r1), sg_wt(5u, r0, r1));
                 kx += 1u;
                 if (kx == p.kw) {
                     kx = 0u;
@@ -171,7 +125,7 @@ fn main(
                 }
             }
             if (t + 3u < kk) {
-                tap(inputs(plane, iy0, ix0, ky, kx), wt(6u, r0, r1), wt(7u, r0, r1));
+                sg_fma(inputs(plane, iy0, ix0, ky, kx), sg_wt(6u, r0, r1), sg_wt(7u, r0, r1));
                 kx += 1u;
                 if (kx == p.kw) {
                     kx = 0u;
@@ -184,12 +138,7 @@ fn main(
         return;
     }
     let co = g * 8u;
-    store(n, co, oy, ox0, vec4(a0.x, a1.x, a2.x, a3.x));
-    store(n, co + 1u, oy, ox0, vec4(a0.y, a1.y, a2.y, a3.y));
-    store(n, co + 2u, oy, ox0, vec4(a0.z, a1.z, a2.z, a3.z));
-    store(n, co + 3u, oy, ox0, vec4(a0.w, a1.w, a2.w, a3.w));
-    store(n, co + 4u, oy, ox0, vec4(b0.x, b1.x, b2.x, b3.x));
-    store(n, co + 5u, oy, ox0, vec4(b0.y, b1.y, b2.y, b3.y));
-    store(n, co + 6u, oy, ox0, vec4(b0.z, b1.z, b2.z, b3.z));
-    store(n, co + 7u, oy, ox0, vec4(b0.w, b1.w, b2.w, b3.w));
+    for (var k = 0u; k < 8u; k++) {
+        store_px4(n, co + k, oy, ox0, sg_channel(k));
+    }
 }

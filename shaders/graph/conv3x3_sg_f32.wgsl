@@ -42,14 +42,6 @@ override SG: u32 = 8u;
 override XB: u32 = 8u;
 
 // Accumulators: a* output channels 0–3, b* 4–7, for the 4 pixels.
-var<private> a0: vec4<f32>;
-var<private> a1: vec4<f32>;
-var<private> a2: vec4<f32>;
-var<private> a3: vec4<f32>;
-var<private> b0: vec4<f32>;
-var<private> b1: vec4<f32>;
-var<private> b2: vec4<f32>;
-var<private> b3: vec4<f32>;
 
 // Per-invocation constants of the position (set once by `main`).
 var<private> lane_id: u32;
@@ -68,11 +60,6 @@ var<private> top_row: bool; // in the first row of lanes
 var<private> bot_row: bool; // in the last row of lanes
 var<private> erow: u32;
 var<private> e_ok: bool;
-
-// Weight vec4 `q` (tap * 2 + j) of the kernel row being processed: lane q % SG of r0 or r1.
-fn wt(q: u32, r0: vec4<f32>, r1: vec4<f32>) -> vec4<f32> {
-    return subgroupShuffle(select(r1, r0, q < SG), q % SG);
-}
 
 // One kernel row `ky` of input channel `ci` (weights from vec4 `wb`): its 3 taps × 8 output
 // channels on the lane's input row segment: `l`, the 4 values of `v`, `e`.
@@ -93,16 +80,16 @@ fn taps(ky: u32, wb: u32, l: f32, v: vec4<f32>, e: f32) {
     let i3 = v.z;
     let i4 = v.w;
     let i5 = e;
-    let w0 = wt(0u, r0, r1);
-    let w1 = wt(2u, r0, r1);
-    let w2 = wt(4u, r0, r1);
+    let w0 = sg_wt(0u, r0, r1);
+    let w1 = sg_wt(2u, r0, r1);
+    let w2 = sg_wt(4u, r0, r1);
     a0 = fma(vec4(i0), w0, fma(vec4(i1), w1, fma(vec4(i2), w2, a0)));
     a1 = fma(vec4(i1), w0, fma(vec4(i2), w1, fma(vec4(i3), w2, a1)));
     a2 = fma(vec4(i2), w0, fma(vec4(i3), w1, fma(vec4(i4), w2, a2)));
     a3 = fma(vec4(i3), w0, fma(vec4(i4), w1, fma(vec4(i5), w2, a3)));
-    let u0 = wt(1u, r0, r1);
-    let u1 = wt(3u, r0, r1);
-    let u2 = wt(5u, r0, r1);
+    let u0 = sg_wt(1u, r0, r1);
+    let u1 = sg_wt(3u, r0, r1);
+    let u2 = sg_wt(5u, r0, r1);
     b0 = fma(vec4(i0), u0, fma(vec4(i1), u1, fma(vec4(i2), u2, b0)));
     b1 = fma(vec4(i1), u0, fma(vec4(i2), u1, fma(vec4(i3), u2, b1)));
     b2 = fma(vec4(i2), u0, fma(vec4(i3), u1, fma(vec4(i4), u2, b2)));
@@ -303,12 +290,7 @@ fn main(
         return;
     }
     let co = g * 8u;
-    store(n, co, y, x0, vec4(a0.x, a1.x, a2.x, a3.x));
-    store(n, co + 1u, y, x0, vec4(a0.y, a1.y, a2.y, a3.y));
-    store(n, co + 2u, y, x0, vec4(a0.z, a1.z, a2.z, a3.z));
-    store(n, co + 3u, y, x0, vec4(a0.w, a1.w, a2.w, a3.w));
-    store(n, co + 4u, y, x0, vec4(b0.x, b1.x, b2.x, b3.x));
-    store(n, co + 5u, y, x0, vec4(b0.y, b1.y, b2.y, b3.y));
-    store(n, co + 6u, y, x0, vec4(b0.z, b1.z, b2.z, b3.z));
-    store(n, co + 7u, y, x0, vec4(b0.w, b1.w, b2.w, b3.w));
+    for (var k = 0u; k < 8u; k++) {
+        store(n, co + k, y, x0, sg_channel(k));
+    }
 }

@@ -30,34 +30,9 @@ override SG: u32 = 8u;
 // Invocations along x per subgroup row (a power of two, at most SG).
 override XB: u32 = 8u;
 
-var<private> a0: vec4<f32>;
-var<private> a1: vec4<f32>;
-var<private> a2: vec4<f32>;
-var<private> a3: vec4<f32>;
-var<private> b0: vec4<f32>;
-var<private> b1: vec4<f32>;
-var<private> b2: vec4<f32>;
-var<private> b3: vec4<f32>;
 var<private> lane_id: u32;
 var<private> first: bool; // first lane of its patch row
 var<private> lok: bool; // first lane whose left value (2·x0 − 1) lies in the row
-
-// Weight vec4 `q` (tap * 2 + j) of the kernel row: lane q % SG of r0 or r1.
-fn wt(q: u32, r0: vec4<f32>, r1: vec4<f32>) -> vec4<f32> {
-    return subgroupShuffle(select(r1, r0, q < SG), q % SG);
-}
-
-// One tap: the 4 pixels' input values `x` times the 8 channels' weights `w0` (0–3), `w1`.
-fn tap(x: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>) {
-    a0 = fma(vec4(x.x), w0, a0);
-    a1 = fma(vec4(x.y), w0, a1);
-    a2 = fma(vec4(x.z), w0, a2);
-    a3 = fma(vec4(x.w), w0, a3);
-    b0 = fma(vec4(x.x), w1, b0);
-    b1 = fma(vec4(x.y), w1, b1);
-    b2 = fma(vec4(x.z), w1, b2);
-    b3 = fma(vec4(x.w), w1, b3);
-}
 
 // Kernel row `ky` (weights from vec4 `wb`) on the row values: `l` at 2·x0 − 1, `va`, `vb` the
 // 8 from 2·x0.
@@ -70,9 +45,9 @@ fn row(ky: u32, wb: u32, l: f32, va: vec4<f32>, vb: vec4<f32>) {
     if (SG < 6u && lane_id + SG < 6u) {
         r1 = weights[wb + ky * 6u + SG + lane_id];
     }
-    tap(vec4(l, va.y, va.w, vb.y), wt(0u, r0, r1), wt(1u, r0, r1));
-    tap(vec4(va.x, va.z, vb.x, vb.z), wt(2u, r0, r1), wt(3u, r0, r1));
-    tap(vec4(va.y, va.w, vb.y, vb.w), wt(4u, r0, r1), wt(5u, r0, r1));
+    sg_fma(vec4(l, va.y, va.w, vb.y), sg_wt(0u, r0, r1), sg_wt(1u, r0, r1));
+    sg_fma(vec4(va.x, va.z, vb.x, vb.z), sg_wt(2u, r0, r1), sg_wt(3u, r0, r1));
+    sg_fma(vec4(va.y, va.w, vb.y, vb.w), sg_wt(4u, r0, r1), sg_wt(5u, r0, r1));
 }
 
 // Kernel row `ky` on the input row at vec4 `i` (`ok`: whether it exists): the lane's two vec4s,
@@ -88,27 +63,6 @@ fn krow(ky: u32, wb: u32, i: u32, ok: bool) {
         }
     }
     row(ky, wb, l, va, vb);
-}
-
-fn store(n: u32, co: u32, oy: u32, ox0: u32, v_in: vec4<f32>) {
-    if (co >= p.cout) {
-        return;
-    }
-    let base = ((n * p.cout + co) * p.oh + oy) * p.ow;
-    let a = bitcast<f32>(p.act_a);
-    let b = bitcast<f32>(p.act_b);
-    let bias = aux[co];
-    let s = aux[p.slope_off + select(0u, co, p.slope_per_ch == 1u)];
-    for (var j = 0u; j < 4u; j++) {
-        let ox = ox0 + j;
-        if (ox < p.ow) {
-            var v = v_in[j] + bias;
-            if (p.has_add == 1u) {
-                v += addend[base + ox];
-            }
-            dst[base + ox] = apply_act(v, p.act, a, b, s);
-        }
-    }
 }
 
 @compute @workgroup_size(SG, 1, 1)
@@ -160,12 +114,7 @@ fn main(
         return;
     }
     let co = g * 8u;
-    store(n, co, oy, ox0, vec4(a0.x, a1.x, a2.x, a3.x));
-    store(n, co + 1u, oy, ox0, vec4(a0.y, a1.y, a2.y, a3.y));
-    store(n, co + 2u, oy, ox0, vec4(a0.z, a1.z, a2.z, a3.z));
-    store(n, co + 3u, oy, ox0, vec4(a0.w, a1.w, a2.w, a3.w));
-    store(n, co + 4u, oy, ox0, vec4(b0.x, b1.x, b2.x, b3.x));
-    store(n, co + 5u, oy, ox0, vec4(b0.y, b1.y, b2.y, b3.y));
-    store(n, co + 6u, oy, ox0, vec4(b0.z, b1.z, b2.z, b3.z));
-    store(n, co + 7u, oy, ox0, vec4(b0.w, b1.w, b2.w, b3.w));
+    for (var k = 0u; k < 8u; k++) {
+        store_px4(n, co + k, oy, ox0, sg_channel(k));
+    }
 }

@@ -32,31 +32,6 @@ override SG: u32 = 8u;
 // Invocations along x per subgroup row (a power of two, at most SG).
 override XB: u32 = 8u;
 
-var<private> a0: vec4<f32>;
-var<private> a1: vec4<f32>;
-var<private> a2: vec4<f32>;
-var<private> a3: vec4<f32>;
-var<private> b0: vec4<f32>;
-var<private> b1: vec4<f32>;
-var<private> b2: vec4<f32>;
-var<private> b3: vec4<f32>;
-
-// Weight vec4 `q` (0–7) of the chunk: lane q % SG of r0 (q < SG) or r1.
-fn wt(q: u32, r0: vec4<f32>, r1: vec4<f32>) -> vec4<f32> {
-    return subgroupShuffle(select(r1, r0, q < SG), q % SG);
-}
-
-// One input channel: the 4 input values `x` times the 8 channels' weights `w0` (0–3), `w1`.
-fn chan(x: vec4<f32>, w0: vec4<f32>, w1: vec4<f32>) {
-    a0 = fma(vec4(x.x), w0, a0);
-    a1 = fma(vec4(x.y), w0, a1);
-    a2 = fma(vec4(x.z), w0, a2);
-    a3 = fma(vec4(x.w), w0, a3);
-    b0 = fma(vec4(x.x), w1, b0);
-    b1 = fma(vec4(x.y), w1, b1);
-    b2 = fma(vec4(x.z), w1, b2);
-    b3 = fma(vec4(x.w), w1, b3);
-}
 
 // Output channel `co` of input pixels ix0..ix0 + 3 of row iy at tap (ty, tx).
 fn store(n: u32, co: u32, iy: u32, ix0: u32, ty: u32, tx: u32, v: vec4<f32>) {
@@ -117,27 +92,22 @@ fn main(
         }
         wb += 8u;
         let i = plane0 + c * hw4;
-        chan(select(vec4(0.0), src[i], ok), wt(0u, r0, r1), wt(1u, r0, r1));
+        sg_fma(select(vec4(0.0), src[i], ok), sg_wt(0u, r0, r1), sg_wt(1u, r0, r1));
         if (c + 1u < p.cin) {
-            chan(select(vec4(0.0), src[i + hw4], ok), wt(2u, r0, r1), wt(3u, r0, r1));
+            sg_fma(select(vec4(0.0), src[i + hw4], ok), sg_wt(2u, r0, r1), sg_wt(3u, r0, r1));
         }
         if (c + 2u < p.cin) {
-            chan(select(vec4(0.0), src[i + 2u * hw4], ok), wt(4u, r0, r1), wt(5u, r0, r1));
+            sg_fma(select(vec4(0.0), src[i + 2u * hw4], ok), sg_wt(4u, r0, r1), sg_wt(5u, r0, r1));
         }
         if (c + 3u < p.cin) {
-            chan(select(vec4(0.0), src[i + 3u * hw4], ok), wt(6u, r0, r1), wt(7u, r0, r1));
+            sg_fma(select(vec4(0.0), src[i + 3u * hw4], ok), sg_wt(6u, r0, r1), sg_wt(7u, r0, r1));
         }
     }
     if (!ok) {
         return;
     }
     let co = g * 8u;
-    store(n, co, iy, ix0, ty, tx, vec4(a0.x, a1.x, a2.x, a3.x));
-    store(n, co + 1u, iy, ix0, ty, tx, vec4(a0.y, a1.y, a2.y, a3.y));
-    store(n, co + 2u, iy, ix0, ty, tx, vec4(a0.z, a1.z, a2.z, a3.z));
-    store(n, co + 3u, iy, ix0, ty, tx, vec4(a0.w, a1.w, a2.w, a3.w));
-    store(n, co + 4u, iy, ix0, ty, tx, vec4(b0.x, b1.x, b2.x, b3.x));
-    store(n, co + 5u, iy, ix0, ty, tx, vec4(b0.y, b1.y, b2.y, b3.y));
-    store(n, co + 6u, iy, ix0, ty, tx, vec4(b0.z, b1.z, b2.z, b3.z));
-    store(n, co + 7u, iy, ix0, ty, tx, vec4(b0.w, b1.w, b2.w, b3.w));
+    for (var k = 0u; k < 8u; k++) {
+        store(n, co + k, iy, ix0, ty, tx, sg_channel(k));
+    }
 }
