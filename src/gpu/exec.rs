@@ -225,16 +225,7 @@ impl Plan {
             });
         }
         let _guard = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let readback = if bytes <= self.readback.size() {
-            self.readback.clone()
-        } else {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback (all tensors)"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        };
+        let readback = readback_for(&self.device, &self.readback, bytes);
         scoped_async(&self.device, "running the plan", || {
             let (packed, padded);
             let input_bytes: &[u8] = match self.input_quant {
@@ -255,56 +246,20 @@ impl Plan {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("wunet inference"),
                 });
-            match timing.map(|t| t.mode) {
-                Some(TimingMode::PassPerDispatch) => {
-                    let qs = &timing.expect("timing").queries;
-                    for (i, s) in self.steps.iter().enumerate() {
-                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some(&s.label),
-                            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                                query_set: qs,
-                                beginning_of_pass_write_index: Some(2 * i as u32),
-                                end_of_pass_write_index: Some(2 * i as u32 + 1),
-                            }),
-                        });
-                        self.dispatch(&mut pass, s);
-                    }
-                }
-                mode => {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("u-net"),
-                        timestamp_writes: None,
-                    });
-                    let qs = (mode == Some(TimingMode::InsidePass))
-                        .then(|| &timing.expect("timing").queries);
-                    for (i, s) in self.steps.iter().enumerate() {
-                        if let Some(qs) = qs {
-                            pass.write_timestamp(qs, i as u32);
-                        }
-                        self.dispatch(&mut pass, s);
-                    }
-                    if let Some(qs) = qs {
-                        pass.write_timestamp(qs, self.steps.len() as u32);
-                    }
-                }
-            }
-            enc.copy_buffer_to_buffer(&self.arena, offset, &readback, 0, bytes);
-            if let Some(t) = timing {
-                enc.resolve_query_set(&t.queries, 0..t.queries.count(), &t.resolve, 0);
-                enc.copy_buffer_to_buffer(&t.resolve, 0, &t.read, 0, t.read.size());
-            }
+            record_run(
+                &mut enc,
+                "u-net",
+                self.steps.len(),
+                &|i| &self.steps[i].label,
+                &|pass, i| self.dispatch(pass, &self.steps[i]),
+                timing,
+                (&self.arena, offset, &readback, bytes),
+            );
             self.queue.submit([enc.finish()]);
             self.submits.fetch_add(1, Ordering::Relaxed);
         })
         .await?;
-        let mut bufs = vec![(readback.clone(), bytes)];
-        if let Some(t) = timing {
-            bufs.push((t.read.clone(), t.read.size()));
-        }
-        let mut out = map_read_async(&self.device, &bufs).await?;
-        let ticks = timing
-            .map(|_| bytemuck::pod_collect_to_vec::<u8, u64>(&out.pop().expect("timestamps")));
-        Ok((out.swap_remove(0), ticks))
+        read_run(&self.device, &readback, bytes, timing).await
     }
 
     fn dispatch(&self, pass: &mut wgpu::ComputePass<'_>, s: &super::Step) {
@@ -312,6 +267,91 @@ impl Plan {
         pass.set_bind_group(0, &s.bind_group, &[]);
         pass.dispatch_workgroups(s.workgroups[0], s.workgroups[1], s.workgroups[2]);
     }
+}
+
+/// The readback buffer for `bytes`: the plan's own where it is big enough, else a new one (a
+/// run that keeps every tensor).
+pub(crate) fn readback_for(device: &wgpu::Device, kept: &wgpu::Buffer, bytes: u64) -> wgpu::Buffer {
+    if bytes <= kept.size() {
+        return kept.clone();
+    }
+    device.create_buffer(&wgpu::BufferDescriptor {
+        label: Some("readback (all tensors)"),
+        size: bytes,
+        usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+        mapped_at_creation: false,
+    })
+}
+
+/// One run's `n` dispatches recorded into `enc` (the float, int8 and graph plans share it): one
+/// compute pass named `pass`, with a timestamp before each dispatch and after the last where
+/// `timing` is inside passes, or one pass per dispatch (`label(i)`) where the device times pass
+/// boundaries only; then the copy of `bytes` at `offset` of the arena into `readback`, and the
+/// timestamps resolved for reading.
+pub(crate) fn record_run<'a>(
+    enc: &mut wgpu::CommandEncoder,
+    pass: &str,
+    n: usize,
+    label: &dyn Fn(usize) -> &'a str,
+    dispatch: &dyn Fn(&mut wgpu::ComputePass<'_>, usize),
+    timing: Option<&Timing>,
+    (arena, offset, readback, bytes): (&wgpu::Buffer, u64, &wgpu::Buffer, u64),
+) {
+    match timing.map(|t| t.mode) {
+        Some(TimingMode::PassPerDispatch) => {
+            let qs = &timing.expect("timing").queries;
+            for i in 0..n {
+                let mut p = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                    label: Some(label(i)),
+                    timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
+                        query_set: qs,
+                        beginning_of_pass_write_index: Some(2 * i as u32),
+                        end_of_pass_write_index: Some(2 * i as u32 + 1),
+                    }),
+                });
+                dispatch(&mut p, i);
+            }
+        }
+        mode => {
+            let mut p = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
+                label: Some(pass),
+                timestamp_writes: None,
+            });
+            let qs =
+                (mode == Some(TimingMode::InsidePass)).then(|| &timing.expect("timing").queries);
+            for i in 0..n {
+                if let Some(qs) = qs {
+                    p.write_timestamp(qs, i as u32);
+                }
+                dispatch(&mut p, i);
+            }
+            if let Some(qs) = qs {
+                p.write_timestamp(qs, n as u32);
+            }
+        }
+    }
+    enc.copy_buffer_to_buffer(arena, offset, readback, 0, bytes);
+    if let Some(t) = timing {
+        enc.resolve_query_set(&t.queries, 0..t.queries.count(), &t.resolve, 0);
+        enc.copy_buffer_to_buffer(&t.resolve, 0, &t.read, 0, t.read.size());
+    }
+}
+
+/// A submitted run's `bytes` of `readback`, and its raw timestamps where it was timed.
+pub(crate) async fn read_run(
+    device: &wgpu::Device,
+    readback: &wgpu::Buffer,
+    bytes: u64,
+    timing: Option<&Timing>,
+) -> Result<(Vec<u8>, Option<Vec<u64>>)> {
+    let mut bufs = vec![(readback.clone(), bytes)];
+    if let Some(t) = timing {
+        bufs.push((t.read.clone(), t.read.size()));
+    }
+    let mut out = map_read_async(device, &bufs).await?;
+    let ticks =
+        timing.map(|_| bytemuck::pod_collect_to_vec::<u8, u64>(&out.pop().expect("timestamps")));
+    Ok((out.swap_remove(0), ticks))
 }
 
 /// Map each `(buffer, bytes)` for reading, wait, and copy the bytes out. Native code polls the

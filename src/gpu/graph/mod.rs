@@ -26,8 +26,8 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
-use super::exec::map_read_async;
-use super::{buffer_with, scoped_async, TimingMode};
+use super::exec::{read_run, readback_for, record_run};
+use super::{buffer_with, scoped_async};
 use crate::gpu::exec::Timing;
 use crate::graph::{fuse, LayerGraph, Shaped};
 use crate::plan::{place_by_size, MemoryPlan, ARENA_ALIGN};
@@ -697,16 +697,7 @@ impl GraphPlan {
             });
         }
         let _guard = self.run_lock.lock().unwrap_or_else(|e| e.into_inner());
-        let readback = if bytes <= self.readback.size() {
-            self.readback.clone()
-        } else {
-            self.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("graph readback (all tensors)"),
-                size: bytes,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
-        };
+        let readback = readback_for(&self.device, &self.readback, bytes);
         scoped_async(&self.device, "running the graph plan", || {
             self.queue.write_buffer(
                 &self.arena,
@@ -718,56 +709,20 @@ impl GraphPlan {
                 .create_command_encoder(&wgpu::CommandEncoderDescriptor {
                     label: Some("wunet graph inference"),
                 });
-            match timing.map(|t| t.mode) {
-                Some(TimingMode::PassPerDispatch) => {
-                    let qs = &timing.expect("timing").queries;
-                    for (i, s) in self.steps.iter().enumerate() {
-                        let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                            label: Some(&s.label),
-                            timestamp_writes: Some(wgpu::ComputePassTimestampWrites {
-                                query_set: qs,
-                                beginning_of_pass_write_index: Some(2 * i as u32),
-                                end_of_pass_write_index: Some(2 * i as u32 + 1),
-                            }),
-                        });
-                        s.dispatch(&mut pass);
-                    }
-                }
-                mode => {
-                    let mut pass = enc.begin_compute_pass(&wgpu::ComputePassDescriptor {
-                        label: Some("graph"),
-                        timestamp_writes: None,
-                    });
-                    let qs = (mode == Some(TimingMode::InsidePass))
-                        .then(|| &timing.expect("timing").queries);
-                    for (i, s) in self.steps.iter().enumerate() {
-                        if let Some(qs) = qs {
-                            pass.write_timestamp(qs, i as u32);
-                        }
-                        s.dispatch(&mut pass);
-                    }
-                    if let Some(qs) = qs {
-                        pass.write_timestamp(qs, self.steps.len() as u32);
-                    }
-                }
-            }
-            enc.copy_buffer_to_buffer(&self.arena, offset, &readback, 0, bytes);
-            if let Some(t) = timing {
-                enc.resolve_query_set(&t.queries, 0..t.queries.count(), &t.resolve, 0);
-                enc.copy_buffer_to_buffer(&t.resolve, 0, &t.read, 0, t.read.size());
-            }
+            record_run(
+                &mut enc,
+                "graph",
+                self.steps.len(),
+                &|i| &self.steps[i].label,
+                &|pass, i| self.steps[i].dispatch(pass),
+                timing,
+                (&self.arena, offset, &readback, bytes),
+            );
             self.queue.submit([enc.finish()]);
             self.submits.fetch_add(1, Ordering::Relaxed);
         })
         .await?;
-        let mut bufs = vec![(readback, bytes)];
-        if let Some(t) = timing {
-            bufs.push((t.read.clone(), t.read.size()));
-        }
-        let mut out = map_read_async(&self.device, &bufs).await?;
-        let ticks = timing
-            .map(|_| bytemuck::pod_collect_to_vec::<u8, u64>(&out.pop().expect("timestamps")));
-        Ok((out.swap_remove(0), ticks))
+        read_run(&self.device, &readback, bytes, timing).await
     }
 }
 
