@@ -28,6 +28,9 @@ pub(crate) const MR: usize = 4;
 const NR: usize = 48;
 #[cfg(target_arch = "wasm32")]
 const NR: usize = 8;
+/// Columns of the kernel for panels of at most two rows: 8 vectors of 16.
+#[cfg(target_arch = "x86_64")]
+const NR_WIDE: usize = 128;
 /// Columns per task.
 pub(crate) const TILE: usize = 10 * NR;
 /// K per chunk: B rows of a chunk over a tile stay in L2.
@@ -146,6 +149,26 @@ pub(crate) unsafe fn gemm_task(
             let rows = MR.min(i1 - rb);
             let a = p.a.as_ptr().add(p.panel_at(rb / MR, k0));
             let bias = (k0 == 0).then(|| p.bias.as_ptr().add(rb));
+            // A panel of one or two rows (a head with few classes, or a ragged last panel)
+            // would use 1/8 or 2/8 of the 8 × 48 kernel's multiplies: it gets a wide one.
+            #[cfg(target_arch = "x86_64")]
+            if rows <= 2 {
+                for j in (0..cols).step_by(NR_WIDE) {
+                    x86_64::kernel_2x128(
+                        kc,
+                        a,
+                        &b[k0..k0 + kc],
+                        j,
+                        NR_WIDE.min(cols - j),
+                        c.add(rb * ldc + j),
+                        ldc,
+                        rows,
+                        bias,
+                        relu && last,
+                    );
+                }
+                continue;
+            }
             for j in (0..cols).step_by(NR) {
                 micro_kernel(
                     kc,
@@ -231,6 +254,64 @@ mod x86_64 {
                     _mm512_max_ps(acc[3 * r + v], zero)
                 } else {
                     acc[3 * r + v]
+                };
+                _mm512_mask_storeu_ps(c.add(r * ldc + 16 * v), m[v], o);
+            }
+        }
+    }
+
+    /// Rows `0..rows` (≤ 2) × columns `j..j + cols` (≤ 128): 16 accumulators, per k 8 loads of
+    /// B and 2 broadcasts of A (A's panels still hold `MR` rows per k). Otherwise as
+    /// `kernel_8x48`.
+    ///
+    /// # Safety
+    /// As `kernel_8x48`, with `cols` ≤ 128 and `rows` ≤ 2.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn kernel_2x128(
+        kc: usize,
+        a: *const f32,
+        b: &[*const f32],
+        j: usize,
+        cols: usize,
+        c: *mut f32,
+        ldc: usize,
+        rows: usize,
+        bias: Option<*const f32>,
+        relu: bool,
+    ) {
+        debug_assert!(rows <= 2 && cols <= 128 && b.len() == kc);
+        let mut m = [0u16; 8];
+        for (v, m) in m.iter_mut().enumerate() {
+            let n = cols.saturating_sub(16 * v).min(16);
+            *m = ((1u32 << n) - 1) as u16;
+        }
+        let mut acc = [_mm512_setzero_ps(); 16];
+        for r in 0..rows {
+            for v in 0..8 {
+                acc[8 * r + v] = match bias {
+                    Some(bp) => _mm512_set1_ps(*bp.add(r)),
+                    None => _mm512_maskz_loadu_ps(m[v], c.add(r * ldc + 16 * v)),
+                };
+            }
+        }
+        for (kk, &row) in b.iter().enumerate() {
+            let p = row.add(j);
+            let w0 = _mm512_set1_ps(*a.add(kk * MR));
+            let w1 = _mm512_set1_ps(*a.add(kk * MR + 1));
+            for v in 0..8 {
+                let x = _mm512_maskz_loadu_ps(m[v], p.add(16 * v));
+                acc[v] = _mm512_fmadd_ps(w0, x, acc[v]);
+                acc[8 + v] = _mm512_fmadd_ps(w1, x, acc[8 + v]);
+            }
+        }
+        let zero = _mm512_setzero_ps();
+        for r in 0..rows {
+            for v in 0..8 {
+                let o = if relu {
+                    _mm512_max_ps(acc[8 * r + v], zero)
+                } else {
+                    acc[8 * r + v]
                 };
                 _mm512_mask_storeu_ps(c.add(r * ldc + 16 * v), m[v], o);
             }

@@ -506,14 +506,18 @@ pub(crate) fn conv2d_direct(
     let tiles = ncols.div_ceil(TILE);
     let mb = crate::cpu::row_block(cout, tiles, MR);
     let blocks = cout.div_ceil(mb);
-    let mut padded = buffers::scratch(0);
+    let mut padded = if direct_input {
+        Vec::new()
+    } else {
+        buffers::scratch(cin * phases.len() * plane + slack)
+    };
     let np = phases.len();
     for n in 0..nb {
         let src: &[f32] = if direct_input {
             &x.data[n * cin * h * w..(n + 1) * cin * h * w]
         } else {
-            padded.clear();
-            padded.resize(cin * np * plane + slack, 0.0);
+            // Recycled: its borders (and slack) must be zero again.
+            padded.fill(0.0);
             // The parts' channels one after another: a concatenation costs nothing more.
             let srcs: Vec<(&Tensor, usize)> = parts
                 .iter()

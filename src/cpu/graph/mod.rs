@@ -392,7 +392,7 @@ mod tests {
             ([4, 4], [1, 1, 1, 1], [1, 1], [4, 4]),
         ];
         for (case, &(k, pads, dil, strides)) in cases.iter().enumerate() {
-            let (cin, cout) = (5, 11);
+            let (cin, cout) = (5, 17); // panels of 8, 8 and 1 rows
             let mut g = LayerGraph::default();
             g.input = g.value("x", None);
             let wv = |n: usize, seed: usize| {
