@@ -502,7 +502,7 @@ impl Builder<'_> {
                 if let (Op::Reshape, Some(Some(t))) = (&node.op, ins.get(1)) {
                     let target = self.need_const(Some(*t), "shape")?.as_i64();
                     let same = target.len() == 4
-                        && target.iter().zip(xs).all(|(&t, d)| t == d as i64 || t == 0 || (t == -1 && true));
+                        && target.iter().zip(xs).all(|(&t, d)| t == d as i64 || t == 0 || t == -1);
                     if same && target.iter().filter(|&&t| t == -1).count() <= 1 {
                         return Ok(Val::Tensor(x));
                     }

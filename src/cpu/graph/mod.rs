@@ -379,7 +379,9 @@ mod tests {
     /// GEMM path.
     #[test]
     fn direct_convs_match_the_plain_path() {
-        let cases: &[([usize; 2], [i64; 4], [usize; 2], [usize; 2])] = &[
+        // Kernel, pads, dilation, stride.
+        type Case = ([usize; 2], [i64; 4], [usize; 2], [usize; 2]);
+        let cases: &[Case] = &[
             ([1, 1], [0, 0, 0, 0], [1, 1], [1, 1]),
             ([3, 3], [1, 1, 1, 1], [1, 1], [1, 1]),
             ([3, 3], [2, 2, 2, 2], [2, 2], [1, 1]),
