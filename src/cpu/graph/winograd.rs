@@ -129,7 +129,14 @@ pub(crate) fn conv(parts: &[&Tensor], p: &Wino, [oh, ow]: [usize; 2], epi: &Epil
     let tiles = oh.div_ceil(4) * tiles_x;
     let fit = BAND_BYTES / (36 * 4 * (cin + cout));
     let per = fit.max(MIN_BAND_TILES).min(tiles);
-    let nbands = tiles.div_ceil(per);
+    let mut nbands = tiles.div_ceil(per);
+    // Bands as a multiple of the threads where they run on the threads (5 bands on 2 threads
+    // leave one idle a fifth of the time), unless that makes them narrower than a vector.
+    let threads = rayon::current_num_threads();
+    let even = (nb * nbands).next_multiple_of(threads).div_ceil(nb);
+    if nb * nbands >= 2 * threads && tiles / even >= LANES {
+        nbands = even;
+    }
     let per = tiles.div_ceil(nbands);
     let bands: Vec<Band> = (0..nb)
         .flat_map(|n| {
