@@ -7,7 +7,8 @@ use anyhow::Result;
 
 use wunet::compress::{sparsity, QUNet};
 use wunet::gpu::packed_weight_bytes;
-use wunet::plan::{plan_memory, Graph, Op, ARENA_ALIGN};
+use wunet::graph::{fuse, reference::from_unet};
+use wunet::plan::{plan_memory, Graph, ARENA_ALIGN};
 
 use crate::{load_any, mib, AnyModel};
 
@@ -40,55 +41,15 @@ pub(crate) fn info(model: Option<&Path>, (h, w): (usize, usize), batch: usize) -
     println!("parameters: {params} ({} as f32)", mib(4 * params as u64));
     let g = Graph::build(s, [batch, s.in_channels, h, w], true)?;
     let mem = plan_memory(&g, ARENA_ALIGN);
-    println!("\nlayers at {batch}x{}x{h}x{w}:", s.in_channels);
+    // The layers as the CPU engine runs them: the model's layer graph, fused.
+    let shaped = fuse(from_unet(&m).instantiate([batch, s.in_channels, h, w])?);
     println!(
-        "{:<22} {:<9} {:>22} {:>12} {:>10} {:>9} {:>10}",
-        "layer", "op", "output", "MFLOP", "weights", "precision", "sparsity"
+        "\nlayers at {batch}x{}x{h}x{w} (the layer graph, BatchNorm folded):",
+        s.in_channels
     );
-    for op in &g.ops {
-        let kind = match op {
-            Op::Conv3x3 { b: Some(_), .. } => "conv3x3+",
-            Op::Conv3x3 { .. } => "conv3x3",
-            Op::BnRelu { .. } => "bn+relu",
-            Op::MaxPool { .. } => "maxpool",
-            Op::UpConv { .. } => "upconv",
-            Op::Resize { .. } => "resize",
-            Op::Head { .. } => "conv1x1",
-        };
-        let weights = match op {
-            Op::Conv3x3 { conv, .. } => Some(&conv.weights(&m).0.weight),
-            Op::UpConv { level, .. } => Some(&m.ups[*level].up.weight),
-            Op::Head { .. } => Some(&m.head.weight),
-            _ => None,
-        };
-        let (count, prec, sp) = match weights {
-            Some(w) => (
-                w.len().to_string(),
-                "f32",
-                format!("{:.1} %", 100.0 * sparsity(w)),
-            ),
-            None => (String::new(), "", String::new()),
-        };
-        let [n, c, oh, ow] = g.shapes[op.output()];
-        println!(
-            "{:<22} {:<9} {:>22} {:>12.1} {:>10} {:>9} {:>10}",
-            op.label(),
-            kind,
-            format!("{n}x{c}x{oh}x{ow}"),
-            g.flops(op) as f64 / 1e6,
-            count,
-            prec,
-            sp
-        );
-    }
-    println!("(conv3x3+ reads the skip and the upsampled tensor in place: no concatenation)");
+    crate::info_graph::layer_table(&shaped);
     println!(
-        "\nFLOPs: {:.3} G ({} dispatches)",
-        g.total_flops() as f64 / 1e9,
-        g.ops.len()
-    );
-    println!(
-        "activation memory: {} planned (sum of all tensors {}, input {}, output {})",
+        "activation memory: {} planned for the GPU (sum of all tensors {}, input {}, output {})",
         mib(mem.arena_bytes),
         mib(g.total_tensor_bytes()),
         mib(g.bytes(g.input)),

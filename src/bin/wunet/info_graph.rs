@@ -4,7 +4,7 @@
 
 use anyhow::Result;
 
-use wunet::graph::{fuse, LayerGraph};
+use wunet::graph::{fuse, Layer, LayerGraph, Shaped};
 
 use crate::mib;
 
@@ -30,31 +30,44 @@ pub(crate) fn info_graph(g: &LayerGraph, (h, w): (usize, usize), batch: usize) -
     }
     let [n, c, oh, ow] = s.shapes[s.output];
     println!("\nlayers at {}x{cin}x{h}x{w} → {n}x{c}x{oh}x{ow} (BatchNorm, activations and residual adds fused):", shape[0]);
+    layer_table(&s);
+    let total: u64 = (0..s.shapes.len()).map(|t| 4 * s.numel(t) as u64).sum();
+    println!("activations: {} in all tensors", mib(total));
+    Ok(())
+}
+
+/// Per layer of `s`: the op, output shape, FLOPs, parameters and, for convs, the share of zero
+/// weights (pruned models); then the FLOPs in all and in convs.
+pub(crate) fn layer_table(s: &Shaped) {
     println!(
-        "{:<40} {:<26} {:>18} {:>12} {:>10}",
-        "layer (first node)", "op", "output", "MFLOP", "params"
+        "{:<40} {:<26} {:>18} {:>12} {:>10} {:>9}",
+        "layer (first node)", "op", "output", "MFLOP", "params", "sparsity"
     );
     for (l, name) in s.layers.iter().zip(&s.names) {
         let [n, c, oh, ow] = s.shapes[l.output()];
         let p = s.params(l);
+        let sparsity = match l {
+            Layer::Conv { w, .. } | Layer::ConvTranspose { w, .. } => {
+                let d = &s.weights[*w].data;
+                let zeros = d.iter().filter(|&&v| v == 0.0).count();
+                format!("{:.1} %", 100.0 * zeros as f64 / d.len().max(1) as f64)
+            }
+            _ => String::new(),
+        };
         println!(
-            "{:<40} {:<26} {:>18} {:>12.1} {:>10}",
+            "{:<40} {:<26} {:>18} {:>12.1} {:>10} {:>9}",
             trim(name, 40),
             l.kind(),
             format!("{n}x{c}x{oh}x{ow}"),
             s.flops(l) as f64 / 1e6,
-            if p > 0 { p.to_string() } else { String::new() }
+            if p > 0 { p.to_string() } else { String::new() },
+            sparsity
         );
     }
     let conv: u64 = s
         .layers
         .iter()
-        .filter(|l| {
-            matches!(
-                l,
-                wunet::graph::Layer::Conv { .. } | wunet::graph::Layer::ConvTranspose { .. }
-            )
-        })
+        .filter(|l| matches!(l, Layer::Conv { .. } | Layer::ConvTranspose { .. }))
         .map(|l| s.flops(l))
         .sum();
     println!(
@@ -63,9 +76,6 @@ pub(crate) fn info_graph(g: &LayerGraph, (h, w): (usize, usize), batch: usize) -
         conv as f64 / 1e9,
         s.layers.len()
     );
-    let total: u64 = (0..s.shapes.len()).map(|t| 4 * s.numel(t) as u64).sum();
-    println!("activations: {} in all tensors", mib(total));
-    Ok(())
 }
 
 /// The last `n` characters of a long node name.

@@ -115,6 +115,35 @@ struct Layer<'a> {
     out: SendPtr<f32>,
 }
 
+/// The bands of a layer of `tiles` tiles per image, `nb` images and `channels` input and output
+/// channels together, on `threads` threads: every tile of every image in exactly one band, no
+/// band empty; and the most tiles in a band.
+fn bands(nb: usize, tiles: usize, channels: usize, threads: usize) -> (Vec<Band>, usize) {
+    let fit = BAND_BYTES / (36 * 4 * channels);
+    let per = fit.max(MIN_BAND_TILES).min(tiles);
+    let mut nbands = tiles.div_ceil(per);
+    // Bands as a multiple of the threads where they run on the threads (5 bands on 2 threads
+    // leave one idle a fifth of the time), unless that makes them narrower than a vector.
+    let even = (nb * nbands).next_multiple_of(threads).div_ceil(nb);
+    if nb * nbands >= 2 * threads && tiles / even >= LANES {
+        nbands = even;
+    }
+    let per = tiles.div_ceil(nbands);
+    let bands = (0..nb)
+        .flat_map(|n| {
+            // Rounding the band count up can leave the last bands without tiles.
+            (0..nbands)
+                .map(move |b| Band {
+                    n,
+                    t0: b * per,
+                    t1: ((b + 1) * per).min(tiles),
+                })
+                .filter(|b| b.t0 < b.t1)
+        })
+        .collect();
+    (bands, per)
+}
+
 /// `act(conv3x3(parts) + bias + add)` through Winograd, output `oh × ow` (the parts' channels
 /// one after another: a concatenation read in place).
 pub(crate) fn conv(parts: &[&Tensor], p: &Wino, [oh, ow]: [usize; 2], epi: &Epilogue) -> Tensor {
@@ -127,26 +156,7 @@ pub(crate) fn conv(parts: &[&Tensor], p: &Wino, [oh, ow]: [usize; 2], epi: &Epil
     let (cin, cout) = (p.cin(), p.cout());
     let tiles_x = ow.div_ceil(4);
     let tiles = oh.div_ceil(4) * tiles_x;
-    let fit = BAND_BYTES / (36 * 4 * (cin + cout));
-    let per = fit.max(MIN_BAND_TILES).min(tiles);
-    let mut nbands = tiles.div_ceil(per);
-    // Bands as a multiple of the threads where they run on the threads (5 bands on 2 threads
-    // leave one idle a fifth of the time), unless that makes them narrower than a vector.
-    let threads = rayon::current_num_threads();
-    let even = (nb * nbands).next_multiple_of(threads).div_ceil(nb);
-    if nb * nbands >= 2 * threads && tiles / even >= LANES {
-        nbands = even;
-    }
-    let per = tiles.div_ceil(nbands);
-    let bands: Vec<Band> = (0..nb)
-        .flat_map(|n| {
-            (0..nbands).map(move |b| Band {
-                n,
-                t0: b * per,
-                t1: ((b + 1) * per).min(tiles),
-            })
-        })
-        .collect();
+    let (bands, per) = bands(nb, tiles, cin + cout, rayon::current_num_threads());
     // Rows of V and M start on cache lines: the GEMM's vector loads of V never split one.
     let tb = per.next_multiple_of(LANES);
     // The tiles cover every output pixel.
@@ -621,6 +631,32 @@ impl std::ops::Mul<f32> for V16 {
 mod tests {
     use super::*;
     use crate::graph::Act;
+
+    /// Every tile in exactly one band, no band empty, for layer sizes around the rounding
+    /// (a 726 × 726 layer on 2 threads once got empty bands whose width underflowed).
+    #[test]
+    fn bands_cover_every_tile_once() {
+        for threads in [1, 2, 3, 4, 8] {
+            for nb in [1, 2, 3] {
+                for tiles in (1..400).chain([33124, 4096, 1025]) {
+                    for channels in [32, 128, 1024] {
+                        let (bands, per) = bands(nb, tiles, channels, threads);
+                        let mut seen = vec![0u8; nb * tiles];
+                        for b in &bands {
+                            assert!(b.t0 < b.t1 && b.t1 - b.t0 <= per && b.t1 <= tiles);
+                            for t in b.t0..b.t1 {
+                                seen[b.n * tiles + t] += 1;
+                            }
+                        }
+                        assert!(
+                            seen.iter().all(|&c| c == 1),
+                            "{nb} images, {tiles} tiles, {threads} threads"
+                        );
+                    }
+                }
+            }
+        }
+    }
 
     /// The AVX-512 shuffles against the plain Rust that the wasm build runs.
     #[test]
