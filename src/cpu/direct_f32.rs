@@ -121,6 +121,21 @@ pub(crate) unsafe fn gemm_task(
     unreachable!("the direct float32 engine runs with AVX-512 or wasm simd128 only")
 }
 
+/// A micro-kernel: (kc, A panel, B rows, first column, columns, C, ldc, rows, bias, ReLU).
+#[allow(dead_code)]
+type Kernel = unsafe fn(
+    usize,
+    *const f32,
+    &[*const f32],
+    usize,
+    usize,
+    *mut f32,
+    usize,
+    usize,
+    Option<*const f32>,
+    bool,
+);
+
 #[cfg(target_arch = "x86_64")]
 use x86_64::kernel_8x48 as micro_kernel;
 
@@ -152,30 +167,20 @@ pub(crate) unsafe fn gemm_task(
             // A panel of one or two rows (a head with few classes, or a ragged last panel)
             // would use 1/8 or 2/8 of the 8 × 48 kernel's multiplies: it gets a wide one.
             #[cfg(target_arch = "x86_64")]
-            if rows <= 2 {
-                for j in (0..cols).step_by(NR_WIDE) {
-                    x86_64::kernel_2x128(
-                        kc,
-                        a,
-                        &b[k0..k0 + kc],
-                        j,
-                        NR_WIDE.min(cols - j),
-                        c.add(rb * ldc + j),
-                        ldc,
-                        rows,
-                        bias,
-                        relu && last,
-                    );
-                }
-                continue;
-            }
-            for j in (0..cols).step_by(NR) {
-                micro_kernel(
+            let (kernel, width): (Kernel, usize) = if rows <= 2 {
+                (x86_64::kernel_2x128, NR_WIDE)
+            } else {
+                (micro_kernel, NR)
+            };
+            #[cfg(not(target_arch = "x86_64"))]
+            let (kernel, width): (Kernel, usize) = (micro_kernel, NR);
+            for j in (0..cols).step_by(width) {
+                kernel(
                     kc,
                     a,
                     &b[k0..k0 + kc],
                     j,
-                    NR.min(cols - j),
+                    width.min(cols - j),
                     c.add(rb * ldc + j),
                     ldc,
                     rows,
