@@ -137,7 +137,7 @@ type Kernel = unsafe fn(
 );
 
 #[cfg(target_arch = "x86_64")]
-use x86_64::kernel_8x48 as micro_kernel;
+use x86_64::kernel;
 
 #[cfg(all(target_arch = "wasm32", target_feature = "simd128"))]
 use wasm32::kernel_4x8 as micro_kernel;
@@ -167,15 +167,15 @@ pub(crate) unsafe fn gemm_task(
             // A panel of one or two rows (a head with few classes, or a ragged last panel)
             // would use 1/8 or 2/8 of the 8 × 48 kernel's multiplies: it gets a wide one.
             #[cfg(target_arch = "x86_64")]
-            let (kernel, width): (Kernel, usize) = if rows <= 2 {
-                (x86_64::kernel_2x128, NR_WIDE)
+            let (micro, width): (Kernel, usize) = if rows <= 2 {
+                (kernel::<2, 8>, NR_WIDE)
             } else {
-                (micro_kernel, NR)
+                (kernel::<MR, 3>, NR)
             };
             #[cfg(not(target_arch = "x86_64"))]
-            let (kernel, width): (Kernel, usize) = (micro_kernel, NR);
+            let (micro, width): (Kernel, usize) = (micro_kernel, NR);
             for j in (0..cols).step_by(width) {
-                kernel(
+                micro(
                     kc,
                     a,
                     &b[k0..k0 + kc],
@@ -195,19 +195,21 @@ pub(crate) unsafe fn gemm_task(
 
 #[cfg(target_arch = "x86_64")]
 mod x86_64 {
-    use super::{MR, NR};
+    use super::MR;
     use std::arch::x86_64::*;
 
-    /// Rows `0..rows` (≤ 8) × columns `j..j + cols` (≤ 48) of the output: 24 accumulators,
-    /// per k 3 loads of B and 8 broadcasts of A. Starts from `bias` (first K chunk) or from the
+    /// Rows `0..rows` (≤ R) × columns `j..j + cols` (≤ 16 V) of the output in R × V
+    /// accumulators: per k, V loads of B and R broadcasts of A (whose panels hold `MR` rows
+    /// per k). 8 × 3 for full panels; 2 × 8 for panels of one or two rows (the 8 × 48 form
+    /// would waste 6/8 of its multiplies). Starts from `bias` (first K chunk) or from the
     /// output (later chunks); ReLU on the store if `relu`.
     ///
     /// # Safety
-    /// AVX-512 F; `a` holds `kc × 8` floats; every `b[k] + j` readable for `cols` floats; `c`
+    /// AVX-512 F; `a` holds `kc × MR` floats; every `b[k] + j` readable for `cols` floats; `c`
     /// writable for `rows` rows of stride `ldc` and `cols` columns.
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn kernel_8x48(
+    pub(super) unsafe fn kernel<const R: usize, const V: usize>(
         kc: usize,
         a: *const f32,
         b: &[*const f32],
@@ -219,82 +221,16 @@ mod x86_64 {
         bias: Option<*const f32>,
         relu: bool,
     ) {
-        debug_assert!(rows <= MR && cols <= NR && b.len() == kc);
-        let mask = |v: usize| -> __mmask16 {
-            let n = cols.saturating_sub(16 * v).min(16);
-            ((1u32 << n) - 1) as u16
-        };
-        let m = [mask(0), mask(1), mask(2)];
-        let mut acc = [_mm512_setzero_ps(); 3 * MR];
-        for r in 0..rows {
-            for v in 0..3 {
-                acc[3 * r + v] = match bias {
-                    Some(bp) => _mm512_set1_ps(*bp.add(r)),
-                    None => _mm512_maskz_loadu_ps(m[v], c.add(r * ldc + 16 * v)),
-                };
-            }
-        }
-        for (kk, &row) in b.iter().enumerate() {
-            let p = row.add(j);
-            let x = [
-                _mm512_maskz_loadu_ps(m[0], p),
-                _mm512_maskz_loadu_ps(m[1], p.add(16)),
-                _mm512_maskz_loadu_ps(m[2], p.add(32)),
-            ];
-            let w = a.add(kk * MR);
-            // The weights stream from L3 in the deep layers (megabytes, each used for a few
-            // dozen columns): fetch 16 steps ahead (smp ResNet-18 at 256²: 55 → 48–53 ms).
-            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(MR * 16) as *const i8);
-            for r in 0..MR {
-                let wv = _mm512_set1_ps(*w.add(r));
-                for v in 0..3 {
-                    acc[3 * r + v] = _mm512_fmadd_ps(wv, x[v], acc[3 * r + v]);
-                }
-            }
-        }
-        let zero = _mm512_setzero_ps();
-        for r in 0..rows {
-            for v in 0..3 {
-                let o = if relu {
-                    _mm512_max_ps(acc[3 * r + v], zero)
-                } else {
-                    acc[3 * r + v]
-                };
-                _mm512_mask_storeu_ps(c.add(r * ldc + 16 * v), m[v], o);
-            }
-        }
-    }
-
-    /// Rows `0..rows` (≤ 2) × columns `j..j + cols` (≤ 128): 16 accumulators, per k 8 loads of
-    /// B and 2 broadcasts of A (A's panels still hold `MR` rows per k). Otherwise as
-    /// `kernel_8x48`.
-    ///
-    /// # Safety
-    /// As `kernel_8x48`, with `cols` ≤ 128 and `rows` ≤ 2.
-    #[allow(clippy::too_many_arguments)]
-    #[target_feature(enable = "avx512f")]
-    pub(super) unsafe fn kernel_2x128(
-        kc: usize,
-        a: *const f32,
-        b: &[*const f32],
-        j: usize,
-        cols: usize,
-        c: *mut f32,
-        ldc: usize,
-        rows: usize,
-        bias: Option<*const f32>,
-        relu: bool,
-    ) {
-        debug_assert!(rows <= 2 && cols <= 128 && b.len() == kc);
-        let mut m = [0u16; 8];
+        debug_assert!(R <= MR && rows <= R && cols <= 16 * V && b.len() == kc);
+        let mut m = [0u16; V];
         for (v, m) in m.iter_mut().enumerate() {
             let n = cols.saturating_sub(16 * v).min(16);
             *m = ((1u32 << n) - 1) as u16;
         }
-        let mut acc = [_mm512_setzero_ps(); 16];
-        for r in 0..rows {
-            for v in 0..8 {
-                acc[8 * r + v] = match bias {
+        let mut acc = [[_mm512_setzero_ps(); V]; R];
+        for (r, acc) in acc.iter_mut().enumerate().take(rows) {
+            for (v, acc) in acc.iter_mut().enumerate() {
+                *acc = match bias {
                     Some(bp) => _mm512_set1_ps(*bp.add(r)),
                     None => _mm512_maskz_loadu_ps(m[v], c.add(r * ldc + 16 * v)),
                 };
@@ -302,22 +238,25 @@ mod x86_64 {
         }
         for (kk, &row) in b.iter().enumerate() {
             let p = row.add(j);
-            let w0 = _mm512_set1_ps(*a.add(kk * MR));
-            let w1 = _mm512_set1_ps(*a.add(kk * MR + 1));
-            for v in 0..8 {
-                let x = _mm512_maskz_loadu_ps(m[v], p.add(16 * v));
-                acc[v] = _mm512_fmadd_ps(w0, x, acc[v]);
-                acc[8 + v] = _mm512_fmadd_ps(w1, x, acc[8 + v]);
+            let mut x = [_mm512_setzero_ps(); V];
+            for (v, x) in x.iter_mut().enumerate() {
+                *x = _mm512_maskz_loadu_ps(m[v], p.add(16 * v));
+            }
+            let w = a.add(kk * MR);
+            // The weights stream from L3 in the deep layers (megabytes, each used for a few
+            // dozen columns): fetch 16 steps ahead (smp ResNet-18 at 256²: 55 → 48–53 ms).
+            _mm_prefetch::<_MM_HINT_T0>(w.wrapping_add(MR * 16) as *const i8);
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let wv = _mm512_set1_ps(*w.add(r));
+                for v in 0..V {
+                    acc[v] = _mm512_fmadd_ps(wv, x[v], acc[v]);
+                }
             }
         }
         let zero = _mm512_setzero_ps();
-        for r in 0..rows {
-            for v in 0..8 {
-                let o = if relu {
-                    _mm512_max_ps(acc[8 * r + v], zero)
-                } else {
-                    acc[8 * r + v]
-                };
+        for (r, acc) in acc.iter().enumerate().take(rows) {
+            for (v, &o) in acc.iter().enumerate() {
+                let o = if relu { _mm512_max_ps(o, zero) } else { o };
                 _mm512_mask_storeu_ps(c.add(r * ldc + 16 * v), m[v], o);
             }
         }
@@ -334,7 +273,7 @@ mod wasm32 {
     /// `bias` (first K chunk) or from the output; ReLU on the store if `relu`.
     ///
     /// # Safety
-    /// As `x86_64::kernel_8x48`, with 8 columns.
+    /// As `x86_64::kernel`, with 8 columns.
     #[allow(clippy::too_many_arguments)]
     pub(super) unsafe fn kernel_4x8(
         kc: usize,
