@@ -20,7 +20,7 @@ mod shaped;
 
 pub use fuse::fuse;
 pub use ops::{Act, BinOp, Op, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode};
-pub use shaped::{Layer, Operand, Shaped, Weight, WeightId};
+pub use shaped::{Geom, Layer, Operand, Shaped, Weight, WeightId};
 
 use crate::{Error, Result};
 

@@ -420,3 +420,45 @@ impl Shaped {
         rf[self.output].map(|(r, _)| (r.ceil() as usize, align))
     }
 }
+
+/// A conv's or transposed conv's geometry, as every engine's lowering reads it: `pad` is
+/// [top, left, bottom, right].
+#[derive(Clone, Copy, Debug)]
+pub struct Geom {
+    pub kernel: [usize; 2],
+    pub stride: [usize; 2],
+    pub pad: [usize; 4],
+    pub dil: [usize; 2],
+    pub groups: usize,
+}
+
+impl Geom {
+    /// A conv or transposed conv layer's geometry.
+    pub fn of(l: &Layer) -> Option<Geom> {
+        match *l {
+            Layer::Conv {
+                kernel,
+                stride,
+                pad,
+                dil,
+                groups,
+                ..
+            }
+            | Layer::ConvTranspose {
+                kernel,
+                stride,
+                pad,
+                dil,
+                groups,
+                ..
+            } => Some(Geom {
+                kernel,
+                stride,
+                pad,
+                dil,
+                groups,
+            }),
+            _ => None,
+        }
+    }
+}

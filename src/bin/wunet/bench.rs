@@ -59,6 +59,21 @@ pub(crate) fn input(shape: [usize; 4]) -> Tensor {
     Tensor::new(shape, data).expect("shape matches")
 }
 
+/// The GPU a benchmark runs on, its description for the report, and its FMA peak measured now
+/// (GFLOP/s).
+pub(crate) fn gpu_and_peak(a: &BenchArgs) -> Result<(wunet::gpu::Gpu, String, f64)> {
+    let gpu = request_gpu()?;
+    let adapter = format!(
+        "{} ({:?}, {:?})",
+        gpu.info.name, gpu.info.backend, gpu.info.device_type
+    );
+    if !a.json {
+        eprintln!("adapter: {adapter}; measuring the FMA peak…");
+    }
+    let peak = measure_fma_peak(&gpu.device, &gpu.queue)?;
+    Ok((gpu, adapter, peak))
+}
+
 /// A float model on the CPU or the GPU, or an int8 model on the GPU (the CPU int8 engine has
 /// `bench_int8`).
 pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
@@ -88,15 +103,7 @@ pub fn bench(model_path: &Path, model: AnyModel, a: &BenchArgs) -> Result<()> {
     let flops = graph.total_flops() as f64;
     let x = input(shape);
     let (device, adapter, peak, first_ms, weight_bytes, activation_bytes, times, layers, mode) = {
-        let gpu = request_gpu()?;
-        let adapter = format!(
-            "{} ({:?}, {:?})",
-            gpu.info.name, gpu.info.backend, gpu.info.device_type
-        );
-        if !a.json {
-            eprintln!("adapter: {adapter}; measuring the FMA peak…");
-        }
-        let peak = measure_fma_peak(&gpu.device, &gpu.queue)?;
+        let (gpu, adapter, peak) = gpu_and_peak(a)?;
         let t = Instant::now();
         let (plan, weight_bytes) = match &model {
             AnyModel::Float(m) => {

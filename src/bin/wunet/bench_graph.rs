@@ -9,7 +9,6 @@ use anyhow::{bail, Result};
 
 use wunet::cpu::graph::GraphCpu;
 use wunet::gpu::graph::{GpuGraphModel, GpuGraphOptions, GraphPlan};
-use wunet::gpu::{measure_fma_peak, request_gpu};
 use wunet::graph::{LayerGraph, Shaped};
 use wunet::Tensor;
 
@@ -95,15 +94,7 @@ fn bench_graph_gpu(
     x: &Tensor,
     weight_bytes: u64,
 ) -> Result<()> {
-    let gpu = request_gpu()?;
-    let adapter = format!(
-        "{} ({:?}, {:?})",
-        gpu.info.name, gpu.info.backend, gpu.info.device_type
-    );
-    if !a.json {
-        eprintln!("adapter: {adapter}; measuring the FMA peak…");
-    }
-    let peak = measure_fma_peak(&gpu.device, &gpu.queue)?;
+    let (gpu, adapter, peak) = crate::bench::gpu_and_peak(a)?;
     let cin = x.shape[1];
     let t = Instant::now();
     let model = GpuGraphModel::new(&gpu.device, &gpu.queue, graph, GpuGraphOptions::default())?;

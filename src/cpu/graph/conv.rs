@@ -15,52 +15,12 @@ use rayon::prelude::*;
 use super::buffers;
 use crate::cpu::direct_f32::{Packed, MR, TILE};
 use crate::cpu::SendPtr;
-use crate::graph::{Act, Layer};
+use crate::graph::Act;
+pub use crate::graph::Geom;
 use crate::tensor::Tensor;
 
 /// Elements of a tile's im2col slice (per task): about 1 MiB, to stay in L2.
 const TILE_ELEMS: usize = 1 << 18;
-
-/// Conv geometry: `pad` is [top, left, bottom, right].
-#[derive(Clone, Copy, Debug)]
-pub struct Geom {
-    pub kernel: [usize; 2],
-    pub stride: [usize; 2],
-    pub pad: [usize; 4],
-    pub dil: [usize; 2],
-    pub groups: usize,
-}
-
-impl Geom {
-    /// A conv or transposed conv layer's geometry.
-    pub fn of(l: &Layer) -> Option<Geom> {
-        match *l {
-            Layer::Conv {
-                kernel,
-                stride,
-                pad,
-                dil,
-                groups,
-                ..
-            }
-            | Layer::ConvTranspose {
-                kernel,
-                stride,
-                pad,
-                dil,
-                groups,
-                ..
-            } => Some(Geom {
-                kernel,
-                stride,
-                pad,
-                dil,
-                groups,
-            }),
-            _ => None,
-        }
-    }
-}
 
 /// The epilogue: `act(v + bias[co] + add[n, co, p])`.
 pub struct Epilogue<'a> {

@@ -8,7 +8,8 @@ use std::collections::HashMap;
 use super::{lower_sg, Bind, ConstRef, ConstStore, GraphKernel};
 use crate::graph::ops::NearestRound;
 use crate::graph::{
-    Act, BinOp, Layer, Operand, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode, Shaped,
+    Act, BinOp, Geom, Layer, Operand, PadMode, PoolKind, ReduceKind, ResizeCoord, ResizeMode,
+    Shaped,
 };
 use crate::{Error, Result};
 
@@ -82,15 +83,18 @@ pub(super) fn conv_words([n, cin, h, w]: [usize; 4], [cout, oh, ow]: [usize; 3])
     [n, cin, h, w, cout, oh, ow].map(|v| v as u32)
 }
 
-/// A window's words: kernel, stride, padding (top, left) and dilation, y then x.
-pub(super) fn window_words(
-    kernel: [usize; 2],
-    stride: [usize; 2],
-    pad: [usize; 4],
-    dil: [usize; 2],
-) -> [u32; 8] {
+/// A conv's window words: kernel, stride, padding (top, left) and dilation, y then x.
+pub(super) fn window_words(l: &Layer) -> [u32; 8] {
+    let g = Geom::of(l).expect("a conv layer");
     [
-        kernel[0], kernel[1], stride[0], stride[1], pad[0], pad[1], dil[0], dil[1],
+        g.kernel[0],
+        g.kernel[1],
+        g.stride[0],
+        g.stride[1],
+        g.pad[0],
+        g.pad[1],
+        g.dil[0],
+        g.dil[1],
     ]
     .map(|v| v as u32)
 }
@@ -123,30 +127,8 @@ pub(super) fn lower(
     let [n, oc, oh, ow] = sh[out];
     let total = n * oc * oh * ow;
     let d = match l {
-        Layer::Conv {
-            x,
-            w,
-            b,
-            kernel,
-            stride,
-            pad,
-            dil,
-            groups,
-            act,
-            ..
-        }
-        | Layer::ConvTranspose {
-            x,
-            w,
-            b,
-            kernel,
-            stride,
-            pad,
-            dil,
-            groups,
-            act,
-            ..
-        } => {
+        Layer::Conv { x, w, b, act, .. } | Layer::ConvTranspose { x, w, b, act, .. } => {
+            let groups = Geom::of(l).expect("a conv layer").groups;
             let (transposed, add) = match l {
                 Layer::Conv { add, .. } => (false, *add),
                 _ => (true, None),
@@ -179,9 +161,9 @@ pub(super) fn lower(
             let params = words(
                 &[
                     &conv_words([n, cin, h, wd], [oc, oh, ow])[..],
-                    &window_words(*kernel, *stride, *pad, *dil),
+                    &window_words(l),
                     &[
-                        *groups as u32,
+                        groups as u32,
                         cin_g as u32,
                         cout_g as u32,
                         cblocks as u32,
@@ -198,7 +180,7 @@ pub(super) fn lower(
             // Depthwise (one input channel per group, as the CPU engine splits them): one
             // output channel per invocation; else blocks of 4 channels of a group. The conv
             // kernels take CONV_PX pixels of a row per invocation, the transposed one a pixel.
-            let depthwise = !transposed && cin_g == 1 && *groups > 1;
+            let depthwise = !transposed && cin_g == 1 && groups > 1;
             let (kernel, px) = match (transposed, depthwise) {
                 (true, _) => (GraphKernel::ConvTranspose2d, 1),
                 (false, true) => (GraphKernel::DepthwiseConv2d, CONV_PX),

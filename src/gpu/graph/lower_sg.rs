@@ -4,7 +4,7 @@
 //! plain kernels where these return `None`.
 
 use super::lower::{conv_words, grid3, too_many, window_words, words, Dispatch};
-use super::{Bind, ConstStore, GraphKernel};
+use super::{Bind, ConstRef, ConstStore, GraphKernel};
 use crate::graph::{Layer, Shaped};
 use crate::Result;
 
@@ -27,8 +27,6 @@ pub(super) fn conv(
         w,
         kernel,
         stride,
-        pad,
-        dil,
         groups,
         add,
         ..
@@ -39,20 +37,25 @@ pub(super) fn conv(
     let out = l.output();
     let [n, cin, h, wd] = sh[*x];
     let [_, oc, oh, ow] = sh[out];
-    if let Some(k) = conv3x3_sg_for(l, sh, sg) {
-        let epilogue = [add.is_some() as u32, epi[0], epi[1], epi[2], epi[3], epi[4]];
-        let packed = store.push(
-            &pack_conv_taps_grouped(&g.weights[*w].data, oc, cin, 9),
-            &g.weights[*w].name,
-        )?;
-        let mut d = conv3x3_sg(k, sh[*x], sh[out], sg.unwrap_or(8), epilogue, max_groups)?;
-        d.binds = vec![
+    // Every form takes the same epilogue words and bindings: output, input, residual, packed
+    // weights, bias and slopes.
+    let epilogue = [add.is_some() as u32, epi[0], epi[1], epi[2], epi[3], epi[4]];
+    let binds = |store: &mut ConstStore, packed: ConstRef| -> Result<Vec<Bind>> {
+        Ok(vec![
             Bind::Arena(out),
             Bind::Arena(*x),
             add.map_or(Bind::Dummy, Bind::Arena),
             Bind::Const(packed),
             Bind::Const(store.push(aux, "conv bias and slopes")?),
-        ];
+        ])
+    };
+    if let Some(k) = conv3x3_sg_for(l, sh, sg) {
+        let packed = store.push(
+            &pack_conv_taps_grouped(&g.weights[*w].data, oc, cin, 9),
+            &g.weights[*w].name,
+        )?;
+        let mut d = conv3x3_sg(k, sh[*x], sh[out], sg.unwrap_or(8), epilogue, max_groups)?;
+        d.binds = binds(store, packed)?;
         return Ok(Some(d));
     }
     if let Some(k) = conv_s2_sg_for(l, sh, sg, max_groups) {
@@ -72,26 +75,13 @@ pub(super) fn conv(
             params: words(
                 &[
                     &conv_words([n, cin, h, wd], [oc, oh, ow])[..],
-                    &[
-                        cog as u32,
-                        add.is_some() as u32,
-                        epi[0],
-                        epi[1],
-                        epi[2],
-                        epi[3],
-                        epi[4],
-                    ][..],
+                    &[cog as u32][..],
+                    &epilogue,
                 ]
                 .concat(),
             ),
             groups: grid3([px * cog, py, n], max_groups)?,
-            binds: vec![
-                Bind::Arena(out),
-                Bind::Arena(*x),
-                add.map_or(Bind::Dummy, Bind::Arena),
-                Bind::Const(packed),
-                Bind::Const(store.push(aux, "conv bias and slopes")?),
-            ],
+            binds: binds(store, packed)?,
         }));
     }
     if let Some(k) = conv1x1_sg_for(l, sh, sg, max_groups) {
@@ -111,27 +101,13 @@ pub(super) fn conv(
             params: words(
                 &[
                     &conv_words([n, cin, h, wd], [oc, oh, ow])[..],
-                    &[
-                        stride[0] as u32,
-                        cog as u32,
-                        add.is_some() as u32,
-                        epi[0],
-                        epi[1],
-                        epi[2],
-                        epi[3],
-                        epi[4],
-                    ][..],
+                    &[stride[0] as u32, cog as u32][..],
+                    &epilogue,
                 ]
                 .concat(),
             ),
             groups: grid3([px * cog, py, n], max_groups)?,
-            binds: vec![
-                Bind::Arena(out),
-                Bind::Arena(*x),
-                add.map_or(Bind::Dummy, Bind::Arena),
-                Bind::Const(packed),
-                Bind::Const(store.push(aux, "conv bias and slopes")?),
-            ],
+            binds: binds(store, packed)?,
         }));
     }
     if let (Some(sg), 1) = (sg, *groups) {
@@ -158,28 +134,15 @@ pub(super) fn conv(
             params: words(
                 &[
                     &conv_words([n, cin, h, wd], [oc, oh, ow])[..],
-                    &window_words(*kernel, *stride, *pad, *dil),
-                    &[
-                        cog as u32,
-                        add.is_some() as u32,
-                        epi[0],
-                        epi[1],
-                        epi[2],
-                        epi[3],
-                        epi[4],
-                        fast as u32,
-                    ][..],
+                    &window_words(l),
+                    &[cog as u32][..],
+                    &epilogue,
+                    &[fast as u32],
                 ]
                 .concat(),
             ),
             groups: grid3(groups3, max_groups)?,
-            binds: vec![
-                Bind::Arena(out),
-                Bind::Arena(*x),
-                add.map_or(Bind::Dummy, Bind::Arena),
-                Bind::Const(packed),
-                Bind::Const(store.push(aux, "conv bias and slopes")?),
-            ],
+            binds: binds(store, packed)?,
         }));
     }
     Ok(None)
